@@ -1,0 +1,76 @@
+//! Atomic file writes: every artifact slmc produces goes through here, so a crash never leaves a
+//! half-written output behind.
+
+use crate::FormatError;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes a file atomically: `write` fills a temporary file in the same directory, which is
+/// flushed, synced and renamed over `path` only if `write` succeeds.
+pub fn atomic_write_with<F>(path: &Path, write: F) -> Result<(), FormatError>
+where
+    F: FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> std::io::Result<()>,
+{
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".slmc-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| FormatError::io(dir, e))?;
+    {
+        let mut w = std::io::BufWriter::new(tmp.as_file_mut());
+        write(&mut w).map_err(|e| FormatError::io(path, e))?;
+        w.flush().map_err(|e| FormatError::io(path, e))?;
+    }
+    tmp.as_file().sync_all().map_err(|e| FormatError::io(path, e))?;
+    tmp.persist(path).map_err(|e| FormatError::io(path, e.error))?;
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), FormatError> {
+    atomic_write_with(path, |w| w.write_all(bytes))
+}
+
+/// Creates a temporary path next to `path` for writers that need a path rather than a stream;
+/// the returned guard deletes the file unless it was renamed with [`persist_path`].
+pub fn temp_path_for(path: &Path) -> Result<tempfile::TempPath, FormatError> {
+    let dir = parent_dir(path);
+    std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".slmc-tmp-")
+        .tempfile_in(dir)
+        .map_err(|e| FormatError::io(dir, e))?;
+    Ok(tmp.into_temp_path())
+}
+
+/// Renames a temporary path from [`temp_path_for`] over its destination.
+pub fn persist_path(tmp: tempfile::TempPath, path: &Path) -> Result<(), FormatError> {
+    tmp.persist(path).map_err(|e| FormatError::io(path, e.error))
+}
+
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_the_old_file_and_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        atomic_write(&path, b"old").unwrap();
+        let err = atomic_write_with(&path, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("disk on fire"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}
