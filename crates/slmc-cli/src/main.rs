@@ -1,1 +1,91 @@
-fn main() {}
+//! `slmc`: compress small language models: distillation, pruning, quantization and LoRA
+//! fine-tuning, driven by TOML recipes; exports GGUF and Hugging Face safetensors.
+//!
+//! This crate only parses arguments, picks the backend, draws progress and prints; the work is
+//! done by the library crates.
+
+mod backend;
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit code for a user, recipe or input error.
+const EXIT_USER: u8 = 1;
+/// Exit code for an internal error (a bug in slmc).
+const EXIT_INTERNAL: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "slmc",
+    version,
+    about = "Compress small language models: distill, prune, quantize, fine-tune; export GGUF and safetensors",
+    long_about = "slmc compresses small language models with one binary and no Python.\n\n\
+        Models are Hugging Face directories (config.json + *.safetensors + tokenizer.json) of the \
+        llama, mistral, qwen2 and phi3 families. Computation runs on the CPU by default (the pure-Rust \
+        flex backend); builds with `--features cuda` or `--features tch` add GPU backends.",
+    after_help = "Examples:\n  \
+        slmc inspect tests/fixtures/models/llama_gqa\n  \
+        slmc eval tests/fixtures/models/llama_gqa --data tests/fixtures/eval.txt --ctx 32 --stride 16\n  \
+        slmc generate tests/fixtures/models/llama_gqa --prompt \"Once upon\" --max-new-tokens 20\n  \
+        slmc export tests/fixtures/models/llama_gqa --format safetensors --dtype bfloat16 -o out/llama"
+)]
+struct Cli {
+    /// Compute backend: flex (CPU, always available), cuda or tch (when built with those features).
+    #[arg(long, global = true, default_value = "flex", env = "SLMC_DEVICE")]
+    device: String,
+    /// CPU threads for the flex backend (default: all cores).
+    #[arg(long, global = true, env = "SLMC_THREADS")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show a model directory's architecture, parameter count, dtypes, size, vocabulary and context.
+    Inspect(commands::inspect::Args),
+    /// Perplexity of a model on a .txt, .jsonl or .parquet file (sliding window).
+    Eval(commands::eval::Args),
+    /// Generate text from a prompt (greedy by default; --temperature/--top-p to sample).
+    Generate(commands::generate::Args),
+    /// Write a model in another format (a Hugging Face safetensors directory).
+    Export(commands::export::Args),
+    /// Measure throughput on a fixed model configuration.
+    #[command(subcommand)]
+    Bench(commands::bench::Bench),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = std::panic::catch_unwind(|| run(cli));
+    match result {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(EXIT_USER)
+        }
+        Err(_) => {
+            eprintln!(
+                "error: internal error (this is a bug in slmc; please report it with the command line above)"
+            );
+            ExitCode::from(EXIT_INTERNAL)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    backend::configure_threads(cli.threads)?;
+    let device = backend::device(&cli.device)?;
+    match cli.command {
+        Command::Inspect(a) => commands::inspect::run(a),
+        Command::Eval(a) => commands::eval::run(a, &device),
+        Command::Generate(a) => commands::generate::run(a, &device),
+        Command::Export(a) => commands::export::run(a, &device),
+        Command::Bench(b) => commands::bench::run(b, &device),
+    }
+}

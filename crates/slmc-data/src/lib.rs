@@ -1,1 +1,9 @@
-//! placeholder
+//! Text and token sources for slmc: `.txt`, `.jsonl` and `.parquet` files holding either text
+//! or pre-tokenized `input_ids`. Records are streamed to a callback, so files larger than memory
+//! can be processed.
+
+pub mod error;
+pub mod source;
+
+pub use error::DataError;
+pub use source::{Record, SourceOptions, for_each_record, read_records};

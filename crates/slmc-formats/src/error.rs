@@ -30,7 +30,9 @@ pub enum FormatError {
         reason: String,
     },
     /// A directory without any safetensors weights.
-    #[error("{dir}: no model.safetensors or model.safetensors.index.json found (only safetensors weights are read; pickled .bin checkpoints are refused because loading them can execute code)")]
+    #[error(
+        "{dir}: no model.safetensors or model.safetensors.index.json found (only safetensors weights are read; pickled .bin checkpoints are refused because loading them can execute code)"
+    )]
     NoWeights {
         /// The directory that was searched.
         dir: PathBuf,
@@ -71,6 +73,9 @@ pub enum FormatError {
 impl FormatError {
     /// Wraps an I/O error with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Self::Io { path: path.into(), source }
+        Self::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

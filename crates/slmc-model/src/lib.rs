@@ -1,1 +1,23 @@
-//! placeholder
+//! The Llama-family decoder of slmc, in burn: one implementation configured per architecture
+//! (`llama`, `mistral`, `qwen2`, `phi3`), Hugging Face checkpoint load/save, tokenizer,
+//! KV-cache generation and perplexity.
+//!
+//! Tensor names are Hugging Face names everywhere (`model.layers.3.self_attn.q_proj.weight`);
+//! the architecture differences live in [`config`] and [`weights`].
+
+pub mod config;
+pub mod error;
+pub mod generate;
+pub mod hf_dir;
+pub mod layers;
+pub mod model;
+pub mod perplexity;
+pub mod rope;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::{Arch, ModelConfig, RopeConfig, RopeScaling};
+pub use error::ModelError;
+pub use hf_dir::{HfModel, SaveOptions};
+pub use model::{CausalLm, KvCache};
+pub use tokenizer::Tokenizer;

@@ -1,0 +1,30 @@
+//! Backend selection: flex (pure-Rust CPU) always; cuda and tch when compiled in.
+
+use anyhow::{Context, bail};
+use burn::prelude::Device;
+
+/// The device named on the command line.
+pub fn device(name: &str) -> anyhow::Result<Device> {
+    match name {
+        "flex" | "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(0)),
+        #[cfg(feature = "tch")]
+        "tch" => Ok(Device::libtorch()),
+        "cuda" | "tch" => bail!(
+            "this slmc was built without the `{name}` backend; rebuild with `cargo build --release --features {name}`"
+        ),
+        other => bail!("unknown device `{other}`; expected flex, cuda or tch"),
+    }
+}
+
+/// Sizes the global thread pool the flex backend computes on.
+pub fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    if let Some(n) = threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .context("could not size the thread pool")?;
+    }
+    Ok(())
+}

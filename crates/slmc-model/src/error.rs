@@ -1,0 +1,46 @@
+//! The error type of `slmc-model`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong loading, running or saving a model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// An unreadable or unsupported `config.json`.
+    #[error("{file}: {reason}")]
+    Config {
+        /// The file (or a description of the source).
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A weights file problem (truncated, bad header, missing tensor...).
+    #[error(transparent)]
+    Format(#[from] slmc_formats::FormatError),
+    /// The checkpoint does not match the architecture the config describes.
+    #[error("{dir}: {reason}")]
+    Weights {
+        /// The model directory.
+        dir: String,
+        /// Which tensors are missing, unexpected or mis-shaped.
+        reason: String,
+    },
+    /// A tokenizer that cannot be loaded or used.
+    #[error("tokenizer {path}: {reason}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// An OS error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Invalid input to a model function (token id out of range, empty input...).
+    #[error("{0}")]
+    Input(String),
+}

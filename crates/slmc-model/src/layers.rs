@@ -1,0 +1,203 @@
+//! Building blocks of the decoder: RMSNorm, grouped-query attention (separate or fused q/k/v),
+//! the SwiGLU MLP (separate or fused gate/up) and the decoder layer.
+
+use crate::rope::RopeTables;
+use burn::module::{Module, Param};
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation::silu;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+
+/// Root-mean-square normalisation, computed in f32 as transformers does.
+#[derive(Module, Debug)]
+pub struct RmsNorm {
+    /// The per-channel scale (Hugging Face `*.weight`).
+    pub weight: Param<Tensor<1>>,
+    /// Added to the mean square before the square root.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Normalises over the last dimension.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let inv_rms = (x.clone().square().mean_dim(2) + self.eps).sqrt().recip();
+        x * inv_rms * self.weight.val().unsqueeze::<3>()
+    }
+}
+
+/// Per-layer key/value cache entry: `[batch, kv_heads, positions, head_dim]` each.
+#[derive(Debug, Clone)]
+pub struct LayerKv {
+    /// Cached keys (already rotated).
+    pub k: Tensor<4>,
+    /// Cached values.
+    pub v: Tensor<4>,
+}
+
+/// Multi-head attention with grouped key/value heads. Field names are the Hugging Face module
+/// names; Phi-3 has one fused `qkv_proj` (output `[q | k | v]`) instead of `q_proj`, `k_proj`
+/// and `v_proj`.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection (separate layout).
+    pub q_proj: Option<Linear>,
+    /// Key projection (separate layout).
+    pub k_proj: Option<Linear>,
+    /// Value projection (separate layout).
+    pub v_proj: Option<Linear>,
+    /// Fused projection (Phi-3 layout).
+    pub qkv_proj: Option<Linear>,
+    /// Output projection.
+    pub o_proj: Linear,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads.
+    pub num_kv_heads: usize,
+    /// Per-head width.
+    pub head_dim: usize,
+    /// Sliding window (0 = attend to every earlier position).
+    pub window: usize,
+}
+
+impl Attention {
+    /// `x: [batch, seq, hidden]` at positions `start..start+seq`; `cache` holds the keys and
+    /// values of positions `0..start` and is extended in place.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: Option<&mut Option<LayerKv>>,
+    ) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
+        let (q, k, v) = match (&self.qkv_proj, &self.q_proj, &self.k_proj, &self.v_proj) {
+            (Some(qkv_proj), ..) => {
+                let qkv = qkv_proj.forward(x);
+                (
+                    qkv.clone().narrow(2, 0, nh * hd),
+                    qkv.clone().narrow(2, nh * hd, nkv * hd),
+                    qkv.narrow(2, (nh + nkv) * hd, nkv * hd),
+                )
+            }
+            (None, Some(q), Some(k), Some(v)) => {
+                (q.forward(x.clone()), k.forward(x.clone()), v.forward(x))
+            }
+            _ => unreachable!("weights::build always sets qkv_proj or all of q/k/v_proj"),
+        };
+        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
+        let q = rope.apply(heads(q, nh));
+        let mut k = rope.apply(heads(k, nkv));
+        let mut v = heads(v, nkv);
+        if let Some(slot) = cache {
+            if let Some(past) = slot.take() {
+                k = Tensor::cat(vec![past.k, k], 2);
+                v = Tensor::cat(vec![past.v, v], 2);
+            }
+            *slot = Some(LayerKv {
+                k: k.clone(),
+                v: v.clone(),
+            });
+        }
+        let total = k.dims()[2];
+        let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
+        let mask = self.window_mask(s, total, &q.device());
+        let options = AttentionModuleOptions {
+            scale: Some(1.0 / (hd as f64).sqrt()),
+            softcap: None,
+            is_causal: mask.is_none(),
+        };
+        let out = attention(q, k, v, mask, None, options);
+        self.o_proj
+            .forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
+    }
+
+    /// A boolean mask (true = hidden) for `seq` queries at the end of `total` keys when a sliding
+    /// window actually hides something; `None` means plain causal attention.
+    fn window_mask(&self, seq: usize, total: usize, device: &Device) -> Option<Tensor<4, Bool>> {
+        if self.window == 0 || total <= self.window {
+            return None;
+        }
+        let offset = total - seq;
+        let mut hide = Vec::with_capacity(seq * total);
+        for qi in 0..seq {
+            let qpos = offset + qi;
+            // transformers: key kv is visible iff kv <= q and kv > q - window.
+            hide.extend((0..total).map(|kpos| kpos > qpos || qpos - kpos >= self.window));
+        }
+        Some(
+            Tensor::<2, Bool>::from_data(TensorData::new(hide, [seq, total]), device)
+                .unsqueeze::<4>(),
+        )
+    }
+}
+
+/// Repeats each key/value head `n` times along the head dimension (grouped-query attention).
+fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
+    if n == 1 {
+        return x;
+    }
+    let [b, h, s, d] = x.dims();
+    x.unsqueeze_dim::<5>(2)
+        .expand([b, h, n, s, d])
+        .reshape([b, h * n, s, d])
+}
+
+/// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`. Phi-3 has one fused
+/// `gate_up_proj` (output `[gate | up]`) instead of `gate_proj` and `up_proj`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// Gate projection (through SiLU; separate layout).
+    pub gate_proj: Option<Linear>,
+    /// Up projection (separate layout).
+    pub up_proj: Option<Linear>,
+    /// Fused projection (Phi-3 layout).
+    pub gate_up_proj: Option<Linear>,
+    /// Down projection.
+    pub down_proj: Linear,
+}
+
+impl Mlp {
+    /// Applies the block to `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let (gate, up) = match (&self.gate_up_proj, &self.gate_proj, &self.up_proj) {
+            (Some(gate_up_proj), ..) => {
+                let gu = gate_up_proj.forward(x);
+                let i = gu.dims()[2] / 2;
+                (gu.clone().narrow(2, 0, i), gu.narrow(2, i, i))
+            }
+            (None, Some(gate), Some(up)) => (gate.forward(x.clone()), up.forward(x)),
+            _ => unreachable!("weights::build always sets gate_up_proj or gate_proj and up_proj"),
+        };
+        self.down_proj.forward(silu(gate) * up)
+    }
+}
+
+/// One pre-norm decoder layer.
+#[derive(Module, Debug)]
+pub struct DecoderLayer {
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Attention.
+    pub self_attn: Attention,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm,
+    /// Feed-forward block.
+    pub mlp: Mlp,
+}
+
+impl DecoderLayer {
+    /// Applies the layer.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: Option<&mut Option<LayerKv>>,
+    ) -> Tensor<3> {
+        let h = x.clone()
+            + self
+                .self_attn
+                .forward(self.input_layernorm.forward(x), rope, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+    }
+}

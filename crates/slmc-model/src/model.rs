@@ -1,0 +1,179 @@
+//! The causal language model: embeddings, decoder layers, final norm and LM head.
+//!
+//! Module field names mirror the Hugging Face module names, so a burn parameter path such as
+//! `layers.3.self_attn.q_proj.weight` is the Hugging Face tensor name without the `model.`
+//! prefix (see [`crate::weights::hf_name`]).
+
+use crate::config::ModelConfig;
+use crate::layers::{Attention, DecoderLayer, LayerKv, Mlp, RmsNorm};
+use crate::rope::RopeTables;
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+use burn::tensor::module::linear;
+
+/// A decoder-only causal LM of the Llama family.
+#[derive(Module, Debug)]
+pub struct CausalLm {
+    /// Token embeddings `[vocab, hidden]`.
+    pub embed_tokens: Embedding,
+    /// Decoder layers.
+    pub layers: Vec<DecoderLayer>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// Output projection; `None` when tied to the embeddings.
+    pub lm_head: Option<Linear>,
+    /// The configuration the model was built from.
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+/// Keys and values of every layer for the positions processed so far.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<LayerKv>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `model`.
+    pub fn new(model: &CausalLm) -> Self {
+        Self {
+            layers: vec![None; model.layers.len()],
+            len: 0,
+        }
+    }
+
+    /// Number of positions cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// How a new model's weights are filled.
+#[derive(Debug, Clone, Copy)]
+pub enum Init {
+    /// Uninitialised memory, to be overwritten by a loader.
+    Empty,
+    /// Normal(0, std) matrices, norm weights 1, biases 0 (the transformers initialisation).
+    Normal {
+        /// Standard deviation of weight matrices (transformers' `initializer_range`, 0.02).
+        std: f64,
+    },
+}
+
+impl CausalLm {
+    /// Builds a model with the shapes `config` describes.
+    pub fn new(config: &ModelConfig, init: Init, device: &Device) -> Self {
+        let c = config;
+        let matrix = |rows: usize, cols: usize| -> Tensor<2> {
+            match init {
+                Init::Empty => Tensor::empty([rows, cols], device),
+                Init::Normal { std } => {
+                    Tensor::random([rows, cols], Distribution::Normal(0.0, std), device)
+                }
+            }
+        };
+        let vector = |n: usize, fill: f32| -> Tensor<1> {
+            match init {
+                Init::Empty => Tensor::empty([n], device),
+                Init::Normal { .. } => Tensor::full([n], fill, device),
+            }
+        };
+        // burn's Linear stores [in, out].
+        let lin = |d_in: usize, d_out: usize, bias: bool| Linear {
+            weight: Param::from_tensor(matrix(d_in, d_out)),
+            bias: bias.then(|| Param::from_tensor(vector(d_out, 0.0))),
+        };
+        let norm = |n: usize| RmsNorm {
+            weight: Param::from_tensor(vector(n, 1.0)),
+            eps: c.rms_norm_eps,
+        };
+        let (h, i) = (c.hidden_size, c.intermediate_size);
+        let fused = c.arch.fused_projections();
+        let layers = (0..c.num_layers)
+            .map(|l| DecoderLayer {
+                input_layernorm: norm(h),
+                self_attn: Attention {
+                    q_proj: (!fused).then(|| lin(h, c.q_dim(), c.qkv_bias)),
+                    k_proj: (!fused).then(|| lin(h, c.kv_dim(), c.qkv_bias)),
+                    v_proj: (!fused).then(|| lin(h, c.kv_dim(), c.qkv_bias)),
+                    qkv_proj: fused.then(|| lin(h, c.q_dim() + 2 * c.kv_dim(), c.qkv_bias)),
+                    o_proj: lin(c.q_dim(), h, c.o_bias),
+                    num_heads: c.num_heads,
+                    num_kv_heads: c.num_kv_heads,
+                    head_dim: c.head_dim,
+                    window: c.sliding_windows.get(l).copied().flatten().unwrap_or(0),
+                },
+                post_attention_layernorm: norm(h),
+                mlp: Mlp {
+                    gate_proj: (!fused).then(|| lin(h, i, c.mlp_bias)),
+                    up_proj: (!fused).then(|| lin(h, i, c.mlp_bias)),
+                    gate_up_proj: fused.then(|| lin(h, 2 * i, c.mlp_bias)),
+                    down_proj: lin(i, h, c.mlp_bias),
+                },
+            })
+            .collect();
+        Self {
+            embed_tokens: Embedding {
+                weight: Param::from_tensor(matrix(c.vocab_size, h)),
+            },
+            layers,
+            norm: norm(h),
+            lm_head: (!c.tie_word_embeddings).then(|| lin(h, c.vocab_size, false)),
+            config: config.clone(),
+        }
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.embed_tokens.weight.val().device()
+    }
+
+    /// Logits `[batch, seq, vocab]` for token ids `[batch, seq]` starting at position 0.
+    pub fn forward(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.lm_logits(self.hidden(ids, None))
+    }
+
+    /// Logits for `ids` continuing the sequence held in `cache`, which is extended.
+    pub fn forward_cached(&self, ids: Tensor<2, Int>, cache: &mut KvCache) -> Tensor<3> {
+        self.lm_logits(self.hidden(ids, Some(cache)))
+    }
+
+    /// Final-norm hidden states `[batch, seq, hidden]`.
+    pub fn hidden(&self, ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
+        let [_, seq] = ids.dims();
+        let start = cache.as_ref().map_or(0, |c| c.len);
+        let c = &self.config;
+        let rope = RopeTables::new(&c.rope, c.rotary_dim(), start, seq, &self.device());
+        let mut x = self.embed_tokens.forward(ids);
+        match cache {
+            None => {
+                for layer in &self.layers {
+                    x = layer.forward(x, &rope, None);
+                }
+            }
+            Some(cache) => {
+                for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+                    x = layer.forward(x, &rope, Some(slot));
+                }
+                cache.len += seq;
+            }
+        }
+        self.norm.forward(x)
+    }
+
+    /// Projects hidden states to vocabulary logits (through the embeddings when tied).
+    pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
+        match &self.lm_head {
+            Some(head) => head.forward(hidden),
+            None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+        }
+    }
+}

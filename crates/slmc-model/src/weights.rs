@@ -1,0 +1,253 @@
+//! Moving weights between a [`CausalLm`] and Hugging Face tensors.
+//!
+//! Because the module tree mirrors Hugging Face's, one rule maps a burn parameter path to its
+//! Hugging Face name ([`hf_name`]); loading and exporting both walk the module with it, so there
+//! is no name table to keep in sync. Linear weights are transposed on the way (Hugging Face
+//! `[out, in]`, burn `[in, out]`).
+
+use crate::ModelError;
+use crate::model::{CausalLm, Init};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use slmc_formats::{Checkpoint, FloatDtype};
+use std::collections::BTreeSet;
+
+/// The Hugging Face name of a burn parameter path (`layers.0.mlp.up_proj.weight` →
+/// `model.layers.0.mlp.up_proj.weight`; `lm_head.weight` stays).
+pub fn hf_name(burn_path: &str) -> String {
+    if burn_path.starts_with("lm_head.") {
+        burn_path.to_string()
+    } else {
+        format!("model.{burn_path}")
+    }
+}
+
+/// Whether a rank-2 parameter is stored transposed relative to Hugging Face (every Linear
+/// weight; not the embedding matrix).
+fn is_linear_weight(burn_path: &str, rank: usize) -> bool {
+    rank == 2 && burn_path != "embed_tokens.weight"
+}
+
+/// A tensor in Hugging Face layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HfTensor {
+    /// Hugging Face name.
+    pub name: String,
+    /// Hugging Face shape (`[out, in]` for Linear weights).
+    pub shape: Vec<usize>,
+    /// Values, C order.
+    pub values: Vec<f32>,
+}
+
+/// Transposes a row-major `[rows, cols]` matrix.
+pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const BLOCK: usize = 32;
+    let mut out = vec![0.0f32; values.len()];
+    for r0 in (0..rows).step_by(BLOCK) {
+        for c0 in (0..cols).step_by(BLOCK) {
+            for r in r0..(r0 + BLOCK).min(rows) {
+                for c in c0..(c0 + BLOCK).min(cols) {
+                    out[c * rows + r] = values[r * cols + c];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Loads the weights of `checkpoint` into a new model: every tensor the architecture needs must
+/// be present with the right shape, and the checkpoint may hold nothing else (a tied model may
+/// carry a redundant `lm_head.weight`, which is checked to equal the embeddings and ignored).
+/// Returns the model and the storage dtype found (the most common one).
+pub fn load(
+    config: &crate::ModelConfig,
+    checkpoint: &Checkpoint,
+    dir: &str,
+    device: &Device,
+) -> Result<(CausalLm, FloatDtype), ModelError> {
+    let model = CausalLm::new(config, Init::Empty, device);
+    let mut loader = Loader {
+        ckpt: checkpoint,
+        path: Vec::new(),
+        taken: BTreeSet::new(),
+        problems: Vec::new(),
+        dtypes: Vec::new(),
+        device: device.clone(),
+    };
+    let model = model.map(&mut loader);
+    let mut problems = loader.problems;
+    for name in checkpoint.names() {
+        if loader.taken.contains(name) {
+            continue;
+        }
+        if name == "lm_head.weight" && config.tie_word_embeddings {
+            continue;
+        }
+        // transformers keeps non-persistent rotary buffers out of checkpoints, but old ones have them.
+        if name.ends_with("rotary_emb.inv_freq") {
+            continue;
+        }
+        problems.push(format!("unexpected tensor `{name}`"));
+    }
+    if !problems.is_empty() {
+        let more = if problems.len() > 8 {
+            format!(" (and {} more)", problems.len() - 8)
+        } else {
+            String::new()
+        };
+        problems.truncate(8);
+        return Err(ModelError::Weights {
+            dir: dir.into(),
+            reason: format!(
+                "checkpoint does not match the {} config: {}{more}",
+                config.arch.model_type(),
+                problems.join("; ")
+            ),
+        });
+    }
+    let mut counts: Vec<(FloatDtype, usize)> = Vec::new();
+    for d in loader.dtypes {
+        match counts.iter_mut().find(|(k, _)| *k == d) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((d, 1)),
+        }
+    }
+    let dtype = counts
+        .iter()
+        .max_by_key(|(_, n)| *n)
+        .map_or(config.dtype, |(d, _)| *d);
+    Ok((model, dtype))
+}
+
+struct Loader<'a> {
+    ckpt: &'a Checkpoint,
+    path: Vec<String>,
+    taken: BTreeSet<String>,
+    problems: Vec<String>,
+    dtypes: Vec<FloatDtype>,
+    device: Device,
+}
+
+impl Loader<'_> {
+    fn read<const D: usize>(&mut self, burn_shape: [usize; D]) -> Option<Tensor<D>> {
+        let burn_path = self.path.join(".");
+        let name = hf_name(&burn_path);
+        let transposed = is_linear_weight(&burn_path, D);
+        let mut want: Vec<usize> = burn_shape.to_vec();
+        if transposed {
+            want.reverse();
+        }
+        let Some(meta) = self.ckpt.meta(&name) else {
+            self.problems
+                .push(format!("missing tensor `{name}` (expected shape {want:?})"));
+            return None;
+        };
+        self.taken.insert(name.clone());
+        if meta.shape != want {
+            self.problems.push(format!(
+                "`{name}` has shape {:?}, expected {want:?}",
+                meta.shape
+            ));
+            return None;
+        }
+        let (_, dtype, values) = match self.ckpt.read_f32(&name) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problems.push(e.to_string());
+                return None;
+            }
+        };
+        self.dtypes.push(dtype);
+        let values = if transposed {
+            transpose(&values, want[0], want[1])
+        } else {
+            values
+        };
+        Some(Tensor::from_data(
+            TensorData::new(values, burn_shape),
+            &self.device,
+        ))
+    }
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, _container: &str) {
+        self.path.push(name.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container: &str) {
+        self.path.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let shape: [usize; D] = param.lazy_shape().dims();
+        match self.read(shape) {
+            Some(t) => Param::initialized(param.id, t),
+            None => param,
+        }
+    }
+}
+
+/// Every parameter of `model` in Hugging Face names, shapes and layout, in module order.
+pub fn export(model: &CausalLm) -> Vec<HfTensor> {
+    struct Exporter {
+        path: Vec<String>,
+        out: Vec<HfTensor>,
+    }
+    impl ModuleVisitor for Exporter {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let burn_path = self.path.join(".");
+            let tensor = param.val();
+            let dims = tensor.dims();
+            let values: Vec<f32> = tensor
+                .cast(burn::tensor::DType::F32)
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec()
+                .expect("f32 data");
+            let (shape, values) = if is_linear_weight(&burn_path, D) {
+                (vec![dims[1], dims[0]], transpose(&values, dims[0], dims[1]))
+            } else {
+                (dims.to_vec(), values)
+            };
+            self.out.push(HfTensor {
+                name: hf_name(&burn_path),
+                shape,
+                values,
+            });
+        }
+    }
+    let mut ex = Exporter {
+        path: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut ex);
+    ex.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_is_an_involution_on_odd_shapes() {
+        let v: Vec<f32> = (0..35 * 70).map(|x| x as f32).collect();
+        let t = transpose(&v, 35, 70);
+        assert_eq!(t[1], v[70]); // [0][1] of the transpose = [1][0] of the input
+        assert_eq!(transpose(&t, 70, 35), v);
+    }
+
+    #[test]
+    fn hf_names_follow_module_paths() {
+        assert_eq!(
+            hf_name("layers.1.self_attn.qkv_proj.weight"),
+            "model.layers.1.self_attn.qkv_proj.weight"
+        );
+        assert_eq!(hf_name("lm_head.weight"), "lm_head.weight");
+        assert!(!is_linear_weight("embed_tokens.weight", 2));
+    }
+}
