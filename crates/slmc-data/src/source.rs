@@ -29,10 +29,7 @@ pub struct SourceOptions {
 
 impl Default for SourceOptions {
     fn default() -> Self {
-        Self {
-            text_field: "text".into(),
-            ids_field: "input_ids".into(),
-        }
+        Self { text_field: "text".into(), ids_field: "input_ids".into() }
     }
 }
 
@@ -43,17 +40,11 @@ pub fn for_each_record(
     options: &SourceOptions,
     f: &mut dyn FnMut(Record) -> Result<(), DataError>,
 ) -> Result<usize, DataError> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     let n = match ext.as_str() {
         "txt" | "text" | "md" => {
-            let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
-                path: path.into(),
-                source: e,
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| DataError::Io { path: path.into(), source: e })?;
             if text.is_empty() {
                 0
             } else {
@@ -86,63 +77,39 @@ fn read_jsonl(
     options: &SourceOptions,
     f: &mut dyn FnMut(Record) -> Result<(), DataError>,
 ) -> Result<usize, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::Io {
-        path: path.into(),
-        source: e,
-    })?;
-    let invalid = |line: usize, reason: String| DataError::Invalid {
-        path: path.into(),
-        line: Some(line),
-        reason,
-    };
+    let file = std::fs::File::open(path).map_err(|e| DataError::Io { path: path.into(), source: e })?;
+    let invalid =
+        |line: usize, reason: String| DataError::Invalid { path: path.into(), line: Some(line), reason };
     let mut n = 0;
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| DataError::Io {
-            path: path.into(),
-            source: e,
-        })?;
+        let line = line.map_err(|e| DataError::Io { path: path.into(), source: e })?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| invalid(i + 1, format!("invalid JSON: {e}")))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&line).map_err(|e| invalid(i + 1, format!("invalid JSON: {e}")))?;
         let record = if let Some(ids) = v.get(&options.ids_field) {
             let arr = ids.as_array().ok_or_else(|| {
-                invalid(
-                    i + 1,
-                    format!("`{}` must be a list of token ids", options.ids_field),
-                )
+                invalid(i + 1, format!("`{}` must be a list of token ids", options.ids_field))
             })?;
             let ids = arr
                 .iter()
-                .map(|x| {
-                    x.as_u64()
-                        .filter(|&x| x <= u32::MAX as u64)
-                        .map(|x| x as u32)
-                })
+                .map(|x| x.as_u64().filter(|&x| x <= u32::MAX as u64).map(|x| x as u32))
                 .collect::<Option<Vec<u32>>>()
                 .ok_or_else(|| {
-                    invalid(
-                        i + 1,
-                        format!("`{}` must hold non-negative integers", options.ids_field),
-                    )
+                    invalid(i + 1, format!("`{}` must hold non-negative integers", options.ids_field))
                 })?;
             Record::Tokens(ids)
         } else if let Some(t) = v.get(&options.text_field) {
             Record::Text(
                 t.as_str()
-                    .ok_or_else(|| {
-                        invalid(i + 1, format!("`{}` must be a string", options.text_field))
-                    })?
+                    .ok_or_else(|| invalid(i + 1, format!("`{}` must be a string", options.text_field)))?
                     .to_string(),
             )
         } else {
             return Err(invalid(
                 i + 1,
-                format!(
-                    "row has neither a `{}` nor an `{}` field",
-                    options.text_field, options.ids_field
-                ),
+                format!("row has neither a `{}` nor an `{}` field", options.text_field, options.ids_field),
             ));
         };
         f(record)?;
@@ -156,15 +123,9 @@ fn read_parquet(
     options: &SourceOptions,
     f: &mut dyn FnMut(Record) -> Result<(), DataError>,
 ) -> Result<usize, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::Io {
-        path: path.into(),
-        source: e,
-    })?;
-    let invalid = |line: Option<usize>, reason: String| DataError::Invalid {
-        path: path.into(),
-        line,
-        reason,
-    };
+    let file = std::fs::File::open(path).map_err(|e| DataError::Io { path: path.into(), source: e })?;
+    let invalid =
+        |line: Option<usize>, reason: String| DataError::Invalid { path: path.into(), line, reason };
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| invalid(None, format!("not a readable parquet file: {e}")))?;
     let schema = builder.schema().clone();
@@ -217,9 +178,7 @@ fn text_at(col: &ArrayRef, r: usize) -> Result<String, String> {
         DataType::Utf8 => Ok(col.as_string::<i32>().value(r).to_string()),
         DataType::LargeUtf8 => Ok(col.as_string::<i64>().value(r).to_string()),
         DataType::Utf8View => Ok(col.as_string_view().value(r).to_string()),
-        other => Err(format!(
-            "text column has type {other}; expected a string column"
-        )),
+        other => Err(format!("text column has type {other}; expected a string column")),
     }
 }
 
@@ -228,9 +187,7 @@ fn ids_at(col: &ArrayRef, r: usize) -> Result<Vec<u32>, String> {
         DataType::List(_) => col.as_list::<i32>().value(r),
         DataType::LargeList(_) => col.as_list::<i64>().value(r),
         other => {
-            return Err(format!(
-                "input_ids column has type {other}; expected a list of integers"
-            ));
+            return Err(format!("input_ids column has type {other}; expected a list of integers"));
         }
     };
     let neg = || "token ids must be non-negative".to_string();
@@ -248,9 +205,7 @@ fn ids_at(col: &ArrayRef, r: usize) -> Result<Vec<u32>, String> {
             .map(|&v| u32::try_from(v).map_err(|_| neg()))
             .collect(),
         DataType::UInt32 => Ok(values.as_primitive::<UInt32Type>().values().to_vec()),
-        other => Err(format!(
-            "input_ids elements have type {other}; expected int32, int64 or uint32"
-        )),
+        other => Err(format!("input_ids elements have type {other}; expected int32, int64 or uint32")),
     }
 }
 
@@ -272,20 +227,11 @@ mod tests {
     fn jsonl_prefers_ids_and_reports_line_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.jsonl");
-        std::fs::write(
-            &p,
-            "{\"text\":\"hello\"}\n\n{\"input_ids\":[1,2,3],\"text\":\"x\"}\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "{\"text\":\"hello\"}\n\n{\"input_ids\":[1,2,3],\"text\":\"x\"}\n").unwrap();
         let r = read_records(&p, &SourceOptions::default()).unwrap();
-        assert_eq!(
-            r,
-            vec![Record::Text("hello".into()), Record::Tokens(vec![1, 2, 3])]
-        );
+        assert_eq!(r, vec![Record::Text("hello".into()), Record::Tokens(vec![1, 2, 3])]);
         std::fs::write(&p, "{\"text\":\"ok\"}\n{\"txt\":\"typo\"}\n").unwrap();
-        let e = read_records(&p, &SourceOptions::default())
-            .unwrap_err()
-            .to_string();
+        let e = read_records(&p, &SourceOptions::default()).unwrap_err().to_string();
         assert!(e.contains("d.jsonl:2") && e.contains("neither"), "{e}");
     }
 
@@ -294,14 +240,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("t.parquet");
         let text = StringArray::from(vec!["a b", "c"]);
-        write_parquet(
-            &p,
-            RecordBatch::try_from_iter([("text", Arc::new(text) as ArrayRef)]).unwrap(),
-        );
-        assert_eq!(
-            read_records(&p, &SourceOptions::default()).unwrap()[1],
-            Record::Text("c".into())
-        );
+        write_parquet(&p, RecordBatch::try_from_iter([("text", Arc::new(text) as ArrayRef)]).unwrap());
+        assert_eq!(read_records(&p, &SourceOptions::default()).unwrap()[1], Record::Text("c".into()));
 
         let mut lb = ListBuilder::new(Int64Builder::new());
         lb.values().append_slice(&[5, 6]);
@@ -318,19 +258,10 @@ mod tests {
             vec![Record::Tokens(vec![5, 6]), Record::Tokens(vec![7])]
         );
 
-        let e = read_records(
-            &p,
-            &SourceOptions {
-                text_field: "body".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            e.contains("no `body`") && e.contains("the file has: text"),
-            "{e}"
-        );
+        let e = read_records(&p, &SourceOptions { text_field: "body".into(), ..Default::default() })
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no `body`") && e.contains("the file has: text"), "{e}");
     }
 
     #[test]
@@ -338,10 +269,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("e.txt");
         std::fs::write(&p, "").unwrap();
-        assert!(matches!(
-            read_records(&p, &SourceOptions::default()),
-            Err(DataError::Empty { .. })
-        ));
+        assert!(matches!(read_records(&p, &SourceOptions::default()), Err(DataError::Empty { .. })));
         let q = dir.path().join("x.csv");
         std::fs::write(&q, "a").unwrap();
         assert!(matches!(

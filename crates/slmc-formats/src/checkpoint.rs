@@ -58,9 +58,7 @@ impl Checkpoint {
         } else if single.is_file() {
             Self::open_files(&[single])
         } else {
-            Err(FormatError::NoWeights {
-                dir: dir.to_path_buf(),
-            })
+            Err(FormatError::NoWeights { dir: dir.to_path_buf() })
         }
     }
 
@@ -68,18 +66,12 @@ impl Checkpoint {
     /// the index's `weight_map`.
     pub fn open_index(index: &Path) -> Result<Self, FormatError> {
         let text = std::fs::read_to_string(index).map_err(|e| FormatError::io(index, e))?;
-        let json: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| FormatError::Json {
-                path: index.into(),
-                reason: e.to_string(),
-            })?;
-        let map = json
-            .get("weight_map")
-            .and_then(|m| m.as_object())
-            .ok_or_else(|| FormatError::Json {
-                path: index.into(),
-                reason: "missing `weight_map` object".into(),
-            })?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| FormatError::Json { path: index.into(), reason: e.to_string() })?;
+        let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| FormatError::Json {
+            path: index.into(),
+            reason: "missing `weight_map` object".into(),
+        })?;
         let dir = index.parent().unwrap_or(Path::new("."));
         let mut files: Vec<String> = Vec::new();
         let mut expected: BTreeMap<String, String> = BTreeMap::new();
@@ -91,9 +83,7 @@ impl Checkpoint {
             if file.contains('/') || file.contains('\\') || file.starts_with('.') {
                 return Err(FormatError::InconsistentIndex {
                     index: index.into(),
-                    reason: format!(
-                        "shard name `{file}` must be a plain file name in the same directory"
-                    ),
+                    reason: format!("shard name `{file}` must be a plain file name in the same directory"),
                 });
             }
             if !files.iter().any(|f| f == file) {
@@ -106,8 +96,7 @@ impl Checkpoint {
         let ckpt = Self::open_files(&paths)?;
         for (name, file) in &expected {
             match ckpt.names.get(name) {
-                Some(&i)
-                    if ckpt.shards[i].path.file_name().and_then(|f| f.to_str()) == Some(file) => {}
+                Some(&i) if ckpt.shards[i].path.file_name().and_then(|f| f.to_str()) == Some(file) => {}
                 Some(&i) => {
                     return Err(FormatError::InconsistentIndex {
                         index: index.into(),
@@ -169,23 +158,15 @@ impl Checkpoint {
     pub fn meta(&self, name: &str) -> Option<TensorMeta> {
         let shard = &self.shards[*self.names.get(name)?];
         let info = shard.metadata.info(name)?;
-        Some(TensorMeta {
-            dtype: info.dtype,
-            shape: info.shape.clone(),
-        })
+        Some(TensorMeta { dtype: info.dtype, shape: info.shape.clone() })
     }
 
     /// The stored bytes of `name` (little-endian, C order).
     pub fn bytes(&self, name: &str) -> Result<&[u8], FormatError> {
-        let idx = *self
-            .names
-            .get(name)
-            .ok_or_else(|| FormatError::MissingTensor { name: name.into() })?;
+        let idx = *self.names.get(name).ok_or_else(|| FormatError::MissingTensor { name: name.into() })?;
         let shard = &self.shards[idx];
-        let info = shard
-            .metadata
-            .info(name)
-            .ok_or_else(|| FormatError::MissingTensor { name: name.into() })?;
+        let info =
+            shard.metadata.info(name).ok_or_else(|| FormatError::MissingTensor { name: name.into() })?;
         let (s, e) = info.data_offsets;
         // Validated at open: offsets tile the buffer, which ends exactly at EOF.
         Ok(&shard.map[shard.data_start + s..shard.data_start + e])
@@ -194,24 +175,16 @@ impl Checkpoint {
     /// Reads a floating-point tensor (F32, F16 or BF16) as f32 values with its shape and stored
     /// dtype.
     pub fn read_f32(&self, name: &str) -> Result<(Vec<usize>, FloatDtype, Vec<f32>), FormatError> {
-        let meta = self
-            .meta(name)
-            .ok_or_else(|| FormatError::MissingTensor { name: name.into() })?;
+        let meta = self.meta(name).ok_or_else(|| FormatError::MissingTensor { name: name.into() })?;
         let dtype = FloatDtype::from_safetensors(meta.dtype).ok_or_else(|| {
-            FormatError::UnsupportedDtype {
-                name: name.into(),
-                dtype: format!("{:?}", meta.dtype),
-            }
+            FormatError::UnsupportedDtype { name: name.into(), dtype: format!("{:?}", meta.dtype) }
         })?;
         Ok((meta.shape, dtype, dtype.decode(self.bytes(name)?)))
     }
 
     /// Total size of all tensor data in bytes.
     pub fn data_bytes(&self) -> u64 {
-        self.shards
-            .iter()
-            .map(|s| s.metadata.data_len() as u64)
-            .sum()
+        self.shards.iter().map(|s| s.metadata.data_len() as u64).sum()
     }
 
     /// The files this checkpoint was read from.
@@ -236,17 +209,10 @@ fn open_shard(path: &Path) -> Result<Shard, FormatError> {
     // SAFETY: the map is read-only and slmc does not modify checkpoint files while they are open;
     // all accesses are bounds-checked against the header validated below.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| FormatError::io(path, e))?;
-    let (header_len, metadata) =
-        safetensors::SafeTensors::read_metadata(&map).map_err(|e| FormatError::Safetensors {
-            path: path.into(),
-            reason: describe_safetensors_error(&e, map.len()),
-        })?;
-    Ok(Shard {
-        path: path.into(),
-        data_start: HEADER_LEN_BYTES + header_len,
-        map,
-        metadata,
-    })
+    let (header_len, metadata) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| {
+        FormatError::Safetensors { path: path.into(), reason: describe_safetensors_error(&e, map.len()) }
+    })?;
+    Ok(Shard { path: path.into(), data_start: HEADER_LEN_BYTES + header_len, map, metadata })
 }
 
 fn describe_safetensors_error(e: &safetensors::SafeTensorError, file_len: usize) -> String {
@@ -284,18 +250,8 @@ pub struct TensorToWrite {
 
 impl TensorToWrite {
     /// Encodes f32 values as `dtype`.
-    pub fn from_f32(
-        name: impl Into<String>,
-        shape: Vec<usize>,
-        values: &[f32],
-        dtype: FloatDtype,
-    ) -> Self {
-        Self {
-            name: name.into(),
-            dtype: dtype.safetensors(),
-            shape,
-            data: dtype.encode(values),
-        }
+    pub fn from_f32(name: impl Into<String>, shape: Vec<usize>, values: &[f32], dtype: FloatDtype) -> Self {
+        Self { name: name.into(), dtype: dtype.safetensors(), shape, data: dtype.encode(values) }
     }
 }
 
@@ -355,28 +311,20 @@ pub fn write_checkpoint(
             .map(|t| {
                 TensorView::new(t.dtype, t.shape.clone(), &t.data)
                     .map(|v| (t.name.clone(), v))
-                    .map_err(|e| FormatError::BadTensor {
-                        name: t.name.clone(),
-                        reason: format!("{e:?}"),
-                    })
+                    .map_err(|e| FormatError::BadTensor { name: t.name.clone(), reason: format!("{e:?}") })
             })
             .collect::<Result<Vec<_>, _>>()?;
         for t in group {
             weight_map.insert(t.name.clone(), file.clone());
         }
         let tmp = temp_path_for(&path)?;
-        safetensors::serialize_to_file(views, Some(meta.clone()), &tmp).map_err(|e| {
-            FormatError::Safetensors {
-                path: path.clone(),
-                reason: format!("{e:?}"),
-            }
-        })?;
+        safetensors::serialize_to_file(views, Some(meta.clone()), &tmp)
+            .map_err(|e| FormatError::Safetensors { path: path.clone(), reason: format!("{e:?}") })?;
         persist_path(tmp, &path)?;
         written.push(path);
     }
     if n > 1 {
-        let index =
-            serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+        let index = serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
         let text = serde_json::to_string_pretty(&index).expect("json") + "\n";
         let path = dir.join(INDEX_FILE);
         atomic_write(&path, text.as_bytes())?;
@@ -402,18 +350,8 @@ mod tests {
 
     fn sample() -> Vec<TensorToWrite> {
         vec![
-            TensorToWrite::from_f32(
-                "a.weight",
-                vec![2, 3],
-                &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
-                FloatDtype::F32,
-            ),
-            TensorToWrite::from_f32(
-                "b.weight",
-                vec![4],
-                &[0.5, -0.25, 8.0, 1.0],
-                FloatDtype::BF16,
-            ),
+            TensorToWrite::from_f32("a.weight", vec![2, 3], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], FloatDtype::F32),
+            TensorToWrite::from_f32("b.weight", vec![4], &[0.5, -0.25, 8.0, 1.0], FloatDtype::BF16),
             TensorToWrite::from_f32("c.bias", vec![3], &[1.0, 2.0, 3.0], FloatDtype::F16),
         ]
     }
@@ -424,19 +362,10 @@ mod tests {
         let files = write_checkpoint(dir.path(), sample(), None).unwrap();
         assert_eq!(files.len(), 1);
         let ck = Checkpoint::open_dir(dir.path()).unwrap();
-        assert_eq!(
-            ck.names().collect::<Vec<_>>(),
-            ["a.weight", "b.weight", "c.bias"]
-        );
+        assert_eq!(ck.names().collect::<Vec<_>>(), ["a.weight", "b.weight", "c.bias"]);
         let (shape, dtype, v) = ck.read_f32("b.weight").unwrap();
-        assert_eq!(
-            (shape, dtype, v),
-            (vec![4], FloatDtype::BF16, vec![0.5, -0.25, 8.0, 1.0])
-        );
-        assert!(matches!(
-            ck.read_f32("zzz"),
-            Err(FormatError::MissingTensor { .. })
-        ));
+        assert_eq!((shape, dtype, v), (vec![4], FloatDtype::BF16, vec![0.5, -0.25, 8.0, 1.0]));
+        assert!(matches!(ck.read_f32("zzz"), Err(FormatError::MissingTensor { .. })));
     }
 
     #[test]
@@ -447,10 +376,7 @@ mod tests {
         assert!(dir.path().join(INDEX_FILE).is_file());
         let ck = Checkpoint::open_dir(dir.path()).unwrap();
         assert_eq!(ck.files().count(), 3);
-        assert_eq!(
-            ck.read_f32("a.weight").unwrap().2,
-            vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-        );
+        assert_eq!(ck.read_f32("a.weight").unwrap().2, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         assert_eq!(ck.data_bytes(), 24 + 8 + 6);
     }
 
@@ -475,14 +401,8 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         for cut in [0, 5, 8, 20, bytes.len() - 1] {
             std::fs::write(&path, &bytes[..cut]).unwrap();
-            let err = Checkpoint::open_dir(dir.path())
-                .err()
-                .expect("must fail")
-                .to_string();
-            assert!(
-                err.contains("not a valid safetensors file"),
-                "cut {cut}: {err}"
-            );
+            let err = Checkpoint::open_dir(dir.path()).err().expect("must fail").to_string();
+            assert!(err.contains("not a valid safetensors file"), "cut {cut}: {err}");
         }
     }
 

@@ -34,11 +34,7 @@ impl FloatDtype {
     /// Parses a transformers dtype name (`"bfloat16"`, `"float16"`, `"float32"`, also the short
     /// forms `bf16`, `f16`, `fp16`, `f32`, `fp32`, `half`, `float`).
     pub fn from_name(name: &str) -> Option<Self> {
-        match name
-            .trim_start_matches("torch.")
-            .to_ascii_lowercase()
-            .as_str()
-        {
+        match name.trim_start_matches("torch.").to_ascii_lowercase().as_str() {
             "float32" | "f32" | "fp32" | "float" => Some(Self::F32),
             "float16" | "f16" | "fp16" | "half" => Some(Self::F16),
             "bfloat16" | "bf16" => Some(Self::BF16),
@@ -68,18 +64,15 @@ impl FloatDtype {
     /// Decodes little-endian bytes of this dtype into f32 (exact for all three types).
     pub fn decode(self, bytes: &[u8]) -> Vec<f32> {
         match self {
-            Self::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Self::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Self::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            Self::F32 => {
+                bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
+            Self::F16 => {
+                bytes.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
+            Self::BF16 => {
+                bytes.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()
+            }
         }
     }
 
@@ -87,14 +80,8 @@ impl FloatDtype {
     pub fn encode(self, values: &[f32]) -> Vec<u8> {
         match self {
             Self::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            Self::F16 => values
-                .iter()
-                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                .collect(),
-            Self::BF16 => values
-                .iter()
-                .flat_map(|v| half::bf16::from_f32(*v).to_le_bytes())
-                .collect(),
+            Self::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
+            Self::BF16 => values.iter().flat_map(|v| half::bf16::from_f32(*v).to_le_bytes()).collect(),
         }
     }
 }
@@ -134,10 +121,7 @@ mod tests {
 
     #[test]
     fn parses_transformers_names() {
-        assert_eq!(
-            FloatDtype::from_name("torch.bfloat16"),
-            Some(FloatDtype::BF16)
-        );
+        assert_eq!(FloatDtype::from_name("torch.bfloat16"), Some(FloatDtype::BF16));
         assert_eq!(FloatDtype::from_name("float16"), Some(FloatDtype::F16));
         assert_eq!(FloatDtype::from_name("int8"), None);
     }

@@ -22,11 +22,8 @@ where
         write(&mut w).map_err(|e| FormatError::io(path, e))?;
         w.flush().map_err(|e| FormatError::io(path, e))?;
     }
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| FormatError::io(path, e))?;
-    tmp.persist(path)
-        .map_err(|e| FormatError::io(path, e.error))?;
+    tmp.as_file().sync_all().map_err(|e| FormatError::io(path, e))?;
+    tmp.persist(path).map_err(|e| FormatError::io(path, e.error))?;
     Ok(())
 }
 
@@ -49,8 +46,7 @@ pub fn temp_path_for(path: &Path) -> Result<tempfile::TempPath, FormatError> {
 
 /// Renames a temporary path from [`temp_path_for`] over its destination.
 pub fn persist_path(tmp: tempfile::TempPath, path: &Path) -> Result<(), FormatError> {
-    tmp.persist(path)
-        .map_err(|e| FormatError::io(path, e.error))
+    tmp.persist(path).map_err(|e| FormatError::io(path, e.error))
 }
 
 fn parent_dir(path: &Path) -> &Path {

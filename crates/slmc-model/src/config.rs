@@ -158,25 +158,18 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Parses `config.json` text. `source` names the file in errors.
     pub fn from_json_str(text: &str, source: &str) -> Result<Self, ModelError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| ModelError::Config {
-            file: source.into(),
-            reason: format!("invalid JSON: {e}"),
-        })?;
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| ModelError::Config { file: source.into(), reason: format!("invalid JSON: {e}") })?;
         let Value::Object(raw) = value else {
-            return Err(ModelError::Config {
-                file: source.into(),
-                reason: "expected a JSON object".into(),
-            });
+            return Err(ModelError::Config { file: source.into(), reason: "expected a JSON object".into() });
         };
         Parser { raw: &raw, source }.parse()
     }
 
     /// Reads `config.json` from a file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {
-            path: path.into(),
-            source: e,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ModelError::Io { path: path.into(), source: e })?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 
@@ -195,10 +188,9 @@ impl ModelConfig {
     /// sequence first crosses it, and so does [`crate::generate::generate`].
     pub fn rope_switch_len(&self) -> Option<usize> {
         match &self.rope.scaling {
-            RopeScaling::LongRope {
-                original_max_position_embeddings,
-                ..
-            } => Some(*original_max_position_embeddings),
+            RopeScaling::LongRope { original_max_position_embeddings, .. } => {
+                Some(*original_max_position_embeddings)
+            }
             _ => None,
         }
     }
@@ -215,11 +207,7 @@ impl ModelConfig {
         let attn = h * self.q_dim()
             + 2 * h * self.kv_dim()
             + self.q_dim() * h
-            + if self.qkv_bias {
-                self.q_dim() + 2 * self.kv_dim()
-            } else {
-                0
-            }
+            + if self.qkv_bias { self.q_dim() + 2 * self.kv_dim() } else { 0 }
             + if self.o_bias { h } else { 0 };
         let mlp = 3 * h * i + if self.mlp_bias { 2 * i + h } else { 0 };
         let layer = attn + mlp + 2 * h;
@@ -231,14 +219,9 @@ impl ModelConfig {
     /// keys are kept, the modelled ones rewritten from the normalised values.
     pub fn to_hf_json(&self) -> Value {
         let mut out = self.raw.clone();
-        for k in [
-            "dtype",
-            "torch_dtype",
-            "rope_parameters",
-            "rope_scaling",
-            "rope_theta",
-            "transformers_version",
-        ] {
+        for k in
+            ["dtype", "torch_dtype", "rope_parameters", "rope_scaling", "rope_theta", "transformers_version"]
+        {
             out.remove(k);
         }
         let mut set = |k: &str, v: Value| {
@@ -252,10 +235,7 @@ impl ModelConfig {
         set("num_hidden_layers", json!(self.num_layers));
         set("num_attention_heads", json!(self.num_heads));
         set("num_key_value_heads", json!(self.num_kv_heads));
-        set(
-            "max_position_embeddings",
-            json!(self.max_position_embeddings),
-        );
+        set("max_position_embeddings", json!(self.max_position_embeddings));
         set("rms_norm_eps", json!(self.rms_norm_eps));
         set("hidden_act", json!("silu"));
         set("tie_word_embeddings", json!(self.tie_word_embeddings));
@@ -269,10 +249,7 @@ impl ModelConfig {
             set("mlp_bias", json!(self.mlp_bias));
         }
         if self.arch == Arch::Phi3 {
-            set(
-                "partial_rotary_factor",
-                json!(self.rope.partial_rotary_factor),
-            );
+            set("partial_rotary_factor", json!(self.rope.partial_rotary_factor));
         }
         if let Some(b) = self.bos_token_id {
             set("bos_token_id", json!(b));
@@ -300,16 +277,8 @@ impl ModelConfig {
                        "high_freq_factor": high_freq_factor,
                        "original_max_position_embeddings": original_max_position_embeddings})
             }
-            RopeScaling::LongRope {
-                short_factor,
-                long_factor,
-                original_max_position_embeddings,
-                ..
-            } => {
-                set(
-                    "original_max_position_embeddings",
-                    json!(original_max_position_embeddings),
-                );
+            RopeScaling::LongRope { short_factor, long_factor, original_max_position_embeddings, .. } => {
+                set("original_max_position_embeddings", json!(original_max_position_embeddings));
                 // transformers 4.4x's Phi3Config insists on exactly these three keys.
                 json!({"type": "longrope", "short_factor": short_factor, "long_factor": long_factor})
             }
@@ -326,10 +295,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn err(&self, reason: impl Into<String>) -> ModelError {
-        ModelError::Config {
-            file: self.source.into(),
-            reason: reason.into(),
-        }
+        ModelError::Config { file: self.source.into(), reason: reason.into() }
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
@@ -337,26 +303,25 @@ impl Parser<'_> {
     }
 
     fn usize_req(&self, key: &str) -> Result<usize, ModelError> {
-        self.usize_opt(key)?
-            .ok_or_else(|| self.err(format!("missing `{key}`")))
+        self.usize_opt(key)?.ok_or_else(|| self.err(format!("missing `{key}`")))
     }
 
     fn usize_opt(&self, key: &str) -> Result<Option<usize>, ModelError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
-                self.err(format!("`{key}` must be a non-negative integer, got {v}"))
-            }),
+            Some(v) => v
+                .as_u64()
+                .map(|x| Some(x as usize))
+                .ok_or_else(|| self.err(format!("`{key}` must be a non-negative integer, got {v}"))),
         }
     }
 
     fn f64_opt(&self, key: &str) -> Result<Option<f64>, ModelError> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(Some)
-                .ok_or_else(|| self.err(format!("`{key}` must be a number, got {v}"))),
+            Some(v) => {
+                v.as_f64().map(Some).ok_or_else(|| self.err(format!("`{key}` must be a number, got {v}")))
+            }
         }
     }
 
@@ -389,21 +354,17 @@ impl Parser<'_> {
     }
 
     fn parse(&self) -> Result<ModelConfig, ModelError> {
-        let model_type = self
-            .get("model_type")
-            .and_then(Value::as_str)
-            .ok_or_else(|| self.err("missing `model_type`"))?;
+        let model_type =
+            self.get("model_type").and_then(Value::as_str).ok_or_else(|| self.err("missing `model_type`"))?;
         let arch = Arch::from_model_type(model_type).ok_or_else(|| {
-            self.err(format!(
-                "unsupported model_type `{model_type}`; slmc supports {SUPPORTED_MODEL_TYPES}"
-            ))
+            self.err(format!("unsupported model_type `{model_type}`; slmc supports {SUPPORTED_MODEL_TYPES}"))
         })?;
         if let Some(act) = self.get("hidden_act").and_then(Value::as_str)
             && act != "silu"
         {
-            return Err(self.err(format!(
-                "unsupported hidden_act `{act}`; slmc's decoder implements silu (SwiGLU)"
-            )));
+            return Err(
+                self.err(format!("unsupported hidden_act `{act}`; slmc's decoder implements silu (SwiGLU)"))
+            );
         }
         let hidden_size = self.usize_req("hidden_size")?;
         let num_heads = self.usize_req("num_attention_heads")?;
@@ -417,7 +378,9 @@ impl Parser<'_> {
             Some(d) => d,
             None if hidden_size % num_heads == 0 => hidden_size / num_heads,
             None => {
-                return Err(self.err(format!("hidden_size {hidden_size} is not divisible by {num_heads} heads and no head_dim is given")));
+                return Err(self.err(format!(
+                    "hidden_size {hidden_size} is not divisible by {num_heads} heads and no head_dim is given"
+                )));
             }
         };
         let num_layers = self.usize_req("num_hidden_layers")?;
@@ -428,17 +391,11 @@ impl Parser<'_> {
             .and_then(Value::as_str)
             .unwrap_or("float32");
         let dtype = FloatDtype::from_name(dtype_name).ok_or_else(|| {
-            self.err(format!(
-                "unsupported dtype `{dtype_name}`; expected float32, float16 or bfloat16"
-            ))
+            self.err(format!("unsupported dtype `{dtype_name}`; expected float32, float16 or bfloat16"))
         })?;
         let attention_bias = self.bool_opt("attention_bias")?.unwrap_or(false);
         let (qkv_bias, o_bias, mlp_bias) = match arch {
-            Arch::Llama => (
-                attention_bias,
-                attention_bias,
-                self.bool_opt("mlp_bias")?.unwrap_or(false),
-            ),
+            Arch::Llama => (attention_bias, attention_bias, self.bool_opt("mlp_bias")?.unwrap_or(false)),
             Arch::Qwen2 => (true, false, false),
             Arch::Mistral | Arch::Phi3 => (false, false, false),
         };
@@ -477,11 +434,7 @@ impl Parser<'_> {
         })
     }
 
-    fn sliding_windows(
-        &self,
-        arch: Arch,
-        num_layers: usize,
-    ) -> Result<Vec<Option<usize>>, ModelError> {
+    fn sliding_windows(&self, arch: Arch, num_layers: usize) -> Result<Vec<Option<usize>>, ModelError> {
         // transformers' MistralConfig defaults `sliding_window` to 4096 when the key is absent
         // (an explicit null disables it).
         let window = match (arch, self.raw.get("sliding_window")) {
@@ -502,10 +455,9 @@ impl Parser<'_> {
         };
         if let Some(Value::Array(types)) = self.get("layer_types") {
             if types.len() != num_layers {
-                return Err(self.err(format!(
-                    "layer_types has {} entries for {num_layers} layers",
-                    types.len()
-                )));
+                return Err(
+                    self.err(format!("layer_types has {} entries for {num_layers} layers", types.len()))
+                );
             }
             return types
                 .iter()
@@ -518,11 +470,7 @@ impl Parser<'_> {
                 })
                 .collect();
         }
-        let first = if arch == Arch::Qwen2 {
-            self.usize_opt("max_window_layers")?.unwrap_or(0)
-        } else {
-            0
-        };
+        let first = if arch == Arch::Qwen2 { self.usize_opt("max_window_layers")?.unwrap_or(0) } else { 0 };
         Ok((0..num_layers).map(|i| (i >= first).then_some(w)).collect())
     }
 
@@ -545,19 +493,14 @@ impl Parser<'_> {
         };
         let theta = num("rope_theta")?.unwrap_or(10000.0);
         let partial_rotary_factor = num("partial_rotary_factor")?.unwrap_or(1.0);
-        let kind = dict
-            .get("rope_type")
-            .or_else(|| dict.get("type"))
-            .and_then(Value::as_str)
-            .unwrap_or("default");
+        let kind =
+            dict.get("rope_type").or_else(|| dict.get("type")).and_then(Value::as_str).unwrap_or("default");
         let req = |k: &str| -> Result<f64, ModelError> {
             num(k)?.ok_or_else(|| self.err(format!("rope scaling `{kind}` needs `{k}`")))
         };
         let scaling = match kind {
             "default" => RopeScaling::None,
-            "linear" => RopeScaling::Linear {
-                factor: req("factor")?,
-            },
+            "linear" => RopeScaling::Linear { factor: req("factor")? },
             "llama3" => RopeScaling::Llama3 {
                 factor: req("factor")?,
                 low_freq_factor: req("low_freq_factor")?,
@@ -570,10 +513,7 @@ impl Parser<'_> {
                         .and_then(Value::as_array)
                         .ok_or_else(|| self.err(format!("longrope needs a `{k}` list")))?;
                     v.iter()
-                        .map(|x| {
-                            x.as_f64()
-                                .ok_or_else(|| self.err(format!("`{k}` must hold numbers")))
-                        })
+                        .map(|x| x.as_f64().ok_or_else(|| self.err(format!("`{k}` must hold numbers"))))
                         .collect()
                 };
                 let (short_factor, long_factor) = (list("short_factor")?, list("long_factor")?);
@@ -610,16 +550,11 @@ impl Parser<'_> {
             }
         };
         if kind == "longrope" && arch != Arch::Phi3 {
-            return Err(self.err(format!(
-                "longrope scaling is only supported for phi3, not {}",
-                arch.model_type()
-            )));
+            return Err(
+                self.err(format!("longrope scaling is only supported for phi3, not {}", arch.model_type()))
+            );
         }
-        Ok(RopeConfig {
-            theta,
-            scaling,
-            partial_rotary_factor,
-        })
+        Ok(RopeConfig { theta, scaling, partial_rotary_factor })
     }
 }
 
@@ -642,36 +577,19 @@ mod tests {
             "low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":16},
             "eos_token_id":[1,1,5],"bos_token_id":0}"#;
         let v5 = ModelConfig::from_json_str(v5, "v5").unwrap();
-        assert_eq!(
-            (v4.rope.clone(), v4.dtype, v4.head_dim),
-            (v5.rope.clone(), v5.dtype, v5.head_dim)
-        );
+        assert_eq!((v4.rope.clone(), v4.dtype, v4.head_dim), (v5.rope.clone(), v5.dtype, v5.head_dim));
         assert_eq!(v4.dtype, FloatDtype::BF16);
         assert_eq!(v4.eos_token_ids, vec![1, 5]);
-        assert!(matches!(
-            v4.rope.scaling,
-            RopeScaling::Llama3 {
-                original_max_position_embeddings: 16,
-                ..
-            }
-        ));
+        assert!(matches!(v4.rope.scaling, RopeScaling::Llama3 { original_max_position_embeddings: 16, .. }));
         // Written back (v4 form) it parses to the same normalised config.
         let again = ModelConfig::from_json_str(&v4.to_hf_json().to_string(), "again").unwrap();
-        assert_eq!(
-            (&again.rope, again.dtype, again.num_params()),
-            (&v4.rope, v4.dtype, v4.num_params())
-        );
+        assert_eq!((&again.rope, again.dtype, again.num_params()), (&v4.rope, v4.dtype, v4.num_params()));
     }
 
     #[test]
     fn unsupported_model_type_names_the_supported_ones() {
-        let err = ModelConfig::from_json_str(r#"{"model_type":"gemma2"}"#, "c.json")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("gemma2") && err.contains("llama, mistral, qwen2, phi3"),
-            "{err}"
-        );
+        let err = ModelConfig::from_json_str(r#"{"model_type":"gemma2"}"#, "c.json").unwrap_err().to_string();
+        assert!(err.contains("gemma2") && err.contains("llama, mistral, qwen2, phi3"), "{err}");
         let err = ModelConfig::from_json_str(&LLAMA_V4.replace("llama3", "yarn"), "c.json")
             .unwrap_err()
             .to_string();
@@ -695,11 +613,7 @@ mod tests {
             "intermediate_size":128,"vocab_size":100,"max_position_embeddings":128,"original_max_position_embeddings":16,
             "rope_scaling":{"type":"longrope","short_factor":[1,1,1,1,1,1,1,1],"long_factor":[2,2,2,2,2,2,2,2]}}"#;
         let c = ModelConfig::from_json_str(text, "p").unwrap();
-        let RopeScaling::LongRope {
-            attention_factor,
-            original_max_position_embeddings,
-            ..
-        } = c.rope.scaling
+        let RopeScaling::LongRope { attention_factor, original_max_position_embeddings, .. } = c.rope.scaling
         else {
             panic!()
         };

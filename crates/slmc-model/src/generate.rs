@@ -23,13 +23,7 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        Self {
-            max_new_tokens: 64,
-            temperature: 0.0,
-            top_p: 1.0,
-            seed: 0,
-            stop_ids: vec![],
-        }
+        Self { max_new_tokens: 64, temperature: 0.0, top_p: 1.0, seed: 0, stop_ids: vec![] }
     }
 }
 
@@ -42,15 +36,11 @@ pub fn generate(
     on_token: &mut dyn FnMut(u32),
 ) -> Result<Vec<u32>, ModelError> {
     if prompt.is_empty() {
-        return Err(ModelError::Input(
-            "the prompt is empty (no tokens to condition on)".into(),
-        ));
+        return Err(ModelError::Input("the prompt is empty (no tokens to condition on)".into()));
     }
     let vocab = model.config.vocab_size;
     if let Some(bad) = prompt.iter().find(|&&t| t as usize >= vocab) {
-        return Err(ModelError::Input(format!(
-            "prompt token id {bad} is outside the vocabulary of {vocab}"
-        )));
+        return Err(ModelError::Input(format!("prompt token id {bad} is outside the vocabulary of {vocab}")));
     }
     let ctx = model.config.max_position_embeddings;
     let budget = options.max_new_tokens.min(ctx.saturating_sub(prompt.len()));
@@ -100,9 +90,7 @@ fn pick(logits: &[f32], options: &GenerateOptions, rng: &mut StdRng) -> u32 {
         logits
             .iter()
             .enumerate()
-            .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| {
-                if v > best.1 { (i, v) } else { best }
-            })
+            .fold((0usize, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best })
             .0
     };
     if options.temperature <= 0.0 {
@@ -146,18 +134,10 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         assert_eq!(pick(&logits, &GenerateOptions::default(), &mut rng), 1);
         // top_p small enough that only the best token survives.
-        let opts = GenerateOptions {
-            temperature: 1.0,
-            top_p: 0.1,
-            ..Default::default()
-        };
+        let opts = GenerateOptions { temperature: 1.0, top_p: 0.1, ..Default::default() };
         assert!((0..50).all(|_| pick(&logits, &opts, &mut rng) == 1));
         // With full support, sampling at a high temperature reaches other tokens.
-        let opts = GenerateOptions {
-            temperature: 10.0,
-            top_p: 1.0,
-            ..Default::default()
-        };
+        let opts = GenerateOptions { temperature: 10.0, top_p: 1.0, ..Default::default() };
         assert!((0..200).any(|_| pick(&logits, &opts, &mut rng) != 1));
     }
 }

@@ -39,8 +39,7 @@ impl HfModel {
         }
         let config = ModelConfig::from_file(&config_path)?;
         let checkpoint = Checkpoint::open_dir(dir)?;
-        let (model, stored_dtype) =
-            weights::load(&config, &checkpoint, &dir.display().to_string(), device)?;
+        let (model, stored_dtype) = weights::load(&config, &checkpoint, &dir.display().to_string(), device)?;
         let tokenizer = if dir.join("tokenizer.json").is_file() {
             Some(Tokenizer::from_dir(dir, Some(&config))?)
         } else {
@@ -71,31 +70,18 @@ pub struct SaveOptions {
 /// Saves `model` as a Hugging Face directory transformers loads with `from_pretrained`. The
 /// directory is assembled next to `out` and renamed into place, so a crash never leaves a
 /// half-written model behind. Returns the files written.
-pub fn save(
-    model: &CausalLm,
-    out: &Path,
-    options: &SaveOptions,
-) -> Result<Vec<PathBuf>, ModelError> {
+pub fn save(model: &CausalLm, out: &Path, options: &SaveOptions) -> Result<Vec<PathBuf>, ModelError> {
     let mut config = model.config.clone();
     if let Some(d) = options.dtype {
         config.dtype = d;
     }
-    let parent = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| ModelError::Io {
-        path: parent.into(),
-        source: e,
-    })?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| ModelError::Io { path: parent.into(), source: e })?;
     let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("model");
     let staging = tempfile::Builder::new()
         .prefix(&format!(".{name}.partial-"))
         .tempdir_in(parent)
-        .map_err(|e| ModelError::Io {
-            path: parent.into(),
-            source: e,
-        })?;
+        .map_err(|e| ModelError::Io { path: parent.into(), source: e })?;
     let dir = staging.path();
 
     let tensors = weights::export(model)
@@ -110,14 +96,9 @@ pub fn save(
     atomic_write(&dir.join("config.json"), cfg_text.as_bytes())?;
     written.push("config.json".into());
 
-    let gen_src = options
-        .tokenizer_dir
-        .as_ref()
-        .map(|d| d.join("generation_config.json"));
+    let gen_src = options.tokenizer_dir.as_ref().map(|d| d.join("generation_config.json"));
     let gen_text = match gen_src.filter(|p| p.is_file()) {
-        Some(p) => {
-            std::fs::read_to_string(&p).map_err(|e| ModelError::Io { path: p, source: e })?
-        }
+        Some(p) => std::fs::read_to_string(&p).map_err(|e| ModelError::Io { path: p, source: e })?,
         None => {
             let mut g = serde_json::Map::new();
             if let Some(b) = config.bos_token_id {
@@ -145,10 +126,8 @@ pub fn save(
         for f in TOKENIZER_FILES {
             let from = src.join(f);
             if from.is_file() {
-                let bytes = std::fs::read(&from).map_err(|e| ModelError::Io {
-                    path: from.clone(),
-                    source: e,
-                })?;
+                let bytes =
+                    std::fs::read(&from).map_err(|e| ModelError::Io { path: from.clone(), source: e })?;
                 atomic_write(&dir.join(f), &bytes)?;
                 written.push((*f).into());
             }
@@ -158,23 +137,11 @@ pub fn save(
     let staging = staging.keep();
     if out.exists() {
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).map_err(|e| ModelError::Io {
-            path: out.into(),
-            source: e,
-        })?;
-        std::fs::rename(&staging, out).map_err(|e| ModelError::Io {
-            path: out.into(),
-            source: e,
-        })?;
-        std::fs::remove_dir_all(&old).map_err(|e| ModelError::Io {
-            path: old,
-            source: e,
-        })?;
+        std::fs::rename(out, &old).map_err(|e| ModelError::Io { path: out.into(), source: e })?;
+        std::fs::rename(&staging, out).map_err(|e| ModelError::Io { path: out.into(), source: e })?;
+        std::fs::remove_dir_all(&old).map_err(|e| ModelError::Io { path: old, source: e })?;
     } else {
-        std::fs::rename(&staging, out).map_err(|e| ModelError::Io {
-            path: out.into(),
-            source: e,
-        })?;
+        std::fs::rename(&staging, out).map_err(|e| ModelError::Io { path: out.into(), source: e })?;
     }
     Ok(written.into_iter().map(|f| out.join(f)).collect())
 }

@@ -5,7 +5,6 @@ use crate::rope::RopeTables;
 use burn::module::{Module, Param};
 use burn::nn::Linear;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
@@ -63,12 +62,7 @@ pub struct Attention {
 impl Attention {
     /// `x: [batch, seq, hidden]` at positions `start..start+seq`; `cache` holds the keys and
     /// values of positions `0..start` and is extended in place.
-    pub fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: &RopeTables,
-        cache: Option<&mut Option<LayerKv>>,
-    ) -> Tensor<3> {
+    pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let (q, k, v) = match (&self.qkv_proj, &self.q_proj, &self.k_proj, &self.v_proj) {
@@ -80,10 +74,8 @@ impl Attention {
                     qkv.narrow(2, (nh + nkv) * hd, nkv * hd),
                 )
             }
-            (None, Some(q), Some(k), Some(v)) => {
-                (q.forward(x.clone()), k.forward(x.clone()), v.forward(x))
-            }
-            _ => unreachable!("weights::build always sets qkv_proj or all of q/k/v_proj"),
+            (None, Some(q), Some(k), Some(v)) => (q.forward(x.clone()), k.forward(x.clone()), v.forward(x)),
+            _ => unreachable!("CausalLm::new always sets qkv_proj or all of q/k/v_proj"),
         };
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
         let q = rope.apply(heads(q, nh));
@@ -94,10 +86,7 @@ impl Attention {
                 k = Tensor::cat(vec![past.k, k], 2);
                 v = Tensor::cat(vec![past.v, v], 2);
             }
-            *slot = Some(LayerKv {
-                k: k.clone(),
-                v: v.clone(),
-            });
+            *slot = Some(LayerKv { k: k.clone(), v: v.clone() });
         }
         let total = k.dims()[2];
         let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
@@ -108,8 +97,7 @@ impl Attention {
             is_causal: mask.is_none(),
         };
         let out = attention(q, k, v, mask, None, options);
-        self.o_proj
-            .forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
+        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
     }
 
     /// A boolean mask (true = hidden) for `seq` queries at the end of `total` keys when a sliding
@@ -125,10 +113,7 @@ impl Attention {
             // transformers: key kv is visible iff kv <= q and kv > q - window.
             hide.extend((0..total).map(|kpos| kpos > qpos || qpos - kpos >= self.window));
         }
-        Some(
-            Tensor::<2, Bool>::from_data(TensorData::new(hide, [seq, total]), device)
-                .unsqueeze::<4>(),
-        )
+        Some(Tensor::<2, Bool>::from_data(TensorData::new(hide, [seq, total]), device).unsqueeze::<4>())
     }
 }
 
@@ -138,9 +123,7 @@ fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
         return x;
     }
     let [b, h, s, d] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .expand([b, h, n, s, d])
-        .reshape([b, h * n, s, d])
+    x.unsqueeze_dim::<5>(2).expand([b, h, n, s, d]).reshape([b, h * n, s, d])
 }
 
 /// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`. Phi-3 has one fused
@@ -167,10 +150,17 @@ impl Mlp {
                 (gu.clone().narrow(2, 0, i), gu.narrow(2, i, i))
             }
             (None, Some(gate), Some(up)) => (gate.forward(x.clone()), up.forward(x)),
-            _ => unreachable!("weights::build always sets gate_up_proj or gate_proj and up_proj"),
+            _ => unreachable!("CausalLm::new always sets gate_up_proj or gate_proj and up_proj"),
         };
         self.down_proj.forward(silu(gate) * up)
     }
+}
+
+/// SiLU as `x / (1 + e^-x)`: one `exp` pass and cheap arithmetic, about twice as fast on flex as
+/// burn's branchy `x * sigmoid(x)` (measured 3.1 vs 5.6 ms on 1M values); equal to it in f32 up
+/// to rounding, and safe for large |x| (`e^-x` = inf gives -0, the limit).
+fn silu(x: Tensor<3>) -> Tensor<3> {
+    x.clone() / (x.neg().exp() + 1.0)
 }
 
 /// One pre-norm decoder layer.
@@ -188,16 +178,8 @@ pub struct DecoderLayer {
 
 impl DecoderLayer {
     /// Applies the layer.
-    pub fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: &RopeTables,
-        cache: Option<&mut Option<LayerKv>>,
-    ) -> Tensor<3> {
-        let h = x.clone()
-            + self
-                .self_attn
-                .forward(self.input_layernorm.forward(x), rope, cache);
+    pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, cache);
         h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 }

@@ -39,10 +39,7 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `model`.
     pub fn new(model: &CausalLm) -> Self {
-        Self {
-            layers: vec![None; model.layers.len()],
-            len: 0,
-        }
+        Self { layers: vec![None; model.layers.len()], len: 0 }
     }
 
     /// Number of positions cached.
@@ -75,9 +72,7 @@ impl CausalLm {
         let matrix = |rows: usize, cols: usize| -> Tensor<2> {
             match init {
                 Init::Empty => Tensor::empty([rows, cols], device),
-                Init::Normal { std } => {
-                    Tensor::random([rows, cols], Distribution::Normal(0.0, std), device)
-                }
+                Init::Normal { std } => Tensor::random([rows, cols], Distribution::Normal(0.0, std), device),
             }
         };
         let vector = |n: usize, fill: f32| -> Tensor<1> {
@@ -91,10 +86,7 @@ impl CausalLm {
             weight: Param::from_tensor(matrix(d_in, d_out)),
             bias: bias.then(|| Param::from_tensor(vector(d_out, 0.0))),
         };
-        let norm = |n: usize| RmsNorm {
-            weight: Param::from_tensor(vector(n, 1.0)),
-            eps: c.rms_norm_eps,
-        };
+        let norm = |n: usize| RmsNorm { weight: Param::from_tensor(vector(n, 1.0)), eps: c.rms_norm_eps };
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let fused = c.arch.fused_projections();
         let layers = (0..c.num_layers)
@@ -121,9 +113,7 @@ impl CausalLm {
             })
             .collect();
         Self {
-            embed_tokens: Embedding {
-                weight: Param::from_tensor(matrix(c.vocab_size, h)),
-            },
+            embed_tokens: Embedding { weight: Param::from_tensor(matrix(c.vocab_size, h)) },
             layers,
             norm: norm(h),
             lm_head: (!c.tie_word_embeddings).then(|| lin(h, c.vocab_size, false)),

@@ -78,12 +78,7 @@ pub fn windows(row: usize, len: usize, spec: WindowSpec) -> Vec<Window> {
         let trg_len = end - prev_end;
         let first_target = ((end - begin) - trg_len).max(1);
         if end - begin > first_target {
-            out.push(Window {
-                row,
-                begin,
-                end,
-                first_target,
-            });
+            out.push(Window { row, begin, end, first_target });
         }
         prev_end = end;
         if end == len {
@@ -124,11 +119,8 @@ pub fn evaluate(
             )));
         }
     }
-    let mut all: Vec<Window> = rows
-        .iter()
-        .enumerate()
-        .flat_map(|(r, row)| windows(r, row.len(), spec))
-        .collect();
+    let mut all: Vec<Window> =
+        rows.iter().enumerate().flat_map(|(r, row)| windows(r, row.len(), spec)).collect();
     all.sort_by_key(|w| std::cmp::Reverse(w.len()));
     let total: usize = all.iter().map(Window::scored).sum();
     let device = model.device();
@@ -141,28 +133,19 @@ pub fn evaluate(
             stop += 1;
         }
         let batch = &all[start..stop];
-        let ids: Vec<i32> = batch
-            .iter()
-            .flat_map(|w| rows[w.row][w.begin..w.end].iter().map(|&t| t as i32))
-            .collect();
+        let ids: Vec<i32> =
+            batch.iter().flat_map(|w| rows[w.row][w.begin..w.end].iter().map(|&t| t as i32)).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), n]), &device);
         let targets = ids.clone().narrow(1, 1, n - 1).unsqueeze_dim::<3>(2);
         let logp = log_softmax(model.forward(ids).narrow(1, 0, n - 1), 2);
-        let picked: Vec<f32> = logp
-            .gather(2, targets)
-            .into_data()
-            .convert::<f32>()
-            .try_to_vec()
-            .expect("f32");
+        let picked: Vec<f32> =
+            logp.gather(2, targets).into_data().convert::<f32>().try_to_vec().expect("f32");
         for (b, w) in batch.iter().enumerate() {
             // Prediction t (t = 0..n-1) scores target t + 1.
             let row = &picked[b * (n - 1)..(b + 1) * (n - 1)];
             for &lp in &row[w.first_target - 1..] {
                 if !lp.is_finite() {
-                    return Err(ModelError::Input(format!(
-                        "non-finite log-probability in row {}",
-                        w.row
-                    )));
+                    return Err(ModelError::Input(format!("non-finite log-probability in row {}", w.row)));
                 }
                 summary.total_nll -= lp as f64;
             }
@@ -182,14 +165,7 @@ mod tests {
     fn windows_score_each_token_at_most_once_and_all_when_overlapping() {
         for len in [1usize, 2, 20, 32, 33, 40, 75, 100] {
             for (ml, st) in [(32, 16), (32, 32), (8, 3)] {
-                let ws = windows(
-                    0,
-                    len,
-                    WindowSpec {
-                        max_length: ml,
-                        stride: st,
-                    },
-                );
+                let ws = windows(0, len, WindowSpec { max_length: ml, stride: st });
                 let mut scored = vec![0u32; len];
                 for w in &ws {
                     assert!(w.len() <= ml);
@@ -198,9 +174,8 @@ mod tests {
                     }
                 }
                 // Non-overlapping windows leave each window's first token unscored (as transformers does).
-                let expect: Vec<u32> = (0..len)
-                    .map(|i| u32::from(i > 0 && !(st == ml && i % ml == 0)))
-                    .collect();
+                let expect: Vec<u32> =
+                    (0..len).map(|i| u32::from(i > 0 && !(st == ml && i % ml == 0))).collect();
                 assert_eq!(scored, expect, "len {len} ml {ml} stride {st}");
             }
         }
@@ -208,23 +183,10 @@ mod tests {
 
     #[test]
     fn hf_first_window_and_overlap_match_the_reference_loop() {
-        let ws = windows(
-            0,
-            75,
-            WindowSpec {
-                max_length: 32,
-                stride: 16,
-            },
-        );
-        let got: Vec<(usize, usize, usize)> = ws
-            .iter()
-            .map(|w| (w.begin, w.end, w.first_target))
-            .collect();
+        let ws = windows(0, 75, WindowSpec { max_length: 32, stride: 16 });
+        let got: Vec<(usize, usize, usize)> = ws.iter().map(|w| (w.begin, w.end, w.first_target)).collect();
         // begin 0: [0,32) scores 31; begin 16: [16,48) trg 16 -> first 16; begin 32: [32,64);
         // begin 48: [48,75) trg 11 -> first 16.
-        assert_eq!(
-            got,
-            vec![(0, 32, 1), (16, 48, 16), (32, 64, 16), (48, 75, 16)]
-        );
+        assert_eq!(got, vec![(0, 32, 1), (16, 48, 16), (32, 64, 16), (48, 75, 16)]);
     }
 }

@@ -12,9 +12,8 @@ use burn::prelude::*;
 /// whose highest position is `max_pos_exclusive - 1`.
 pub fn inv_freq(rope: &RopeConfig, rotary_dim: usize, max_pos_exclusive: usize) -> (Vec<f32>, f32) {
     let base = rope.theta as f32;
-    let plain: Vec<f32> = (0..rotary_dim / 2)
-        .map(|i| 1.0 / base.powf((2 * i) as f32 / rotary_dim as f32))
-        .collect();
+    let plain: Vec<f32> =
+        (0..rotary_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / rotary_dim as f32)).collect();
     match &rope.scaling {
         RopeScaling::None => (plain, 1.0),
         RopeScaling::Linear { factor } => (plain.iter().map(|f| f / *factor as f32).collect(), 1.0),
@@ -24,11 +23,7 @@ pub fn inv_freq(rope: &RopeConfig, rotary_dim: usize, max_pos_exclusive: usize) 
             high_freq_factor,
             original_max_position_embeddings,
         } => {
-            let (factor, low, high) = (
-                *factor as f32,
-                *low_freq_factor as f32,
-                *high_freq_factor as f32,
-            );
+            let (factor, low, high) = (*factor as f32, *low_freq_factor as f32, *high_freq_factor as f32);
             let old_ctx = *original_max_position_embeddings as f32;
             let low_freq_wavelen = old_ctx / low;
             let high_freq_wavelen = old_ctx / high;
@@ -81,13 +76,7 @@ pub struct RopeTables {
 
 impl RopeTables {
     /// Builds the tables for `seq` positions from `start`.
-    pub fn new(
-        rope: &RopeConfig,
-        rotary_dim: usize,
-        start: usize,
-        seq: usize,
-        device: &Device,
-    ) -> Self {
+    pub fn new(rope: &RopeConfig, rotary_dim: usize, start: usize, seq: usize, device: &Device) -> Self {
         let (inv, mult) = inv_freq(rope, rotary_dim, start + seq);
         let half = rotary_dim / 2;
         let mut cos = Vec::with_capacity(seq * rotary_dim);
@@ -102,12 +91,8 @@ impl RopeTables {
                 }
             }
         }
-        let mk =
-            |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [seq, rotary_dim]), device);
-        Self {
-            cos: mk(cos),
-            sin: mk(sin),
-        }
+        let mk = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [seq, rotary_dim]), device);
+        Self { cos: mk(cos), sin: mk(sin) }
     }
 
     /// Applies the rotation to `x: [batch, heads, seq, head_dim]`; dimensions past the rotary
@@ -120,10 +105,7 @@ impl RopeTables {
         let (x_rot, x_pass) = if rot == head_dim {
             (x, None)
         } else {
-            (
-                x.clone().narrow(3, 0, rot),
-                Some(x.narrow(3, rot, head_dim - rot)),
-            )
+            (x.clone().narrow(3, 0, rot), Some(x.narrow(3, rot, head_dim - rot)))
         };
         let x1 = x_rot.clone().narrow(3, 0, rot / 2);
         let x2 = x_rot.clone().narrow(3, rot / 2, rot / 2);
@@ -141,11 +123,7 @@ mod tests {
     use super::*;
 
     fn rope(scaling: RopeScaling) -> RopeConfig {
-        RopeConfig {
-            theta: 10000.0,
-            scaling,
-            partial_rotary_factor: 1.0,
-        }
+        RopeConfig { theta: 10000.0, scaling, partial_rotary_factor: 1.0 }
     }
 
     #[test]
@@ -155,10 +133,7 @@ mod tests {
         let t = RopeTables::new(&rope(RopeScaling::None), 2, 3, 1, &dev);
         let x = Tensor::<4>::from_data([[[[1.0f32, 0.0]]]], &dev);
         let y: Vec<f32> = t.apply(x).into_data().try_to_vec().unwrap();
-        assert!(
-            (y[0] - 3f32.cos()).abs() < 1e-6 && (y[1] - 3f32.sin()).abs() < 1e-6,
-            "{y:?}"
-        );
+        assert!((y[0] - 3f32.cos()).abs() < 1e-6 && (y[1] - 3f32.sin()).abs() < 1e-6, "{y:?}");
     }
 
     #[test]
@@ -182,10 +157,7 @@ mod tests {
         let (scaled, _) = inv_freq(&rope(s), 16, 1);
         assert_eq!(scaled[0], plain[0]); // wavelength 2π < 64/4: kept
         assert_eq!(scaled[7], plain[7] / 8.0); // wavelength ≫ 64: divided by the factor
-        assert!(
-            scaled[2] < plain[2] && scaled[2] > plain[2] / 8.0,
-            "smoothed band"
-        ); // wavelength ≈ 63
+        assert!(scaled[2] < plain[2] && scaled[2] > plain[2] / 8.0, "smoothed band"); // wavelength ≈ 63
     }
 
     #[test]

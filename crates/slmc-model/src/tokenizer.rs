@@ -20,10 +20,7 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer")
-            .field("path", &self.path)
-            .field("vocab", &self.vocab_size())
-            .finish()
+        f.debug_struct("Tokenizer").field("path", &self.path).field("vocab", &self.vocab_size()).finish()
     }
 }
 
@@ -45,20 +42,14 @@ impl Tokenizer {
     /// them, else from `generation_config.json`, else from `config`.
     pub fn from_dir(dir: &Path, config: Option<&ModelConfig>) -> Result<Self, ModelError> {
         let path = dir.join("tokenizer.json");
-        let inner = tokenizers::Tokenizer::from_file(&path).map_err(|e| ModelError::Tokenizer {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let inner = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| ModelError::Tokenizer { path: path.clone(), reason: e.to_string() })?;
         let tok_cfg = read_json(&dir.join("tokenizer_config.json")).unwrap_or(Value::Null);
         let gen_cfg = read_json(&dir.join("generation_config.json")).unwrap_or(Value::Null);
-        let by_name =
-            |key: &str| token_string(tok_cfg.get(key)).and_then(|s| inner.token_to_id(&s));
+        let by_name = |key: &str| token_string(tok_cfg.get(key)).and_then(|s| inner.token_to_id(&s));
         let ids = |v: Option<&Value>| -> Vec<u32> {
             match v {
-                Some(Value::Array(a)) => a
-                    .iter()
-                    .filter_map(|x| x.as_u64().map(|x| x as u32))
-                    .collect(),
+                Some(Value::Array(a)) => a.iter().filter_map(|x| x.as_u64().map(|x| x as u32)).collect(),
                 Some(x) => x.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
                 None => vec![],
             }
@@ -78,25 +69,16 @@ impl Tokenizer {
         let pad_id = by_name("pad_token")
             .or_else(|| ids(gen_cfg.get("pad_token_id")).first().copied())
             .or_else(|| config.and_then(|c| c.pad_token_id));
-        Ok(Self {
-            inner,
-            path,
-            bos_id,
-            eos_ids,
-            pad_id,
-        })
+        Ok(Self { inner, path, bos_id, eos_ids, pad_id })
     }
 
     /// Encodes text; with `add_special_tokens` the tokenizer's post-processor adds what
     /// transformers' `tokenizer(text)` adds (typically BOS).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, ModelError> {
-        let enc =
-            self.inner
-                .encode(text, add_special_tokens)
-                .map_err(|e| ModelError::Tokenizer {
-                    path: self.path.clone(),
-                    reason: e.to_string(),
-                })?;
+        let enc = self
+            .inner
+            .encode(text, add_special_tokens)
+            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), reason: e.to_string() })?;
         Ok(enc.get_ids().to_vec())
     }
 
@@ -104,10 +86,7 @@ impl Tokenizer {
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, ModelError> {
         self.inner
             .decode(ids, skip_special_tokens)
-            .map_err(|e| ModelError::Tokenizer {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| ModelError::Tokenizer { path: self.path.clone(), reason: e.to_string() })
     }
 
     /// Vocabulary size including added tokens.

@@ -15,11 +15,7 @@ use std::collections::BTreeSet;
 /// The Hugging Face name of a burn parameter path (`layers.0.mlp.up_proj.weight` →
 /// `model.layers.0.mlp.up_proj.weight`; `lm_head.weight` stays).
 pub fn hf_name(burn_path: &str) -> String {
-    if burn_path.starts_with("lm_head.") {
-        burn_path.to_string()
-    } else {
-        format!("model.{burn_path}")
-    }
+    if burn_path.starts_with("lm_head.") { burn_path.to_string() } else { format!("model.{burn_path}") }
 }
 
 /// Whether a rank-2 parameter is stored transposed relative to Hugging Face (every Linear
@@ -90,11 +86,8 @@ pub fn load(
         problems.push(format!("unexpected tensor `{name}`"));
     }
     if !problems.is_empty() {
-        let more = if problems.len() > 8 {
-            format!(" (and {} more)", problems.len() - 8)
-        } else {
-            String::new()
-        };
+        let more =
+            if problems.len() > 8 { format!(" (and {} more)", problems.len() - 8) } else { String::new() };
         problems.truncate(8);
         return Err(ModelError::Weights {
             dir: dir.into(),
@@ -112,10 +105,7 @@ pub fn load(
             None => counts.push((d, 1)),
         }
     }
-    let dtype = counts
-        .iter()
-        .max_by_key(|(_, n)| *n)
-        .map_or(config.dtype, |(d, _)| *d);
+    let dtype = counts.iter().max_by_key(|(_, n)| *n).map_or(config.dtype, |(d, _)| *d);
     Ok((model, dtype))
 }
 
@@ -138,16 +128,12 @@ impl Loader<'_> {
             want.reverse();
         }
         let Some(meta) = self.ckpt.meta(&name) else {
-            self.problems
-                .push(format!("missing tensor `{name}` (expected shape {want:?})"));
+            self.problems.push(format!("missing tensor `{name}` (expected shape {want:?})"));
             return None;
         };
         self.taken.insert(name.clone());
         if meta.shape != want {
-            self.problems.push(format!(
-                "`{name}` has shape {:?}, expected {want:?}",
-                meta.shape
-            ));
+            self.problems.push(format!("`{name}` has shape {:?}, expected {want:?}", meta.shape));
             return None;
         }
         let (_, dtype, values) = match self.ckpt.read_f32(&name) {
@@ -158,15 +144,8 @@ impl Loader<'_> {
             }
         };
         self.dtypes.push(dtype);
-        let values = if transposed {
-            transpose(&values, want[0], want[1])
-        } else {
-            values
-        };
-        Some(Tensor::from_data(
-            TensorData::new(values, burn_shape),
-            &self.device,
-        ))
+        let values = if transposed { transpose(&values, want[0], want[1]) } else { values };
+        Some(Tensor::from_data(TensorData::new(values, burn_shape), &self.device))
     }
 }
 
@@ -214,17 +193,10 @@ pub fn export(model: &CausalLm) -> Vec<HfTensor> {
             } else {
                 (dims.to_vec(), values)
             };
-            self.out.push(HfTensor {
-                name: hf_name(&burn_path),
-                shape,
-                values,
-            });
+            self.out.push(HfTensor { name: hf_name(&burn_path), shape, values });
         }
     }
-    let mut ex = Exporter {
-        path: Vec::new(),
-        out: Vec::new(),
-    };
+    let mut ex = Exporter { path: Vec::new(), out: Vec::new() };
     model.visit(&mut ex);
     ex.out
 }
@@ -243,10 +215,7 @@ mod tests {
 
     #[test]
     fn hf_names_follow_module_paths() {
-        assert_eq!(
-            hf_name("layers.1.self_attn.qkv_proj.weight"),
-            "model.layers.1.self_attn.qkv_proj.weight"
-        );
+        assert_eq!(hf_name("layers.1.self_attn.qkv_proj.weight"), "model.layers.1.self_attn.qkv_proj.weight");
         assert_eq!(hf_name("lm_head.weight"), "lm_head.weight");
         assert!(!is_linear_weight("embed_tokens.weight", 2));
     }

@@ -50,11 +50,8 @@ fn reference(variant: &str) -> Reference {
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let ids_view = st.tensor("input_ids").unwrap();
     let seq = ids_view.shape()[1];
-    let flat: Vec<i64> = ids_view
-        .data()
-        .chunks_exact(8)
-        .map(|c| i64::from_le_bytes(c.try_into().unwrap()))
-        .collect();
+    let flat: Vec<i64> =
+        ids_view.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect();
     let ids = flat.chunks(seq).map(<[i64]>::to_vec).collect();
     let mut tensors = std::collections::HashMap::new();
     for (name, view) in st.tensors() {
@@ -63,8 +60,7 @@ fn reference(variant: &str) -> Reference {
             tensors.insert(name, (view.shape().to_vec(), v));
         }
     }
-    let json = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-        .unwrap();
+    let json = serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     Reference { ids, tensors, json }
 }
 
@@ -77,24 +73,14 @@ fn ids_tensor(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
 /// Max |a - b| and max |b|.
 fn compare(got: &[f32], want: &[f32]) -> (f32, f32) {
     assert_eq!(got.len(), want.len());
-    let diff = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     let scale = want.iter().map(|b| b.abs()).fold(0.0f32, f32::max);
     (diff, scale)
 }
 
 fn logits_of(model: &HfModel, rows: &[Vec<i64>]) -> Vec<f32> {
     let device = model.model.device();
-    model
-        .model
-        .forward(ids_tensor(rows, &device))
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec()
-        .unwrap()
+    model.model.forward(ids_tensor(rows, &device)).into_data().convert::<f32>().try_to_vec().unwrap()
 }
 
 fn load(variant: &str) -> HfModel {
@@ -108,28 +94,17 @@ fn logits_match_transformers_for_every_variant() {
         let m = load(variant);
         let r = reference(variant);
         let (diff, scale) = compare(&logits_of(&m, &r.ids), &r.tensors["logits"].1);
-        report.push(format!(
-            "{variant}: max|Δ| {diff:.3e} (max|logit| {scale:.2})"
-        ));
-        assert!(
-            diff <= LOGIT_TOL * scale,
-            "{variant}: max|Δlogit| {diff} > {LOGIT_TOL} × {scale}"
-        );
+        report.push(format!("{variant}: max|Δ| {diff:.3e} (max|logit| {scale:.2})"));
+        assert!(diff <= LOGIT_TOL * scale, "{variant}: max|Δlogit| {diff} > {LOGIT_TOL} × {scale}");
 
         // The first 12 tokens alone (for longrope: short factors; for mistral: no window).
         let short: Vec<Vec<i64>> = vec![r.ids[0][..12].to_vec()];
         let (diff, scale) = compare(&logits_of(&m, &short), &r.tensors["logits_short"].1);
-        assert!(
-            diff <= LOGIT_TOL * scale,
-            "{variant} short: {diff} > {LOGIT_TOL} × {scale}"
-        );
+        assert!(diff <= LOGIT_TOL * scale, "{variant} short: {diff} > {LOGIT_TOL} × {scale}");
 
         if let Some((_, native)) = r.tensors.get("logits_native") {
             let (diff, scale) = compare(&logits_of(&m, &r.ids), native);
-            report.push(format!(
-                "{variant}: vs native {:?} max|Δ| {diff:.3e}",
-                m.stored_dtype
-            ));
+            report.push(format!("{variant}: vs native {:?} max|Δ| {diff:.3e}", m.stored_dtype));
             assert!(
                 diff <= NATIVE_LOW_PRECISION_TOL * scale,
                 "{variant} native: {diff} > {NATIVE_LOW_PRECISION_TOL} × {scale}"
@@ -145,23 +120,11 @@ fn greedy_generation_with_kv_cache_matches_transformers() {
         let m = load(variant);
         let r = reference(variant);
         let g = &r.json["greedy"];
-        let prompt: Vec<u32> = g["prompt_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
-        let want: Vec<u32> = g["new_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
-        let options = GenerateOptions {
-            max_new_tokens: want.len(),
-            stop_ids: vec![1],
-            ..Default::default()
-        };
+        let prompt: Vec<u32> =
+            g["prompt_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> =
+            g["new_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
+        let options = GenerateOptions { max_new_tokens: want.len(), stop_ids: vec![1], ..Default::default() };
         let got = generate(&m.model, &prompt, &options, &mut |_| {}).unwrap();
         assert_eq!(got, want, "{variant}");
     }
@@ -178,37 +141,21 @@ fn perplexity_matches_transformers_on_token_rows_and_on_text() {
             .lines()
             .map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
-                v["input_ids"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_u64().unwrap() as u32)
-                    .collect()
+                v["input_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
             })
             .collect();
-        for (key, rows) in [
-            ("nll", rows),
-            (
-                "nll_text",
-                vec![m.tokenizer.as_ref().unwrap().encode(&text, true).unwrap()],
-            ),
-        ] {
+        for (key, rows) in
+            [("nll", rows), ("nll_text", vec![m.tokenizer.as_ref().unwrap().encode(&text, true).unwrap()])]
+        {
             let want = &r.json[key];
             let spec = WindowSpec {
                 max_length: want["max_length"].as_u64().unwrap() as usize,
                 stride: want["stride"].as_u64().unwrap() as usize,
             };
             let got = evaluate(&m.model, &rows, spec, 3, &mut |_, _| {}).unwrap();
-            assert_eq!(
-                got.tokens as u64,
-                want["tokens"].as_u64().unwrap(),
-                "{variant} {key}"
-            );
+            assert_eq!(got.tokens as u64, want["tokens"].as_u64().unwrap(), "{variant} {key}");
             let (g, w) = (got.mean_nll(), want["mean_nll"].as_f64().unwrap());
-            assert!(
-                ((g - w) / w).abs() < NLL_REL_TOL,
-                "{variant} {key}: mean NLL {g} vs transformers {w}"
-            );
+            assert!(((g - w) / w).abs() < NLL_REL_TOL, "{variant} {key}: mean NLL {g} vs transformers {w}");
         }
     }
 }
@@ -217,30 +164,18 @@ fn perplexity_matches_transformers_on_token_rows_and_on_text() {
 fn tokenizer_ids_and_decoding_match_transformers() {
     let dir = fixtures().join("tokenizer");
     let tok = Tokenizer::from_dir(&dir, None).unwrap();
-    assert_eq!(
-        (tok.bos_id, tok.eos_ids.clone(), tok.pad_id),
-        (Some(0), vec![1], Some(2))
-    );
+    assert_eq!((tok.bos_id, tok.eos_ids.clone(), tok.pad_id), (Some(0), vec![1], Some(2)));
     let cases: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
     let cases = cases["cases"].as_array().unwrap();
     assert!(cases.len() >= 8);
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let want: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect();
+        let want: Vec<u32> =
+            case["ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
         let got = tok.encode(text, true).unwrap();
         assert_eq!(got, want, "ids of {text:?}");
-        assert_eq!(
-            tok.decode(&got, true).unwrap(),
-            case["decoded"].as_str().unwrap(),
-            "decode of {text:?}"
-        );
+        assert_eq!(tok.decode(&got, true).unwrap(), case["decoded"].as_str().unwrap(), "decode of {text:?}");
     }
 }
 
@@ -258,20 +193,13 @@ fn save_then_load_is_bit_exact_in_the_stored_dtype() {
         save(&m.model, &target, &options).unwrap();
         let again = HfModel::load(&target, &Device::flex()).unwrap();
         assert_eq!(again.stored_dtype, m.stored_dtype, "{variant}");
-        assert_eq!(
-            again.config.num_params(),
-            m.config.num_params(),
-            "{variant}"
-        );
+        assert_eq!(again.config.num_params(), m.config.num_params(), "{variant}");
         let (a, b) = (weights::export(&m.model), weights::export(&again.model));
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             assert_eq!((&x.name, &x.shape), (&y.name, &y.shape), "{variant}");
             assert!(
-                x.values
-                    .iter()
-                    .zip(&y.values)
-                    .all(|(p, q)| p.to_bits() == q.to_bits()),
+                x.values.iter().zip(&y.values).all(|(p, q)| p.to_bits() == q.to_bits()),
                 "{variant}: {} differs",
                 x.name
             );
@@ -282,16 +210,9 @@ fn save_then_load_is_bit_exact_in_the_stored_dtype() {
             slmc_formats::Checkpoint::open_dir(&target).unwrap(),
         );
         for name in saved.names() {
-            assert_eq!(
-                saved.bytes(name).unwrap(),
-                orig.bytes(name).unwrap(),
-                "{variant}: {name}"
-            );
+            assert_eq!(saved.bytes(name).unwrap(), orig.bytes(name).unwrap(), "{variant}: {name}");
         }
-        assert!(
-            target.join("tokenizer.json").is_file()
-                && target.join("generation_config.json").is_file()
-        );
+        assert!(target.join("tokenizer.json").is_file() && target.join("generation_config.json").is_file());
     }
 }
 
@@ -314,33 +235,17 @@ fn strict_loading_names_the_offending_tensor() {
     ));
     slmc_formats::write_checkpoint(tmp.path(), tensors, None).unwrap();
     std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
-    let err = HfModel::load(tmp.path(), &Device::flex())
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(
-        err.contains("missing tensor `model.layers.1.mlp.down_proj.weight`"),
-        "{err}"
-    );
-    assert!(
-        err.contains("unexpected tensor `model.layers.9.extra.weight`"),
-        "{err}"
-    );
+    let err = HfModel::load(tmp.path(), &Device::flex()).err().unwrap().to_string();
+    assert!(err.contains("missing tensor `model.layers.1.mlp.down_proj.weight`"), "{err}");
+    assert!(err.contains("unexpected tensor `model.layers.9.extra.weight`"), "{err}");
 
     // A mis-shaped tensor (config says 3 layers' worth of width mismatch).
     let cfg = std::fs::read_to_string(src.join("config.json"))
         .unwrap()
         .replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
     std::fs::write(tmp.path().join("config.json"), cfg).unwrap();
-    std::fs::copy(
-        src.join("model.safetensors"),
-        tmp.path().join("model.safetensors"),
-    )
-    .unwrap();
-    let err = HfModel::load(tmp.path(), &Device::flex())
-        .err()
-        .unwrap()
-        .to_string();
+    std::fs::copy(src.join("model.safetensors"), tmp.path().join("model.safetensors")).unwrap();
+    let err = HfModel::load(tmp.path(), &Device::flex()).err().unwrap().to_string();
     assert!(
         err.contains("model.layers.0.mlp.gate_proj.weight` has shape [128, 64], expected [96, 64]"),
         "{err}"
@@ -355,14 +260,7 @@ fn truncated_weights_are_an_error_not_a_panic() {
         std::fs::copy(src.join(f), tmp.path().join(f)).unwrap();
     }
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
-    std::fs::write(
-        tmp.path().join("model.safetensors"),
-        &bytes[..bytes.len() / 2],
-    )
-    .unwrap();
-    let err = HfModel::load(tmp.path(), &Device::flex())
-        .err()
-        .unwrap()
-        .to_string();
+    std::fs::write(tmp.path().join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let err = HfModel::load(tmp.path(), &Device::flex()).err().unwrap().to_string();
     assert!(err.contains("truncated"), "{err}");
 }

@@ -48,10 +48,7 @@ pub struct Args {
 /// Runs the command.
 pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
     let hf = HfModel::load(&a.model, device)?;
-    let options = SourceOptions {
-        text_field: a.text_field.clone(),
-        ids_field: a.ids_field.clone(),
-    };
+    let options = SourceOptions { text_field: a.text_field.clone(), ids_field: a.ids_field.clone() };
     let records = read_records(&a.data, &options)?;
     let mut texts = Vec::new();
     let mut rows: Vec<Vec<u32>> = Vec::new();
@@ -63,32 +60,21 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
     }
     if !texts.is_empty() {
         let tok = hf.tokenizer.as_ref().with_context(|| {
-            format!(
-                "{} has text rows but {} has no tokenizer.json",
-                a.data.display(),
-                a.model.display()
-            )
+            format!("{} has text rows but {} has no tokenizer.json", a.data.display(), a.model.display())
         })?;
         rows.push(tok.encode(&texts.join("\n\n"), true)?);
     }
     let ctx = a.ctx.unwrap_or(hf.config.max_position_embeddings.min(1024));
     let stride = a.stride.unwrap_or((ctx / 2).max(1));
-    let spec = WindowSpec {
-        max_length: ctx,
-        stride,
-    };
+    let spec = WindowSpec { max_length: ctx, stride };
     let scored: usize = rows.iter().map(|r| r.len().saturating_sub(1)).sum();
     if scored == 0 {
-        bail!(
-            "{}: nothing to score (every sequence has fewer than 2 tokens)",
-            a.data.display()
-        );
+        bail!("{}: nothing to score (every sequence has fewer than 2 tokens)", a.data.display());
     }
     let pb = bar(scored as u64, "eval", "tok");
     let start = Instant::now();
-    let summary = evaluate(&hf.model, &rows, spec, a.batch_size, &mut |done, _| {
-        pb.set_position(done as u64)
-    })?;
+    let summary =
+        evaluate(&hf.model, &rows, spec, a.batch_size, &mut |done, _| pb.set_position(done as u64))?;
     pb.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
     let tps = summary.tokens as f64 / secs;

@@ -36,21 +36,15 @@ pub struct Args {
 /// Runs the command.
 pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
     let hf = HfModel::load(&a.model, device)?;
-    let tok = hf
-        .tokenizer
-        .as_ref()
-        .with_context(|| format!("{} has no tokenizer.json", a.model.display()))?;
+    let tok =
+        hf.tokenizer.as_ref().with_context(|| format!("{} has no tokenizer.json", a.model.display()))?;
     let prompt = tok.encode(&a.prompt, true)?;
     let options = GenerateOptions {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,
         top_p: a.top_p,
         seed: a.seed,
-        stop_ids: if a.ignore_eos {
-            vec![]
-        } else {
-            tok.eos_ids.clone()
-        },
+        stop_ids: if a.ignore_eos { vec![] } else { tok.eos_ids.clone() },
     };
     print!("{}", a.prompt);
     std::io::stdout().flush()?;
@@ -71,11 +65,6 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
     })?;
     println!();
     let secs = start.elapsed().as_secs_f64();
-    eprintln!(
-        "{} tokens in {:.2}s ({:.1} tok/s)",
-        out.len(),
-        secs,
-        out.len() as f64 / secs
-    );
+    eprintln!("{} tokens in {:.2}s ({:.1} tok/s)", out.len(), secs, out.len() as f64 / secs);
     Ok(())
 }

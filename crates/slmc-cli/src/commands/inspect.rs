@@ -20,11 +20,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let config = ModelConfig::from_file(&a.path.join("config.json"))
         .with_context(|| format!("{} is not a Hugging Face model directory", a.path.display()))?;
     let ckpt = Checkpoint::open_dir(&a.path)?;
-    let stored: usize = ckpt
-        .names()
-        .filter_map(|n| ckpt.meta(n))
-        .map(|m| m.numel())
-        .sum();
+    let stored: usize = ckpt.names().filter_map(|n| ckpt.meta(n)).map(|m| m.numel()).sum();
     let disk: u64 = std::fs::read_dir(&a.path)?
         .filter_map(Result::ok)
         .filter_map(|e| e.metadata().ok())
@@ -32,11 +28,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         .map(|m| m.len())
         .sum();
     let tokenizer = slmc_model::Tokenizer::from_dir(&a.path, Some(&config)).ok();
-    let dtypes: Vec<String> = ckpt
-        .dtype_histogram()
-        .into_iter()
-        .map(|(d, n)| format!("{d} ({n} values)"))
-        .collect();
+    let dtypes: Vec<String> =
+        ckpt.dtype_histogram().into_iter().map(|(d, n)| format!("{d} ({n} values)")).collect();
     let rope = format!("{:?}", config.rope.scaling);
     if a.json {
         let v = serde_json::json!({
@@ -61,25 +54,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     }
     let row = |k: &str, v: String| println!("{k:<18} {v}");
     row("path", a.path.display().to_string());
-    row(
-        "architecture",
-        format!("{} ({})", config.arch.model_type(), config.arch.hf_class()),
-    );
-    row(
-        "parameters",
-        format!(
-            "{} ({:.2}M)",
-            config.num_params(),
-            config.num_params() as f64 / 1e6
-        ),
-    );
+    row("architecture", format!("{} ({})", config.arch.model_type(), config.arch.hf_class()));
+    row("parameters", format!("{} ({:.2}M)", config.num_params(), config.num_params() as f64 / 1e6));
     row("dtypes", dtypes.join(", "));
     row("size on disk", format!("{:.2} MB", disk as f64 / 1e6));
     row("layers", config.num_layers.to_string());
-    row(
-        "hidden / mlp",
-        format!("{} / {}", config.hidden_size, config.intermediate_size),
-    );
+    row("hidden / mlp", format!("{} / {}", config.hidden_size, config.intermediate_size));
     row(
         "heads",
         format!(
@@ -98,11 +78,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     row("rope", format!("theta {} {rope}", config.rope.theta));
     row("tied embeddings", config.tie_word_embeddings.to_string());
     if config.sliding_windows.iter().any(Option::is_some) {
-        let w: Vec<String> = config
-            .sliding_windows
-            .iter()
-            .map(|w| w.map_or("full".into(), |w| w.to_string()))
-            .collect();
+        let w: Vec<String> =
+            config.sliding_windows.iter().map(|w| w.map_or("full".into(), |w| w.to_string())).collect();
         row("sliding window", w.join(","));
     }
     Ok(())
