@@ -5,6 +5,14 @@ use std::path::PathBuf;
 /// Everything that can go wrong reading or writing a file format.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// An unreadable or unsupported Hugging Face `config.json`.
+    #[error("{file}: {reason}")]
+    Config {
+        /// The file (or a description of the source).
+        file: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// An operating-system error on a named file.
     #[error("{path}: {source}")]
     Io {
@@ -65,6 +73,36 @@ pub enum FormatError {
     BadTensor {
         /// The tensor name.
         name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A GGUF file that llama.cpp would refuse (or that is truncated or corrupt).
+    #[error("{path}: not a valid GGUF file (at byte {offset}): {reason}")]
+    InvalidGguf {
+        /// The file (or a description of the bytes).
+        path: PathBuf,
+        /// Byte offset where the problem was found.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A GGUF file that cannot be written as requested (it would not load in llama.cpp).
+    #[error("cannot write GGUF: {reason}")]
+    GgufWrite {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A ggml quantization request that cannot be carried out.
+    #[error("ggml: {reason}")]
+    Ggml {
+        /// What is wrong.
+        reason: String,
+    },
+    /// A tokenizer file that cannot be turned into GGUF vocabulary metadata.
+    #[error("{path}: {reason}")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
         /// What is wrong.
         reason: String,
     },

@@ -3,13 +3,16 @@
 //! * [`checkpoint`]: Hugging Face safetensors checkpoints (single file or sharded with
 //!   `model.safetensors.index.json`), read lazily through a memory map with every header
 //!   checked, and written atomically.
+//! * [`hf_config`]: Hugging Face `config.json` (transformers 4.x and 5.x forms) normalised.
 //! * [`fsutil`]: atomic writes (temp file + rename) used by every writer in slmc.
 
 pub mod checkpoint;
 pub mod dtype;
 pub mod error;
 pub mod fsutil;
+pub mod hf_config;
 
 pub use checkpoint::{Checkpoint, TensorMeta, TensorToWrite, write_checkpoint};
 pub use dtype::FloatDtype;
 pub use error::FormatError;
+pub use hf_config::{Arch, ModelConfig, RopeConfig, RopeScaling};

@@ -5,14 +5,6 @@ use std::path::PathBuf;
 /// Everything that can go wrong loading, running or saving a model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    /// An unreadable or unsupported `config.json`.
-    #[error("{file}: {reason}")]
-    Config {
-        /// The file (or a description of the source).
-        file: String,
-        /// What is wrong.
-        reason: String,
-    },
     /// A weights file problem (truncated, bad header, missing tensor...).
     #[error(transparent)]
     Format(#[from] slmc_formats::FormatError),

@@ -32,10 +32,10 @@ impl HfModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
         let config_path = dir.join("config.json");
         if !config_path.is_file() {
-            return Err(ModelError::Config {
+            return Err(ModelError::Format(slmc_formats::FormatError::Config {
                 file: dir.display().to_string(),
                 reason: "not a Hugging Face model directory (no config.json)".into(),
-            });
+            }));
         }
         let config = ModelConfig::from_file(&config_path)?;
         let checkpoint = Checkpoint::open_dir(dir)?;

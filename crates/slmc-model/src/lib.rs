@@ -5,7 +5,8 @@
 //! Tensor names are Hugging Face names everywhere (`model.layers.3.self_attn.q_proj.weight`);
 //! the architecture differences live in [`config`] and [`weights`].
 
-pub mod config;
+/// The model configuration (parsed in `slmc-formats`, which needs no burn).
+pub use slmc_formats::hf_config as config;
 pub mod error;
 pub mod generate;
 pub mod hf_dir;

@@ -2,11 +2,13 @@
 //! transformers 4.x form (`rope_theta`, `rope_scaling`, `torch_dtype`) or the 5.x form
 //! (`rope_parameters`, `dtype`), and written back in the 4.x form (which 5.x also reads).
 //!
-//! Every architecture difference the decoder needs is decided here, once.
+//! Every architecture difference the decoder needs is decided here, once. This lives in
+//! `slmc-formats` (no burn) so that recipe checking and planning can read model shapes without
+//! compiling a tensor backend.
 
-use crate::ModelError;
+use crate::FormatError;
 use serde_json::{Map, Value, json};
-use slmc_formats::FloatDtype;
+use crate::FloatDtype;
 
 /// The architectures slmc implements (Hugging Face `model_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,19 +159,19 @@ pub struct ModelConfig {
 
 impl ModelConfig {
     /// Parses `config.json` text. `source` names the file in errors.
-    pub fn from_json_str(text: &str, source: &str) -> Result<Self, ModelError> {
+    pub fn from_json_str(text: &str, source: &str) -> Result<Self, FormatError> {
         let value: Value = serde_json::from_str(text)
-            .map_err(|e| ModelError::Config { file: source.into(), reason: format!("invalid JSON: {e}") })?;
+            .map_err(|e| FormatError::Config { file: source.into(), reason: format!("invalid JSON: {e}") })?;
         let Value::Object(raw) = value else {
-            return Err(ModelError::Config { file: source.into(), reason: "expected a JSON object".into() });
+            return Err(FormatError::Config { file: source.into(), reason: "expected a JSON object".into() });
         };
         Parser { raw: &raw, source }.parse()
     }
 
     /// Reads `config.json` from a file.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, ModelError> {
+    pub fn from_file(path: &std::path::Path) -> Result<Self, FormatError> {
         let text =
-            std::fs::read_to_string(path).map_err(|e| ModelError::Io { path: path.into(), source: e })?;
+            std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 
@@ -185,7 +187,7 @@ impl ModelConfig {
 
     /// The context length at which the rotary tables switch (Phi-3 LongRoPE: short factors up to
     /// it, long factors beyond). transformers recomputes the whole KV cache when a cached
-    /// sequence first crosses it, and so does [`crate::generate::generate`].
+    /// sequence first crosses it, and so does slmc's generation.
     pub fn rope_switch_len(&self) -> Option<usize> {
         match &self.rope.scaling {
             RopeScaling::LongRope { original_max_position_embeddings, .. } => {
@@ -294,19 +296,19 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn err(&self, reason: impl Into<String>) -> ModelError {
-        ModelError::Config { file: self.source.into(), reason: reason.into() }
+    fn err(&self, reason: impl Into<String>) -> FormatError {
+        FormatError::Config { file: self.source.into(), reason: reason.into() }
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
         self.raw.get(key).filter(|v| !v.is_null())
     }
 
-    fn usize_req(&self, key: &str) -> Result<usize, ModelError> {
+    fn usize_req(&self, key: &str) -> Result<usize, FormatError> {
         self.usize_opt(key)?.ok_or_else(|| self.err(format!("missing `{key}`")))
     }
 
-    fn usize_opt(&self, key: &str) -> Result<Option<usize>, ModelError> {
+    fn usize_opt(&self, key: &str) -> Result<Option<usize>, FormatError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -316,7 +318,7 @@ impl Parser<'_> {
         }
     }
 
-    fn f64_opt(&self, key: &str) -> Result<Option<f64>, ModelError> {
+    fn f64_opt(&self, key: &str) -> Result<Option<f64>, FormatError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => {
@@ -325,7 +327,7 @@ impl Parser<'_> {
         }
     }
 
-    fn bool_opt(&self, key: &str) -> Result<Option<bool>, ModelError> {
+    fn bool_opt(&self, key: &str) -> Result<Option<bool>, FormatError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -335,7 +337,7 @@ impl Parser<'_> {
         }
     }
 
-    fn token_ids(&self, key: &str) -> Result<Vec<u32>, ModelError> {
+    fn token_ids(&self, key: &str) -> Result<Vec<u32>, FormatError> {
         match self.get(key) {
             None => Ok(vec![]),
             Some(Value::Array(a)) => a
@@ -353,7 +355,7 @@ impl Parser<'_> {
         }
     }
 
-    fn parse(&self) -> Result<ModelConfig, ModelError> {
+    fn parse(&self) -> Result<ModelConfig, FormatError> {
         let model_type =
             self.get("model_type").and_then(Value::as_str).ok_or_else(|| self.err("missing `model_type`"))?;
         let arch = Arch::from_model_type(model_type).ok_or_else(|| {
@@ -434,7 +436,7 @@ impl Parser<'_> {
         })
     }
 
-    fn sliding_windows(&self, arch: Arch, num_layers: usize) -> Result<Vec<Option<usize>>, ModelError> {
+    fn sliding_windows(&self, arch: Arch, num_layers: usize) -> Result<Vec<Option<usize>>, FormatError> {
         // transformers' MistralConfig defaults `sliding_window` to 4096 when the key is absent
         // (an explicit null disables it).
         let window = match (arch, self.raw.get("sliding_window")) {
@@ -476,13 +478,13 @@ impl Parser<'_> {
 
     /// Finds the rope parameters in the 5.x `rope_parameters` dict or the 4.x top-level
     /// `rope_theta` + `rope_scaling` dict.
-    fn rope(&self, arch: Arch, head_dim: usize, max_pos: usize) -> Result<RopeConfig, ModelError> {
+    fn rope(&self, arch: Arch, head_dim: usize, max_pos: usize) -> Result<RopeConfig, FormatError> {
         let empty = Map::new();
         let params = self.get("rope_parameters").and_then(Value::as_object);
         let scaling = self.get("rope_scaling").and_then(Value::as_object);
         let dict = params.or(scaling).unwrap_or(&empty);
         let lookup = |k: &str| dict.get(k).filter(|v| !v.is_null()).or_else(|| self.get(k));
-        let num = |k: &str| -> Result<Option<f64>, ModelError> {
+        let num = |k: &str| -> Result<Option<f64>, FormatError> {
             match lookup(k) {
                 None => Ok(None),
                 Some(v) => v
@@ -495,7 +497,7 @@ impl Parser<'_> {
         let partial_rotary_factor = num("partial_rotary_factor")?.unwrap_or(1.0);
         let kind =
             dict.get("rope_type").or_else(|| dict.get("type")).and_then(Value::as_str).unwrap_or("default");
-        let req = |k: &str| -> Result<f64, ModelError> {
+        let req = |k: &str| -> Result<f64, FormatError> {
             num(k)?.ok_or_else(|| self.err(format!("rope scaling `{kind}` needs `{k}`")))
         };
         let scaling = match kind {
@@ -508,7 +510,7 @@ impl Parser<'_> {
                 original_max_position_embeddings: req("original_max_position_embeddings")? as usize,
             },
             "longrope" => {
-                let list = |k: &str| -> Result<Vec<f64>, ModelError> {
+                let list = |k: &str| -> Result<Vec<f64>, FormatError> {
                     let v = lookup(k)
                         .and_then(Value::as_array)
                         .ok_or_else(|| self.err(format!("longrope needs a `{k}` list")))?;
