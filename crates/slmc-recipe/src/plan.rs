@@ -1,0 +1,235 @@
+//! The plan `slmc check` prints: what each stage touches and what it costs, computed from the
+//! recipe and the model's configuration alone (no weights are loaded).
+
+use crate::diag::Diagnostic;
+use crate::schema::*;
+use slmc_formats::{FloatDtype, ModelConfig};
+use std::fmt;
+
+/// Estimated peak memory of a stage, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Model weights (f32 while computing).
+    pub weights: u64,
+    /// Gradients of trained parameters.
+    pub gradients: u64,
+    /// Optimizer state (AdamW: two f32 moments).
+    pub optimizer: u64,
+    /// Activations kept for the backward pass (or of one forward pass).
+    pub activations: u64,
+}
+
+impl Memory {
+    /// Sum of the parts.
+    pub fn total(&self) -> u64 {
+        self.weights + self.gradients + self.optimizer + self.activations
+    }
+}
+
+/// One stage of the plan.
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    /// Stage position.
+    pub index: usize,
+    /// Kind name.
+    pub kind: &'static str,
+    /// One-line description.
+    pub summary: String,
+    /// Tensors the stage changes.
+    pub tensors_touched: usize,
+    /// Parameters the stage changes.
+    pub params_touched: usize,
+    /// Peak memory estimate.
+    pub memory: Memory,
+}
+
+/// What a recipe will do.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The recipe's name.
+    pub name: String,
+    /// The model's configuration.
+    pub model: ModelConfig,
+    /// Where the model comes from.
+    pub model_source: String,
+    /// Tensors in the model.
+    pub tensors: usize,
+    /// Stages.
+    pub stages: Vec<StagePlan>,
+    /// Export artifacts and their estimated sizes in bytes.
+    pub exports: Vec<(String, u64)>,
+    /// The run directory.
+    pub run_dir: String,
+}
+
+/// Reads the configuration of a model source (its `config.json`, or the inline table).
+pub fn model_config(source: &ModelSource) -> Result<ModelConfig, Diagnostic> {
+    match source {
+        ModelSource::Path { path, origin } => {
+            let file = path.join("config.json");
+            if !file.is_file() {
+                return Err(Diagnostic::new(
+                    format!("{} is not a Hugging Face model directory (no config.json)", path.display()),
+                    origin.clone(),
+                ));
+            }
+            ModelConfig::from_file(&file).map_err(|e| Diagnostic::new(e.to_string(), origin.clone()))
+        }
+        ModelSource::Config { config, origin, .. } => {
+            ModelConfig::from_json_str(&config.to_string(), "[model] config")
+                .map_err(|e| Diagnostic::new(e.to_string(), origin.clone()))
+        }
+    }
+}
+
+/// Number of tensors of a model (Hugging Face names).
+pub fn tensor_count(c: &ModelConfig) -> usize {
+    let fused = c.arch.fused_projections();
+    let attn = if fused { 2 } else { 4 }
+        + if c.qkv_bias { if fused { 1 } else { 3 } } else { 0 }
+        + usize::from(c.o_bias);
+    let mlp = if fused { 2 } else { 3 } + if c.mlp_bias { if fused { 2 } else { 3 } } else { 0 };
+    1 + c.num_layers * (2 + attn + mlp) + 1 + usize::from(!c.tie_word_embeddings)
+}
+
+/// f32 values kept per token by a forward pass that will be differentiated (our decoder: norms,
+/// projections, rotary copies, attention output, SwiGLU intermediates, residuals).
+fn activation_values_per_token(c: &ModelConfig, seq: usize) -> u64 {
+    let (h, i, kv) = (c.hidden_size as u64, c.intermediate_size as u64, c.kv_dim() as u64);
+    let q = c.q_dim() as u64;
+    let per_layer = 6 * h + 3 * q + 4 * kv + 6 * i + (c.num_heads * seq) as u64;
+    c.num_layers as u64 * per_layer + 2 * h
+}
+
+/// Builds the plan.
+pub fn plan(recipe: &Recipe, model: ModelConfig) -> Plan {
+    let params = model.num_params() as u64;
+    let weights = 4 * params;
+    let seq = recipe.data.as_ref().map_or(256, |d| d.seq_len);
+    let vocab = model.vocab_size as u64;
+    let mut stages = Vec::new();
+    for s in &recipe.stages {
+        let (summary, touched, memory) = match &s.kind {
+            StageKind::Finetune(t) => {
+                let tokens = (t.batch_size * seq) as u64;
+                let acts = 4 * tokens * (activation_values_per_token(&model, seq) + 3 * vocab);
+                let summary = format!(
+                    "full fine-tune: {} steps × {} seq × {} tokens{} = {} tokens, lr {:e} ({:?}, warmup {})",
+                    t.steps,
+                    t.batch_size,
+                    seq,
+                    if t.grad_accum > 1 { format!(" × {} accum", t.grad_accum) } else { String::new() },
+                    t.steps * t.batch_size * t.grad_accum * seq,
+                    t.lr,
+                    t.schedule,
+                    t.warmup_steps
+                );
+                let mem = Memory { weights, gradients: weights, optimizer: 2 * weights, activations: acts };
+                (summary, (tensor_count(&model), model.num_params()), mem)
+            }
+            StageKind::Eval(e) => {
+                let ctx = e.ctx.unwrap_or(seq);
+                let acts = 4
+                    * ctx as u64
+                    * (model.hidden_size as u64 * 4 + model.intermediate_size as u64 * 3 + 2 * vocab);
+                let summary = format!(
+                    "eval: perplexity, window {ctx}, stride {}",
+                    e.stride.unwrap_or((ctx / 2).max(1))
+                );
+                (summary, (0, 0), Memory { weights, activations: acts, ..Default::default() })
+            }
+        };
+        stages.push(StagePlan {
+            index: s.index,
+            kind: s.kind.name(),
+            summary,
+            tensors_touched: touched.0,
+            params_touched: touched.1,
+            memory,
+        });
+    }
+    let mut exports = Vec::new();
+    if let Some(e) = &recipe.export {
+        for f in &e.formats {
+            match f {
+                ExportFormat::Safetensors => {
+                    let dtype = e.dtype.unwrap_or(model.dtype);
+                    exports.push((format!("safetensors ({dtype})"), params * dtype_bytes(dtype)));
+                }
+            }
+        }
+    }
+    let model_source = match &recipe.model {
+        ModelSource::Path { path, .. } => path.display().to_string(),
+        ModelSource::Config { tokenizer, .. } => {
+            format!("new from [model] config (tokenizer {})", tokenizer.display())
+        }
+    };
+    Plan {
+        name: recipe.name.clone(),
+        tensors: tensor_count(&model),
+        model,
+        model_source,
+        stages,
+        exports,
+        run_dir: recipe.run_dir().display().to_string(),
+    }
+}
+
+fn dtype_bytes(d: FloatDtype) -> u64 {
+    d.size_bytes() as u64
+}
+
+/// Human-readable bytes.
+pub fn bytes(b: u64) -> String {
+    let b = b as f64;
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else {
+        format!("{:.1} kB", b / 1e3)
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = &self.model;
+        writeln!(f, "recipe   {}  (run directory {})", self.name, self.run_dir)?;
+        writeln!(
+            f,
+            "model    {}: {} ({:.2}M parameters, {} tensors, {} layers, hidden {}, vocab {})",
+            self.model_source,
+            m.arch.model_type(),
+            m.num_params() as f64 / 1e6,
+            self.tensors,
+            m.num_layers,
+            m.hidden_size,
+            m.vocab_size
+        )?;
+        for s in &self.stages {
+            writeln!(f, "stage {}  {}", s.index, s.summary)?;
+            if s.tensors_touched > 0 {
+                writeln!(
+                    f,
+                    "         touches {} tensors / {} parameters",
+                    s.tensors_touched, s.params_touched
+                )?;
+            }
+            let mm = s.memory;
+            writeln!(
+                f,
+                "         peak memory ≈ {} (weights {}, gradients {}, AdamW state {}, activations {})",
+                bytes(mm.total()),
+                bytes(mm.weights),
+                bytes(mm.gradients),
+                bytes(mm.optimizer),
+                bytes(mm.activations)
+            )?;
+        }
+        for (what, size) in &self.exports {
+            writeln!(f, "export   {what}: ≈ {}", bytes(*size))?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! The validated recipe.
+
+use crate::tree::Origin;
+use slmc_formats::FloatDtype;
+use std::path::PathBuf;
+
+/// A validated recipe.
+#[derive(Debug, Clone)]
+pub struct Recipe {
+    /// Recipe name (the default run directory is `runs/<name>`).
+    pub name: String,
+    /// Seed for initialisation, data order and sampling.
+    pub seed: u64,
+    /// Run directory override.
+    pub run_dir: Option<PathBuf>,
+    /// The model the stages act on.
+    pub model: ModelSource,
+    /// The teacher, for distillation stages.
+    pub teacher: Option<ModelSource>,
+    /// Training / evaluation / calibration data.
+    pub data: Option<DataSpec>,
+    /// Stages, in order.
+    pub stages: Vec<Stage>,
+    /// Artifacts to write at the end.
+    pub export: Option<ExportSpec>,
+    /// Pass/fail thresholds (exit code 3 when one fails).
+    pub gates: Gates,
+}
+
+impl Recipe {
+    /// The run directory: `run-dir`, else `runs/<name>`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&self.name))
+    }
+}
+
+/// Where a model comes from.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    /// A Hugging Face directory.
+    Path {
+        /// The directory.
+        path: PathBuf,
+        /// Where `path` was written.
+        origin: Origin,
+    },
+    /// A fresh model from an inline `config.json`-style table, with a tokenizer file.
+    Config {
+        /// The config, as `config.json` would hold it.
+        config: serde_json::Value,
+        /// The `tokenizer.json` to use.
+        tokenizer: PathBuf,
+        /// Where the `config` table was written.
+        origin: Origin,
+    },
+}
+
+/// One data file (or glob) and the columns to read.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    /// Path or glob (`data/*.parquet`).
+    pub path: String,
+    /// Column / field of text.
+    pub text_column: String,
+    /// Column / field of pre-tokenized ids.
+    pub ids_column: String,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// The `[data]` table.
+#[derive(Debug, Clone)]
+pub struct DataSpec {
+    /// Training sources.
+    pub train: Vec<SourceSpec>,
+    /// Evaluation sources; when absent, `eval-fraction` of the training sequences are held out.
+    pub eval: Vec<SourceSpec>,
+    /// Tokens per training sequence.
+    pub seq_len: usize,
+    /// Fraction of training sequences held out for evaluation when there is no `eval` source.
+    pub eval_fraction: f64,
+}
+
+/// Learning-rate schedule after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schedule {
+    /// Cosine decay to `min-lr`.
+    Cosine,
+    /// Linear decay to `min-lr`.
+    Linear,
+    /// Constant.
+    Constant,
+}
+
+/// Optimisation settings shared by training stages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainParams {
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate.
+    pub min_lr: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub schedule: Schedule,
+    /// AdamW decoupled weight decay.
+    pub weight_decay: f64,
+    /// AdamW β1.
+    pub beta1: f64,
+    /// AdamW β2.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub eps: f64,
+    /// Global gradient-norm clip (0 = off).
+    pub clip_grad_norm: f64,
+    /// Evaluate every N steps (0 = only at the end).
+    pub eval_every: usize,
+    /// Sequences evaluated each time (0 = the whole eval set).
+    pub eval_sequences: usize,
+    /// Checkpoint every N steps (0 = only at the end).
+    pub checkpoint_every: usize,
+    /// Write a metrics line every N steps.
+    pub log_every: usize,
+}
+
+/// What a stage does.
+#[derive(Debug, Clone)]
+pub enum StageKind {
+    /// Full fine-tuning (every parameter trains).
+    Finetune(TrainParams),
+    /// Perplexity of the current model on the eval data.
+    Eval(EvalParams),
+}
+
+impl StageKind {
+    /// The recipe name of the kind.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Finetune(_) => "finetune",
+            Self::Eval(_) => "eval",
+        }
+    }
+}
+
+/// Settings of an eval stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalParams {
+    /// Window length (default: `data.seq-len`).
+    pub ctx: Option<usize>,
+    /// Window step (default: half the window).
+    pub stride: Option<usize>,
+    /// Evaluate at most this many tokens (0 = all).
+    pub max_tokens: usize,
+}
+
+/// One `[[stage]]`.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    /// Position in the recipe (0-based).
+    pub index: usize,
+    /// What it does.
+    pub kind: StageKind,
+    /// Where the stage table was written.
+    pub origin: Origin,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// A Hugging Face safetensors directory.
+    Safetensors,
+}
+
+/// The `[export]` table.
+#[derive(Debug, Clone)]
+pub struct ExportSpec {
+    /// Formats to write (into `<run-dir>/artifacts/`).
+    pub formats: Vec<ExportFormat>,
+    /// Storage dtype of safetensors exports (default: the model's).
+    pub dtype: Option<FloatDtype>,
+}
+
+/// The `[gates]` table.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gates {
+    /// Final eval perplexity must not exceed this.
+    pub max_ppl: Option<f64>,
+    /// Final perplexity may exceed the input model's by at most this fraction.
+    pub max_ppl_increase: Option<f64>,
+}

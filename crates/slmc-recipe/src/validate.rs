@@ -1,0 +1,320 @@
+//! Node tree → [`Recipe`], collecting every problem.
+
+use crate::diag::{Diagnostic, Diagnostics};
+use crate::reader::TableReader;
+use crate::schema::*;
+use crate::suggest::did_you_mean;
+use crate::tree::{Node, Value};
+use slmc_formats::FloatDtype;
+use std::path::PathBuf;
+
+/// Stage kinds this build implements.
+pub const STAGE_KINDS: &[&str] = &["finetune", "eval"];
+
+pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
+    let mut r = TableReader::new(root, "the recipe", d)?;
+    let name = match r.string("name", d) {
+        Some((n, _)) if valid_name(&n) => n,
+        Some((n, origin)) => {
+            d.push(Diagnostic::new(
+                format!("`name` must be a non-empty file-name-safe word (letters, digits, - _ .), got `{n}`"),
+                origin,
+            ));
+            String::new()
+        }
+        None => {
+            if r.node("name").is_none() {
+                r.missing("name", d);
+            }
+            String::new()
+        }
+    };
+    let seed = r.uint("seed", d).map_or(0, |(s, _)| s as u64);
+    let run_dir = r.string("run-dir", d).map(|(s, _)| PathBuf::from(s));
+    let model = match r.node("model") {
+        Some(n) => model_source(n, "[model]", d),
+        None => {
+            r.missing("model", d);
+            None
+        }
+    };
+    let teacher = r.node("teacher").and_then(|n| model_source(n, "[teacher]", d));
+    let data = r.node("data").and_then(|n| data_spec(n, d));
+    let stages = match r.node("stage") {
+        Some(Node { value: Value::Array(items), .. }) => {
+            items.iter().enumerate().filter_map(|(i, n)| stage(n, i, d)).collect()
+        }
+        Some(n) => {
+            d.push(Diagnostic::new(
+                format!("`stage` must be an array of tables ([[stage]]), found {}", n.type_name()),
+                n.origin.clone(),
+            ));
+            vec![]
+        }
+        None => vec![],
+    };
+    let export = r.node("export").and_then(|n| export_spec(n, d));
+    let gates = r.node("gates").and_then(|n| gates(n, d)).unwrap_or_default();
+    r.finish(d);
+    let recipe = Recipe { name, seed, run_dir, model: model?, teacher, data, stages, export, gates };
+    cross_checks(&recipe, root, d);
+    Some(recipe)
+}
+
+fn valid_name(n: &str) -> bool {
+    !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !n.starts_with('.')
+}
+
+fn model_source(n: &Node, what: &str, d: &mut Diagnostics) -> Option<ModelSource> {
+    let mut r = TableReader::new(n, what, d)?;
+    let path = r.string("path", d);
+    let config = r.node("config");
+    let tokenizer = r.string("tokenizer", d);
+    r.finish(d);
+    match (path, config) {
+        (Some((p, origin)), None) => Some(ModelSource::Path { path: PathBuf::from(p), origin }),
+        (None, Some(c)) => {
+            if c.entries().is_none() {
+                d.push(Diagnostic::new(
+                    format!("`config` in {what} must be a table of config.json keys"),
+                    c.origin.clone(),
+                ));
+                return None;
+            }
+            let config = c.to_json();
+            if let Err(e) = slmc_formats::ModelConfig::from_json_str(&config.to_string(), "config") {
+                let msg = e.to_string();
+                d.push(Diagnostic::new(
+                    format!("{what} config: {}", msg.trim_start_matches("config: ")),
+                    c.origin.clone(),
+                ));
+            }
+            let Some((tok, _)) = tokenizer else {
+                d.push(Diagnostic::new(
+                    format!(
+                        "{what} builds a model from `config` and needs `tokenizer` (a tokenizer.json path)"
+                    ),
+                    n.origin.clone(),
+                ));
+                return None;
+            };
+            Some(ModelSource::Config { config, tokenizer: PathBuf::from(tok), origin: c.origin.clone() })
+        }
+        (Some((_, origin)), Some(_)) => {
+            d.push(Diagnostic::new(format!("{what} takes either `path` or `config`, not both"), origin));
+            None
+        }
+        (None, None) => {
+            d.push(Diagnostic::new(
+                format!(
+                    "{what} needs `path` (a Hugging Face directory) or `config` (a table of config.json keys)"
+                ),
+                n.origin.clone(),
+            ));
+            None
+        }
+    }
+}
+
+fn sources(n: &Node, key: &str, d: &mut Diagnostics) -> Vec<SourceSpec> {
+    let one = |n: &Node, d: &mut Diagnostics| -> Option<SourceSpec> {
+        match &n.value {
+            Value::Str(s) => Some(SourceSpec {
+                path: s.clone(),
+                text_column: "text".into(),
+                ids_column: "input_ids".into(),
+                origin: n.origin.clone(),
+            }),
+            Value::Table(_) => {
+                let mut r = TableReader::new(n, format!("[data] {key}"), d)?;
+                let path = r.string("path", d);
+                let text_column = r.string("text-column", d).map_or("text".into(), |s| s.0);
+                let ids_column = r.string("ids-column", d).map_or("input_ids".into(), |s| s.0);
+                if path.is_none() && r.node("path").is_none() {
+                    r.missing("path", d);
+                }
+                r.finish(d);
+                Some(SourceSpec { path: path?.0, text_column, ids_column, origin: n.origin.clone() })
+            }
+            _ => {
+                d.push(Diagnostic::new(
+                    format!("`{key}` in [data] must be a path, a {{ path = … }} table or a list of them"),
+                    n.origin.clone(),
+                ));
+                None
+            }
+        }
+    };
+    match &n.value {
+        Value::Array(items) => items.iter().filter_map(|i| one(i, d)).collect(),
+        _ => one(n, d).into_iter().collect(),
+    }
+}
+
+fn data_spec(n: &Node, d: &mut Diagnostics) -> Option<DataSpec> {
+    let mut r = TableReader::new(n, "[data]", d)?;
+    let train = r.node("train").map(|t| sources(t, "train", d)).unwrap_or_default();
+    let eval = r.node("eval").map(|t| sources(t, "eval", d)).unwrap_or_default();
+    let seq_len = r.uint_where("seq-len", 256, "at least 2", |v| v >= 2, d);
+    let eval_fraction = r.float_where("eval-fraction", 0.05, "in [0, 0.5]", |v| (0.0..=0.5).contains(&v), d);
+    r.finish(d);
+    Some(DataSpec { train, eval, seq_len, eval_fraction })
+}
+
+fn train_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> TrainParams {
+    let steps = r.uint_where("steps", 100, "at least 1", |v| v >= 1, d);
+    let lr = r.float_where("lr", 3e-4, "in (0, 1]", |v| v > 0.0 && v <= 1.0, d);
+    let schedule = match r.choice("schedule", &["cosine", "linear", "constant"], d) {
+        Some(("linear", _)) => Schedule::Linear,
+        Some(("constant", _)) => Schedule::Constant,
+        _ => Schedule::Cosine,
+    };
+    let min_lr = r.float_where("min-lr", lr * 0.1, "in [0, lr]", |v| v >= 0.0 && v <= lr, d);
+    TrainParams {
+        steps,
+        batch_size: r.uint_where("batch-size", 8, "at least 1", |v| v >= 1, d),
+        grad_accum: r.uint_where("grad-accum", 1, "at least 1", |v| v >= 1, d),
+        lr,
+        min_lr,
+        warmup_steps: r.uint_where("warmup-steps", 0, "at most `steps`", |v| v <= steps, d),
+        schedule,
+        weight_decay: r.float_where("weight-decay", 0.1, "≥ 0", |v| v >= 0.0, d),
+        beta1: r.float_where("beta1", 0.9, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
+        beta2: r.float_where("beta2", 0.95, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
+        eps: r.float_where("eps", 1e-8, "> 0", |v| v > 0.0, d),
+        clip_grad_norm: r.float_where("clip-grad-norm", 1.0, "≥ 0", |v| v >= 0.0, d),
+        eval_every: r.uint("eval-every", d).map_or(0, |v| v.0),
+        eval_sequences: r.uint("eval-sequences", d).map_or(64, |v| v.0),
+        checkpoint_every: r.uint("checkpoint-every", d).map_or(0, |v| v.0),
+        log_every: r.uint_where("log-every", 10, "at least 1", |v| v >= 1, d),
+    }
+}
+
+fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
+    let mut r = TableReader::new(n, format!("stage {} ([[stage]] #{})", index, index + 1), d)?;
+    let kind = match r.string("kind", d) {
+        Some((k, origin)) => match k.as_str() {
+            "finetune" => {
+                // `method` selects full fine-tuning (LoRA/QLoRA will add methods).
+                r.choice("method", &["full"], d);
+                StageKind::Finetune(train_params(&mut r, d))
+            }
+            "eval" => {
+                let mut positive = |key: &'static str, min: usize, d: &mut Diagnostics| match r.uint(key, d) {
+                    Some((v, origin)) if v < min => {
+                        d.push(Diagnostic::new(
+                            format!("`{key}` in {} must be at least {min}, got {v}", r.what()),
+                            origin,
+                        ));
+                        None
+                    }
+                    other => other.map(|v| v.0),
+                };
+                let ctx = positive("ctx", 2, d);
+                let stride = positive("stride", 1, d);
+                let max_tokens = r.uint("max-tokens", d).map_or(0, |v| v.0);
+                StageKind::Eval(EvalParams { ctx, stride, max_tokens })
+            }
+            other => {
+                let mut diag = Diagnostic::new(
+                    format!(
+                        "unknown stage kind `{other}`; this build implements {}",
+                        crate::reader::quoted(STAGE_KINDS)
+                    ),
+                    origin,
+                );
+                if let Some(l) = did_you_mean(other, STAGE_KINDS.iter().copied()) {
+                    diag = diag.with_label(l);
+                }
+                d.push(diag);
+                return None;
+            }
+        },
+        None => {
+            if r.node("kind").is_none() {
+                let mut diag = Diagnostic::new(format!("missing `kind` in {}", r.what()), r.origin().clone());
+                diag = diag.with_label(format!("expected one of {}", crate::reader::quoted(STAGE_KINDS)));
+                d.push(diag);
+            }
+            return None;
+        }
+    };
+    r.finish(d);
+    Some(Stage { index, kind, origin: n.origin.clone() })
+}
+
+fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
+    let mut r = TableReader::new(n, "[export]", d)?;
+    let mut formats = Vec::new();
+    if let Some(f) = r.node("formats") {
+        let items: Vec<&Node> = match &f.value {
+            Value::Array(a) => a.iter().collect(),
+            _ => vec![f],
+        };
+        for item in items {
+            match &item.value {
+                Value::Str(s) if s == "safetensors" => formats.push(ExportFormat::Safetensors),
+                Value::Str(s) => {
+                    let mut diag = Diagnostic::new(
+                        format!("unknown export format `{s}`; this build writes `safetensors`"),
+                        item.origin.clone(),
+                    );
+                    if let Some(l) = did_you_mean(s, ["safetensors"]) {
+                        diag = diag.with_label(l);
+                    }
+                    d.push(diag);
+                }
+                _ => d.push(Diagnostic::new("export formats must be strings", item.origin.clone())),
+            }
+        }
+    }
+    let dtype = match r.string("dtype", d) {
+        Some((s, origin)) => match FloatDtype::from_name(&s) {
+            Some(t) => Some(t),
+            None => {
+                d.push(Diagnostic::new(
+                    format!("`dtype` in [export] must be float32, float16 or bfloat16, got `{s}`"),
+                    origin,
+                ));
+                None
+            }
+        },
+        None => None,
+    };
+    r.finish(d);
+    Some(ExportSpec { formats, dtype })
+}
+
+fn gates(n: &Node, d: &mut Diagnostics) -> Option<Gates> {
+    let mut r = TableReader::new(n, "[gates]", d)?;
+    let g = Gates {
+        max_ppl: r.float("max-ppl", d).map(|v| v.0),
+        max_ppl_increase: r.float("max-ppl-increase", d).map(|v| v.0),
+    };
+    r.finish(d);
+    Some(g)
+}
+
+/// Checks that need more than one table.
+fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
+    let needs_data = r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Eval(_)))
+        || r.gates.max_ppl.is_some()
+        || r.gates.max_ppl_increase.is_some();
+    let anchor = root.origin.clone();
+    match &r.data {
+        None if needs_data => d.push(Diagnostic::new(
+            "the stages and gates of this recipe need a [data] table with `train` or `eval`",
+            anchor,
+        )),
+        Some(data) => {
+            let trains = r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_)));
+            if trains && data.train.is_empty() {
+                d.push(Diagnostic::new("a finetune stage needs `train` in [data]", anchor.clone()));
+            }
+            if needs_data && data.train.is_empty() && data.eval.is_empty() {
+                d.push(Diagnostic::new("[data] needs `train` or `eval`", anchor));
+            }
+        }
+        None => {}
+    }
+}

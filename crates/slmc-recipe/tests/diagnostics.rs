@@ -1,0 +1,83 @@
+//! Snapshot tests of recipe diagnostics: what a user sees for common mistakes. Set
+//! SLMC_UPDATE_SNAPSHOTS=1 to rewrite the snapshots after a deliberate change.
+
+use slmc_recipe::{StageKind, load_str};
+use std::path::Path;
+
+fn render(text: &str, sets: &[&str]) -> String {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    match load_str(text, "bad.toml", &sets) {
+        Ok(_) => "ok".into(),
+        Err((sources, diags)) => sources.render_all(&diags),
+    }
+}
+
+fn snapshot(name: &str, got: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(format!("{name}.txt"));
+    if std::env::var_os("SLMC_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, got).unwrap();
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(got, want, "snapshot {name} changed; rerun with SLMC_UPDATE_SNAPSHOTS=1 if intended");
+}
+
+const MANY_MISTAKES: &str = r#"name = "demo"
+
+[model]
+path = "data/models/teacher"
+
+[data]
+train = { path = "data/corpus/train.parquet", text_colum = "text" }
+seq-len = 128
+
+[[stage]]
+kind = "finetune"
+lerning-rate = 3e-4
+steps = "200"
+schedule = "cosin"
+
+[[stage]]
+kind = "distil"
+
+[gates]
+max-ppl = 40
+"#;
+
+#[test]
+fn every_problem_is_reported_at_once_with_line_col_and_suggestions() {
+    let out = render(MANY_MISTAKES, &[]);
+    assert!(out.contains("bad.toml:7:47"), "{out}");
+    assert!(out.contains("did you mean `text-column`?"), "{out}");
+    assert!(out.contains("did you mean `cosine`?"), "{out}");
+    assert!(out.contains("error: bad.toml has 5 problems"), "{out}");
+    snapshot("many_mistakes", &out);
+}
+
+#[test]
+fn set_overrides_are_validated_like_the_file() {
+    let ok =
+        "name = \"demo\"\n[model]\npath = \"m\"\n[data]\ntrain = \"t.txt\"\n[[stage]]\nkind = \"finetune\"\n";
+    let out = render(ok, &["stage.0.lr=fast", "stage.0.stepz=3", "data.seq-len=1"]);
+    assert!(out.contains("--> --set stage.0.lr=fast"), "{out}");
+    snapshot("set_overrides", &out);
+    // A valid override takes effect.
+    let r = load_str(ok, "ok.toml", &["stage.0.lr=2e-4".into(), "seed=7".into()]).unwrap();
+    let StageKind::Finetune(t) = &r.stages[0].kind else { panic!() };
+    assert_eq!((t.lr, r.seed), (2e-4, 7));
+}
+
+#[test]
+fn toml_syntax_errors_point_at_the_spot() {
+    let out = render("name = \"demo\"\n[model\npath = 1\n", &[]);
+    assert!(out.contains("bad.toml:2:"), "{out}");
+    snapshot("syntax_error", &out);
+}
+
+#[test]
+fn model_needs_path_or_a_valid_config() {
+    let text = "name = \"x\"\n[model]\ntokenizer = \"t.json\"\nconfig = { model_type = \"gpt2\", hidden_size = 8 }\n";
+    let out = render(text, &[]);
+    assert!(out.contains("unsupported model_type `gpt2`"), "{out}");
+    let out = render("name = \"x\"\n[model]\n", &[]);
+    assert!(out.contains("needs `path`"), "{out}");
+}
