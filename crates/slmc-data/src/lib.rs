@@ -4,6 +4,8 @@
 
 pub mod error;
 pub mod source;
+pub mod tokens;
 
 pub use error::DataError;
 pub use source::{Record, SourceOptions, for_each_record, read_records};
+pub use tokens::{Order, Packed, TokenFile, build_token_file, calibration_samples, expand};

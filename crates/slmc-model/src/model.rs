@@ -7,7 +7,7 @@
 use crate::config::ModelConfig;
 use crate::layers::{Attention, DecoderLayer, LayerKv, Mlp, RmsNorm};
 use crate::rope::RopeTables;
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -112,13 +112,30 @@ impl CausalLm {
                 },
             })
             .collect();
-        Self {
+        let model = Self {
             embed_tokens: Embedding { weight: Param::from_tensor(matrix(c.vocab_size, h)) },
             layers,
             norm: norm(h),
             lm_head: (!c.tie_word_embeddings).then(|| lin(h, c.vocab_size, false)),
             config: config.clone(),
+        };
+        model.with_stable_param_ids()
+    }
+
+    /// Renumbers parameters 1, 2, 3… in module order. Optimizer state is keyed by parameter id,
+    /// so stable ids let a training run saved to disk resume with its AdamW moments.
+    pub fn with_stable_param_ids(self) -> Self {
+        struct Renumber(u64);
+        impl ModuleMapper for Renumber {
+            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                self.0 += 1;
+                // `from_tensor` keeps the parameter trainable once the model moves to autodiff.
+                let mut renumbered = Param::from_tensor(p.val());
+                renumbered.id = ParamId::from(self.0);
+                renumbered
+            }
         }
+        self.map(&mut Renumber(0))
     }
 
     /// The device the weights live on.

@@ -159,7 +159,12 @@ impl ModuleMapper for Loader<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let shape: [usize; D] = param.lazy_shape().dims();
         match self.read(shape) {
-            Some(t) => Param::initialized(param.id, t),
+            Some(t) => {
+                // Keep the id (stable, see `CausalLm::with_stable_param_ids`) and trainability.
+                let mut loaded = Param::from_tensor(t);
+                loaded.id = param.id;
+                loaded
+            }
             None => param,
         }
     }

@@ -1,0 +1,16 @@
+//! The slmc training engine: AdamW with warmup + cosine/linear decay, global-norm gradient
+//! clipping, gradient accumulation, periodic evaluation, and checkpoints (model, optimizer state,
+//! data position) from which a killed run resumes on the same loss curve.
+//!
+//! The loss is pluggable ([`StepLoss`]), so distillation reuses the same loop.
+
+pub mod checkpoint;
+pub mod clip;
+pub mod error;
+pub mod eval;
+pub mod loss;
+pub mod schedule;
+pub mod trainer;
+
+pub use error::TrainError;
+pub use trainer::{Batch, CrossEntropy, Event, StepLoss, TrainData, TrainOptions, train};

@@ -1,0 +1,249 @@
+//! The training loop.
+
+use crate::TrainError;
+use crate::checkpoint::{self, TrainState};
+use crate::clip::clip_grad_norm;
+use crate::eval::eval_loss;
+use crate::loss::cross_entropy;
+use crate::schedule::lr_at;
+use burn::module::{Module, ParamGroup};
+use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use slmc_data::{Order, Packed};
+use slmc_model::CausalLm;
+use slmc_recipe::TrainParams;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// A batch of packed sequences: inputs and their next-token targets.
+pub struct Batch {
+    /// `[B, T]` input ids.
+    pub inputs: Tensor<2, Int>,
+    /// `[B, T]` target ids (inputs shifted by one).
+    pub targets: Tensor<2, Int>,
+}
+
+impl Batch {
+    /// Builds a batch from sequences of `T + 1` tokens.
+    pub fn from_sequences(seqs: Vec<Vec<u32>>, device: &Device) -> Self {
+        let b = seqs.len();
+        let t = seqs[0].len() - 1;
+        let mut inputs = Vec::with_capacity(b * t);
+        let mut targets = Vec::with_capacity(b * t);
+        for s in &seqs {
+            inputs.extend(s[..t].iter().map(|&x| x as i32));
+            targets.extend(s[1..].iter().map(|&x| x as i32));
+        }
+        Self {
+            inputs: Tensor::from_data(TensorData::new(inputs, [b, t]), device),
+            targets: Tensor::from_data(TensorData::new(targets, [b, t]), device),
+        }
+    }
+}
+
+/// The objective of a training step (cross-entropy here; distillation plugs in its own).
+pub trait StepLoss {
+    /// The scalar loss of `batch` under `model` (differentiable).
+    fn loss(&mut self, model: &CausalLm, batch: &Batch) -> Tensor<1>;
+}
+
+/// Next-token cross-entropy.
+pub struct CrossEntropy;
+
+impl StepLoss for CrossEntropy {
+    fn loss(&mut self, model: &CausalLm, batch: &Batch) -> Tensor<1> {
+        cross_entropy(model.forward(batch.inputs.clone()), batch.targets.clone())
+    }
+}
+
+/// Training and held-out sequences.
+pub struct TrainData {
+    /// Training sequences.
+    pub train: Packed,
+    /// Held-out sequences for periodic evaluation.
+    pub eval: Option<Packed>,
+}
+
+/// Everything a run needs besides the model and data.
+pub struct TrainOptions<'a> {
+    /// Optimisation settings.
+    pub params: &'a TrainParams,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Where checkpoints go (resumes from the newest one found there).
+    pub checkpoint_dir: PathBuf,
+    /// Set (e.g. by Ctrl-C) to stop after the current step with a checkpoint.
+    pub interrupt: Option<&'a AtomicBool>,
+    /// Testing hook: stop after this step without writing anything, as a killed process would.
+    pub kill_after: Option<usize>,
+}
+
+/// Progress reported by [`train`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Training continues from a checkpoint.
+    Resumed {
+        /// Steps already done.
+        step: usize,
+    },
+    /// An optimizer step finished.
+    Step {
+        /// Steps done (1-based).
+        step: usize,
+        /// Total steps.
+        total: usize,
+        /// Loss of the step (mean over its micro-batches).
+        loss: f32,
+        /// Learning rate used.
+        lr: f64,
+        /// Gradient norm before clipping.
+        grad_norm: f64,
+        /// Training tokens consumed so far.
+        tokens_seen: u64,
+        /// Throughput since the previous step event.
+        tokens_per_s: f64,
+    },
+    /// A held-out evaluation.
+    Eval {
+        /// Steps done.
+        step: usize,
+        /// Mean next-token NLL.
+        loss: f64,
+    },
+    /// A checkpoint was written.
+    Checkpoint {
+        /// Steps done.
+        step: usize,
+        /// Its directory.
+        path: PathBuf,
+    },
+}
+
+fn optimizer(p: &TrainParams) -> ModuleOptimizer {
+    let cfg = |wd: f64| {
+        AdamWConfig::new()
+            .with_beta_1(p.beta1 as f32)
+            .with_beta_2(p.beta2 as f32)
+            .with_epsilon(p.eps as f32)
+            .with_weight_decay(wd as f32)
+    };
+    // No weight decay on norm scales and biases (the usual practice; burn's AdamW would decay all).
+    let no_decay = ParamGroup::from_regex(r"(norm\.weight|bias)$").expect("static regex");
+    cfg(p.weight_decay).init().with_group(no_decay, cfg(0.0).build(), None)
+}
+
+/// Trains `model` (given on a plain device) and returns it (plain device). Resumes from the newest
+/// checkpoint in `options.checkpoint_dir` if there is one.
+pub fn train(
+    model: CausalLm,
+    data: &TrainData,
+    options: &TrainOptions<'_>,
+    objective: &mut dyn StepLoss,
+    observer: &mut dyn FnMut(&Event),
+) -> Result<CausalLm, TrainError> {
+    let p = options.params;
+    let device = model.device();
+    let config = model.config.clone();
+    let per_step = p.batch_size * p.grad_accum;
+    if data.train.len() < p.batch_size {
+        return Err(TrainError::Data(format!(
+            "{} training sequences of {} tokens; batch-size {} needs more data",
+            data.train.len(),
+            data.train.seq_len(),
+            p.batch_size
+        )));
+    }
+    let (model, mut optim, mut state) =
+        match checkpoint::load_latest(&options.checkpoint_dir, &config, optimizer(p), &device)? {
+            Some((m, o, s)) => {
+                observer(&Event::Resumed { step: s.step });
+                (m, o, s)
+            }
+            None => (
+                model,
+                optimizer(p),
+                TrainState { step: 0, tokens_seen: 0, sequences_drawn: 0, seed: options.seed },
+            ),
+        };
+    let mut order = Order::new(data.train.len(), state.seed);
+    let mut model = model.train();
+    let tokens_per_seq = data.train.seq_len() as u64;
+    let mut last_ckpt = checkpoint::list(&options.checkpoint_dir)
+        .pop()
+        .map_or("none".to_string(), |(_, d)| d.display().to_string());
+    let mut clock = Instant::now();
+    while state.step < p.steps {
+        let lr = lr_at(p, state.step);
+        let mut accum = GradientsAccumulator::<CausalLm>::new();
+        let mut loss_sum = 0.0f32;
+        for _ in 0..p.grad_accum {
+            let seqs: Vec<Vec<u32>> = (0..p.batch_size)
+                .map(|i| data.train.get(order.at(state.sequences_drawn + i as u64)))
+                .collect();
+            state.sequences_drawn += p.batch_size as u64;
+            let batch = Batch::from_sequences(seqs, &device);
+            let loss = objective.loss(&model, &batch) / p.grad_accum as f32;
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    step: state.step + 1,
+                    value,
+                    last_checkpoint: last_ckpt,
+                });
+            }
+            loss_sum += value;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            accum.accumulate(&model, grads);
+        }
+        let mut grads = accum.grads();
+        let grad_norm = clip_grad_norm(&model, &mut grads, p.clip_grad_norm);
+        if !grad_norm.is_finite() {
+            return Err(TrainError::NonFiniteLoss {
+                step: state.step + 1,
+                value: f32::NAN,
+                last_checkpoint: last_ckpt,
+            });
+        }
+        model = optim.step(lr, model, grads);
+        state.step += 1;
+        state.tokens_seen += per_step as u64 * tokens_per_seq;
+        if state.step % p.log_every == 0 || state.step == p.steps {
+            let secs = clock.elapsed().as_secs_f64().max(1e-9);
+            let steps_since =
+                if state.step % p.log_every == 0 { p.log_every } else { state.step % p.log_every };
+            observer(&Event::Step {
+                step: state.step,
+                total: p.steps,
+                loss: loss_sum,
+                lr,
+                grad_norm,
+                tokens_seen: state.tokens_seen,
+                tokens_per_s: (steps_since * per_step) as f64 * tokens_per_seq as f64 / secs,
+            });
+            clock = Instant::now();
+        }
+        if options.kill_after == Some(state.step) {
+            return Err(TrainError::Interrupted { step: state.step });
+        }
+        let interrupted = options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
+        let periodic = p.checkpoint_every > 0 && state.step % p.checkpoint_every == 0;
+        if periodic || interrupted || state.step == p.steps {
+            let path = checkpoint::save(&options.checkpoint_dir, &model, &optim, &state, 2)?;
+            last_ckpt = path.display().to_string();
+            observer(&Event::Checkpoint { step: state.step, path });
+        }
+        if interrupted {
+            return Err(TrainError::Interrupted { step: state.step });
+        }
+        let eval_due = p.eval_every > 0 && state.step % p.eval_every == 0;
+        if let Some(eval) = &data.eval
+            && (eval_due || state.step == p.steps)
+        {
+            let loss = eval_loss(&model.valid(), eval, p.eval_sequences, p.batch_size);
+            observer(&Event::Eval { step: state.step, loss });
+            clock = Instant::now();
+        }
+    }
+    Ok(model.valid())
+}
