@@ -55,13 +55,23 @@ enum Command {
     /// Measure throughput on a fixed model configuration.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
+    /// Validate a recipe and print its plan (stages, tensors, memory, export sizes) without running.
+    Check(commands::check::Args),
+    /// Run every stage of a recipe (resumes an interrupted run).
+    Run(commands::run::Args),
+    /// Run only the finetune stages of a recipe.
+    Finetune(commands::run::Args),
+    /// Tokenizer utilities.
+    #[command(subcommand)]
+    Tokenizer(commands::tokenizer::TokenizerCmd),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = std::panic::catch_unwind(|| run(cli));
     match result {
-        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Ok(true)) => ExitCode::SUCCESS,
+        Ok(Ok(false)) => ExitCode::from(commands::run::EXIT_GATE),
         Ok(Err(e)) => {
             eprintln!("error: {e}");
             for cause in e.chain().skip(1) {
@@ -78,14 +88,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the command; `Ok(false)` means it ran but a recipe gate failed.
+fn run(cli: Cli) -> anyhow::Result<bool> {
     backend::configure_threads(cli.threads)?;
     let device = backend::device(&cli.device)?;
     match cli.command {
-        Command::Inspect(a) => commands::inspect::run(a),
-        Command::Eval(a) => commands::eval::run(a, &device),
-        Command::Generate(a) => commands::generate::run(a, &device),
-        Command::Export(a) => commands::export::run(a, &device),
-        Command::Bench(b) => commands::bench::run(b, &device),
+        Command::Inspect(a) => commands::inspect::run(a).map(|_| true),
+        Command::Eval(a) => commands::eval::run(a, &device).map(|_| true),
+        Command::Generate(a) => commands::generate::run(a, &device).map(|_| true),
+        Command::Export(a) => commands::export::run(a, &device).map(|_| true),
+        Command::Bench(b) => commands::bench::run(b, &device).map(|_| true),
+        Command::Check(a) => commands::check::run(a).map(|_| true),
+        Command::Run(a) => commands::run::run(a, &device, &cli.device, None),
+        Command::Finetune(a) => commands::run::run(a, &device, &cli.device, Some("finetune")),
+        Command::Tokenizer(t) => commands::tokenizer::run(t).map(|_| true),
     }
 }

@@ -9,7 +9,13 @@ fn fixtures() -> PathBuf {
 }
 
 fn slmc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slmc")).args(args).env("COLUMNS", "100").env_remove("SLMC_DEVICE").env_remove("SLMC_THREADS").output().expect("run slmc")
+    Command::new(env!("CARGO_BIN_EXE_slmc"))
+        .args(args)
+        .env("COLUMNS", "100")
+        .env_remove("SLMC_DEVICE")
+        .env_remove("SLMC_THREADS")
+        .output()
+        .expect("run slmc")
 }
 
 fn stdout(o: &Output) -> String {
@@ -66,15 +72,24 @@ fn eval_reads_a_parquet_text_column() {
     let text = std::fs::read_to_string(fixtures().join("eval.txt")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("eval.parquet");
-    let batch =
-        RecordBatch::try_from_iter([("text", std::sync::Arc::new(StringArray::from(vec![text])) as ArrayRef)]).unwrap();
-    let mut w = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None).unwrap();
+    let batch = RecordBatch::try_from_iter([(
+        "text",
+        std::sync::Arc::new(StringArray::from(vec![text])) as ArrayRef,
+    )])
+    .unwrap();
+    let mut w =
+        parquet::arrow::ArrowWriter::try_new(std::fs::File::create(&path).unwrap(), batch.schema(), None)
+            .unwrap();
     w.write(&batch).unwrap();
     w.close().unwrap();
     let dir = fixtures().join("models/qwen2_bias");
     let got = eval_json(&dir, &path);
     let want = reference("qwen2_bias");
-    assert_close(got["mean_nll"].as_f64().unwrap(), want["nll_text"]["mean_nll"].as_f64().unwrap(), "parquet");
+    assert_close(
+        got["mean_nll"].as_f64().unwrap(),
+        want["nll_text"]["mean_nll"].as_f64().unwrap(),
+        "parquet",
+    );
 }
 
 #[test]
@@ -95,7 +110,8 @@ fn inspect_reports_architecture_and_counts() {
 #[test]
 fn generate_is_greedy_and_deterministic_by_default() {
     let dir = fixtures().join("models/llama_gqa");
-    let args = ["generate", dir.to_str().unwrap(), "--prompt", "The river", "--max-new-tokens", "8", "--ignore-eos"];
+    let args =
+        ["generate", dir.to_str().unwrap(), "--prompt", "The river", "--max-new-tokens", "8", "--ignore-eos"];
     let (a, b) = (slmc(&args), slmc(&args));
     assert!(a.status.success(), "{}", stderr(&a));
     assert!(stdout(&a).starts_with("The river"));
@@ -130,10 +146,21 @@ fn user_errors_exit_1_with_one_clear_line() {
     std::fs::write(tmp.path().join("config.json"), r#"{"model_type": "gpt_neox"}"#).unwrap();
     let o = slmc(&["inspect", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("unsupported model_type `gpt_neox`; slmc supports llama, mistral, qwen2, phi3"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unsupported model_type `gpt_neox`; slmc supports llama, mistral, qwen2, phi3"),
+        "{}",
+        stderr(&o)
+    );
 
     let dir = fixtures().join("models/llama_gqa");
-    let o = slmc(&["eval", dir.to_str().unwrap(), "--data", dir.join("eval.jsonl").to_str().unwrap(), "--ctx", "4096"]);
+    let o = slmc(&[
+        "eval",
+        dir.to_str().unwrap(),
+        "--data",
+        dir.join("eval.jsonl").to_str().unwrap(),
+        "--ctx",
+        "4096",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("exceeds the model's context of 128"), "{}", stderr(&o));
 }

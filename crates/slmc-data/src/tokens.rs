@@ -182,6 +182,16 @@ impl Packed {
         self.range.len()
     }
 
+    /// Another handle on the same sequences (the token file is mapped again).
+    pub fn view(&self) -> Result<Packed, DataError> {
+        Ok(Packed { tokens: TokenFile::open(self.tokens.path())?, seq_len: self.seq_len, range: self.range.clone() })
+    }
+
+    /// The token positions this split covers in its token file.
+    pub fn token_range(&self) -> std::ops::Range<usize> {
+        self.range.start * self.seq_len..(self.range.end * self.seq_len + 1).min(self.tokens.len())
+    }
+
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.range.is_empty()

@@ -23,7 +23,21 @@ where
         w.flush().map_err(|e| FormatError::io(path, e))?;
     }
     tmp.as_file().sync_all().map_err(|e| FormatError::io(path, e))?;
+    make_readable(tmp.path(), false).map_err(|e| FormatError::io(path, e))?;
     tmp.persist(path).map_err(|e| FormatError::io(path, e.error))?;
+    Ok(())
+}
+
+/// Temporary files and directories are created private (0600 / 0700); artifacts should have the
+/// usual permissions (0644 / 0755) once they are renamed into place.
+pub fn make_readable(path: &Path, is_dir: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(if is_dir { 0o755 } else { 0o644 }))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, is_dir);
     Ok(())
 }
 
@@ -46,6 +60,7 @@ pub fn temp_path_for(path: &Path) -> Result<tempfile::TempPath, FormatError> {
 
 /// Renames a temporary path from [`temp_path_for`] over its destination.
 pub fn persist_path(tmp: tempfile::TempPath, path: &Path) -> Result<(), FormatError> {
+    make_readable(&tmp, false).map_err(|e| FormatError::io(path, e))?;
     tmp.persist(path).map_err(|e| FormatError::io(path, e.error))
 }
 

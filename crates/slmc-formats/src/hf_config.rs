@@ -6,9 +6,9 @@
 //! `slmc-formats` (no burn) so that recipe checking and planning can read model shapes without
 //! compiling a tensor backend.
 
+use crate::FloatDtype;
 use crate::FormatError;
 use serde_json::{Map, Value, json};
-use crate::FloatDtype;
 
 /// The architectures slmc implements (Hugging Face `model_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,8 +170,7 @@ impl ModelConfig {
 
     /// Reads `config.json` from a file.
     pub fn from_file(path: &std::path::Path) -> Result<Self, FormatError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 

@@ -15,6 +15,7 @@ pub mod model;
 pub mod perplexity;
 pub mod rope;
 pub mod tokenizer;
+pub mod tokenizer_train;
 pub mod weights;
 
 pub use config::{Arch, ModelConfig, RopeConfig, RopeScaling};

@@ -1,7 +1,11 @@
 //! One module per subcommand.
 
 pub mod bench;
+pub mod check;
 pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod recipe_args;
+pub mod run;
+pub mod tokenizer;

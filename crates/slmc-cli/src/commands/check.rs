@@ -1,0 +1,31 @@
+//! `slmc check RECIPE`: validate a recipe and print its plan without running anything.
+
+use super::recipe_args::RecipeArgs;
+use slmc_recipe::plan::{model_config, plan};
+
+/// Arguments of `slmc check`.
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+}
+
+/// Runs the command.
+pub fn run(a: Args) -> anyhow::Result<()> {
+    let (recipe, _) = a.recipe.load()?;
+    let config = model_config(&recipe.model).map_err(|d| {
+        let sources = slmc_recipe::Sources {
+            file_name: a.recipe.recipe.display().to_string(),
+            text: std::fs::read_to_string(&a.recipe.recipe).unwrap_or_default(),
+            sets: a.recipe.sets.clone(),
+        };
+        eprint!("{}", sources.render(&d));
+        anyhow::anyhow!("{}: the model cannot be read", a.recipe.recipe.display())
+    })?;
+    if let Some(t) = &recipe.teacher {
+        model_config(t).map_err(|d| anyhow::anyhow!("[teacher]: {}", d.message))?;
+    }
+    print!("{}", plan(&recipe, config));
+    println!("ok: {} is valid", a.recipe.recipe.display());
+    Ok(())
+}

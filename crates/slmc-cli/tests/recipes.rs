@@ -1,0 +1,144 @@
+//! End-to-end recipe runs on a tiny fixture model: run, resume, refusal of a changed recipe,
+//! gates, kind-filtered commands, and `slmc check`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn slmc(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_slmc")).current_dir(dir).args(args).env("COLUMNS", "100").output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A recipe fine-tuning the llama_gqa fixture on the fixture text.
+fn recipe(dir: &Path, extra: &str) -> PathBuf {
+    let r = root();
+    let body = format!(
+        r#"name = "tiny"
+seed = 1
+[model]
+path = "{model}"
+[data]
+train = "{text}"
+seq-len = 32
+eval-fraction = 0.1
+[[stage]]
+kind = "eval"
+[[stage]]
+kind = "finetune"
+steps = 6
+batch-size = 4
+lr = 3e-3
+warmup-steps = 1
+checkpoint-every = 2
+log-every = 1
+[[stage]]
+kind = "eval"
+[export]
+formats = ["safetensors"]
+dtype = "bfloat16"
+{extra}"#,
+        model = r.join("tests/fixtures/models/llama_gqa").display(),
+        text = r.join("tests/fixtures/eval.txt").display()
+    );
+    let p = dir.join("tiny.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn ppl_lines(out: &str) -> Vec<f64> {
+    out.lines()
+        .filter_map(|l| l.split("perplexity ").nth(1))
+        .filter_map(|r| r.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn run_trains_evaluates_exports_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), "");
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    let ppl = ppl_lines(&out);
+    assert!(ppl.len() >= 2, "{out}");
+    assert!(ppl[1] < ppl[0], "fine-tuning on the data must lower its held-out perplexity: {ppl:?}");
+    let run = dir.path().join("runs/tiny");
+    for f in ["manifest.json", "metrics.jsonl", "report.html", "stages/1-finetune/done.json"] {
+        assert!(run.join(f).is_file(), "{f}");
+    }
+    let art = run.join("artifacts/tiny-safetensors");
+    let o = slmc(dir.path(), &["inspect", art.to_str().unwrap(), "--json"]);
+    assert!(text(&o).contains("\"BF16\""), "{}", text(&o));
+    let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
+    assert_eq!(steps, 6);
+
+    // Same recipe again: every stage is done, nothing is recomputed.
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let again = text(&o);
+    assert!(o.status.success() && again.contains("already done"), "{again}");
+    assert_eq!(ppl_lines(&again).last(), ppl.last());
+
+    // Interrupted mid-stage: delete the finished stage's marker and model, keep the step-4 checkpoint.
+    let stage = run.join("stages/1-finetune");
+    std::fs::remove_file(stage.join("done.json")).unwrap();
+    std::fs::remove_dir_all(stage.join("model")).unwrap();
+    std::fs::remove_dir_all(stage.join("checkpoints/step-000006")).unwrap();
+    std::fs::remove_file(run.join("stages/2-eval/done.json")).unwrap();
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let resumed = text(&o);
+    assert!(o.status.success() && resumed.contains("resuming from the checkpoint at step 4"), "{resumed}");
+    let last = *ppl_lines(&resumed).last().unwrap();
+    let want = *ppl.last().unwrap();
+    assert!((last - want).abs() / want < 1e-4, "resumed final ppl {last} vs {want}");
+    let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
+    assert_eq!(steps, 6, "steps 5-6 are logged once");
+
+    // A changed recipe is refused, and --fresh starts over.
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap(), "--set", "stage.1.lr=1e-3"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("different recipe or inputs"), "{}", text(&o));
+}
+
+#[test]
+fn failing_gate_exits_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), "[gates]\nmax-ppl = 1.5\n");
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap(), "--set", "stage.1.steps=1"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("gate FAIL"), "{}", text(&o));
+}
+
+#[test]
+fn kind_commands_run_only_their_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), "");
+    let o = slmc(dir.path(), &["finetune", r.to_str().unwrap(), "--set", "stage.1.steps=1"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(!text(&o).contains("stage 0: eval"), "{}", text(&o));
+    assert!(dir.path().join("runs/tiny-finetune/stages/1-finetune/done.json").is_file());
+    let only_eval = dir.path().join("e.toml");
+    std::fs::write(&only_eval, std::fs::read_to_string(&r).unwrap().replace("kind = \"finetune\"", "kind = \"eval\"").replace("steps = 6\n", "")).unwrap();
+    let o = slmc(dir.path(), &["finetune", only_eval.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("has no `finetune` stage"), "{}", text(&o));
+}
+
+#[test]
+fn check_prints_the_plan_and_reports_a_missing_model_at_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), "");
+    let o = slmc(dir.path(), &["check", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("touches 22 tensors") && out.contains("AdamW state") && out.contains("export   safetensors (bfloat16)"), "{out}");
+    let o = slmc(dir.path(), &["check", r.to_str().unwrap(), "--set", "model.path=nowhere"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("nowhere is not a Hugging Face model directory") && text(&o).contains("--set model.path=nowhere"), "{}", text(&o));
+}

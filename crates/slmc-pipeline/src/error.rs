@@ -1,0 +1,44 @@
+//! The error type of `slmc-pipeline`.
+
+/// What can stop a run.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The run directory belongs to a different recipe or inputs.
+    #[error("{dir} was created by a different recipe or inputs ({what} changed); pass --fresh to start over, or set `run-dir`")]
+    FingerprintMismatch {
+        /// The run directory.
+        dir: String,
+        /// What differs.
+        what: String,
+    },
+    /// A recipe that validates but cannot run on these inputs.
+    #[error("{0}")]
+    Recipe(String),
+    /// A file problem.
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Data problems.
+    #[error(transparent)]
+    Data(#[from] slmc_data::DataError),
+    /// Model problems.
+    #[error(transparent)]
+    Model(#[from] slmc_model::ModelError),
+    /// File-format problems.
+    #[error(transparent)]
+    Format(#[from] slmc_formats::FormatError),
+    /// Training problems.
+    #[error(transparent)]
+    Train(#[from] slmc_train::TrainError),
+}
+
+impl PipelineError {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: &std::path::Path, e: impl ToString) -> Self {
+        Self::Io { path: path.display().to_string(), reason: e.to_string() }
+    }
+}

@@ -1,0 +1,63 @@
+//! Progress events: the pipeline reports, the CLI draws.
+
+/// Something that happened during a run.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A line of information.
+    Info(String),
+    /// A stage starts (`steps`: its length, when it has steps).
+    StageStart {
+        /// Stage position.
+        index: usize,
+        /// Stage kind.
+        kind: &'static str,
+        /// Optimizer steps, if it trains.
+        steps: Option<usize>,
+    },
+    /// A completed stage is skipped on resume.
+    StageSkipped {
+        /// Stage position.
+        index: usize,
+        /// Stage kind.
+        kind: &'static str,
+    },
+    /// Tokenization progress.
+    Tokenizing {
+        /// Which split.
+        split: &'static str,
+        /// Documents so far.
+        docs: usize,
+        /// Tokens so far.
+        tokens: u64,
+    },
+    /// A training event of the current stage.
+    Train(slmc_train::Event),
+    /// Perplexity evaluation progress.
+    Evaluating {
+        /// Tokens scored so far.
+        done: usize,
+        /// Tokens to score.
+        total: usize,
+    },
+    /// A stage finished.
+    StageDone {
+        /// Stage position.
+        index: usize,
+        /// One-line result.
+        summary: String,
+    },
+    /// An artifact was written.
+    Artifact(String),
+}
+
+/// Receives events.
+pub trait Observer {
+    /// Handles one event.
+    fn event(&mut self, e: &Event);
+}
+
+impl<F: FnMut(&Event)> Observer for F {
+    fn event(&mut self, e: &Event) {
+        self(e)
+    }
+}

@@ -1,0 +1,20 @@
+//! Runs recipes: `Recipe ──prepare──▶ RunDir (manifest, data) ──stages──▶ model ──▶ exports, gates`.
+//!
+//! The run directory (`runs/<name>/` by default) holds `manifest.json` (recipe text and hash,
+//! input file hashes, slmc version, seed, backend), `metrics.jsonl`, `data/` (tokenized
+//! sequences), `stages/<i>-<kind>/` (each stage's checkpoints, output model and `done.json`),
+//! `artifacts/` and `report.html`. Running the same recipe again resumes after the last completed
+//! stage, from the stage's newest checkpoint; a changed recipe or input is refused unless
+//! `fresh` is set.
+
+pub mod error;
+pub mod events;
+pub mod fingerprint;
+pub mod metrics;
+pub mod report;
+pub mod run_dir;
+pub mod runner;
+
+pub use error::PipelineError;
+pub use events::{Event, Observer};
+pub use runner::{RunOptions, RunSummary, run};
