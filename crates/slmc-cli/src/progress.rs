@@ -26,8 +26,9 @@ pub struct RunProgress {
 impl RunProgress {
     fn println(&self, line: String) {
         match &self.bar {
-            Some(b) => b.println(line),
-            None => eprintln!("{line}"),
+            // A hidden bar (stderr is not a terminal: CI logs, pipes) would swallow the line.
+            Some(b) if !b.is_hidden() => b.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 
