@@ -12,9 +12,27 @@ pub const BENCH_CONFIG: &str = r#"{"model_type":"llama","vocab_size":4096,"hidde
   "intermediate_size":1024,"num_hidden_layers":8,"num_attention_heads":6,"num_key_value_heads":2,
   "max_position_embeddings":512,"rope_theta":10000.0,"rms_norm_eps":1e-5,"tie_word_embeddings":false}"#;
 
+/// The teacher configuration (recipes/teacher.toml; keep in sync with scripts/bench_train_torch.py).
+pub const TEACHER_CONFIG: &str = r#"{"model_type":"llama","vocab_size":4096,"hidden_size":320,
+  "intermediate_size":864,"num_hidden_layers":8,"num_attention_heads":5,"num_key_value_heads":5,
+  "max_position_embeddings":512,"rope_theta":10000.0,"rms_norm_eps":1e-5,"tie_word_embeddings":true}"#;
+
 /// Benchmarks.
 #[derive(clap::Subcommand)]
 pub enum Bench {
+    /// Training tokens/s (forward + backward + global-norm clipping + AdamW) of the real training
+    /// loop on the teacher configuration, random tokens.
+    Train {
+        /// Sequences per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 256)]
+        seq: usize,
+        /// Timed steps (after 2 warm-up ones).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    },
     /// Forward-pass tokens/s (no gradients, full logits) at batch × seq.
     Forward {
         /// Sequences per batch.
@@ -32,6 +50,7 @@ pub enum Bench {
 /// Runs the benchmark and prints one JSON line.
 pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
     match b {
+        Bench::Train { batch, seq, iters } => bench_train(batch, seq, iters, device)?,
         Bench::Forward { batch, seq, iters } => {
             let config = ModelConfig::from_json_str(BENCH_CONFIG, "bench config")?;
             device.seed(0);
@@ -63,5 +82,67 @@ pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
             println!("{v}");
         }
     }
+    Ok(())
+}
+
+fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device) -> anyhow::Result<()> {
+    use slmc_data::{Packed, TokenFile};
+    use slmc_recipe::{Schedule, TrainParams};
+    use slmc_train::{CrossEntropy, Event, TrainData, TrainOptions, train};
+    let config = ModelConfig::from_json_str(TEACHER_CONFIG, "teacher config")?;
+    device.seed(0);
+    let model = CausalLm::new(&config, Init::Normal { std: 0.02 }, device);
+    let tmp = tempfile::tempdir()?;
+    let steps = iters + 2;
+    // Enough random tokens for every step, without reuse.
+    let n = steps * batch * seq + 1;
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let bytes: Vec<u8> = (0..n)
+        .flat_map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state % config.vocab_size as u64) as u32).to_le_bytes()
+        })
+        .collect();
+    let path = tmp.path().join("random.tokens");
+    std::fs::write(&path, bytes)?;
+    let data = TrainData { train: Packed::new(TokenFile::open(&path)?, seq)?, eval: None };
+    let params = TrainParams {
+        steps,
+        batch_size: batch,
+        grad_accum: 1,
+        lr: 1e-3,
+        min_lr: 1e-4,
+        warmup_steps: 0,
+        schedule: Schedule::Cosine,
+        weight_decay: 0.1,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        clip_grad_norm: 1.0,
+        eval_every: 0,
+        eval_sequences: 0,
+        checkpoint_every: 0,
+        log_every: 1,
+    };
+    let options =
+        TrainOptions { params: &params, seed: 0, checkpoint_dir: tmp.path().join("ckpt"), interrupt: None, kill_after: None };
+    let mut rates = Vec::new();
+    // The last step also writes a checkpoint; it is excluded below.
+    train(model, &data, &options, &mut CrossEntropy, &mut |e| {
+        if let Event::Step { step, tokens_per_s, .. } = e
+            && *step > 2
+        {
+            rates.push(*tokens_per_s);
+        }
+    })?;
+    let tps = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
+    let v = serde_json::json!({
+        "impl": "slmc", "bench": "train", "device": format!("{device:?}"), "threads": rayon::current_num_threads(),
+        "params": config.num_params(), "batch": batch, "seq": seq, "tokens_per_s": tps,
+        "ms_per_step": (batch * seq) as f64 / tps * 1e3,
+    });
+    println!("{v}");
     Ok(())
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Throughput of slmc (flex backend) beside PyTorch eager CPU on the same model configuration,
+# batch and thread count; runs the two alternately ROUNDS times, prints the medians and the ratio.
+#
+#   scripts/bench_vs_torch.sh forward   # ~15.7M Llama, 4 x 256, no grad, full logits
+#                                       #   (slmc bench forward / scripts/bench_forward_torch.py)
+#   scripts/bench_vs_torch.sh train     # teacher config, 8 x 256, fwd + bwd + clip + AdamW
+#                                       #   (slmc bench train / scripts/bench_train_torch.py)
+#
+# THREADS (default: nproc) and ROUNDS (default 3) are read from the environment. Needs the venv of
+# scripts/setup_python.sh. Run it on an otherwise idle machine: a concurrent compile or training
+# run halves either figure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+kind=${1:?usage: scripts/bench_vs_torch.sh forward|train}
+case $kind in forward|train) ;; *) echo "unknown benchmark $kind (forward or train)" >&2; exit 1;; esac
+threads=${THREADS:-$(nproc)}
+rounds=${ROUNDS:-3}
+py=${PYTHON:-.venv/bin/python}
+cargo build --release -q -p slmc-cli
+for _ in $(seq "$rounds"); do
+  ./target/release/slmc --threads "$threads" bench "$kind"
+  "$py" "scripts/bench_${kind}_torch.py" --threads "$threads"
+done | python3 -c '
+import json, statistics, sys
+rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
+med = {k: statistics.median(r["tokens_per_s"] for r in rows if r["impl"] == k) for k in ("slmc", "pytorch")}
+for k, v in med.items():
+    print(f"{k:8s} {v:8.0f} tokens/s (median of {sum(r[\"impl\"] == k for r in rows)})")
+print(f"ratio slmc/pytorch = {med[\"slmc\"] / med[\"pytorch\"]:.2f}x")
+'
