@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod error;
 pub mod eval;
+pub mod kd;
 pub mod loss;
 pub mod schedule;
 pub mod trainer;

@@ -1,0 +1,154 @@
+//! Distillation losses (algorithms.md §8): token-level divergences between teacher and student
+//! distributions at temperature τ, in f32, summed over the vocabulary and averaged over tokens.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+/// Which divergence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Divergence {
+    /// KL(p_T ‖ q_S): mass-covering (Hinton KD).
+    ForwardKl,
+    /// KL(q_S ‖ p_T): mode-seeking.
+    ReverseKl,
+    /// Generalised Jensen–Shannon: β·KL(p‖m) + (1−β)·KL(q‖m), m = βp + (1−β)q. β = 0 is forward KL
+    /// and β = 1 reverse KL (special-cased, as TRL does: the mixture formula vanishes there).
+    Jsd {
+        /// Mixture weight of the teacher.
+        beta: f64,
+    },
+}
+
+/// Σ_v a·(log a − log b) over the last dim, for log-probabilities `la`, `lb`: `[B, T, V]` → `[B, T]`.
+fn kl(la: Tensor<3>, lb: Tensor<3>) -> Tensor<2> {
+    (la.clone().exp() * (la - lb)).sum_dim(2).squeeze_dim::<2>(2)
+}
+
+/// Per-token divergence `[B, T]` between teacher logits (constant) and student logits, both
+/// `[B, T, V]`, at temperature `tau` (without the τ² factor).
+pub fn divergence(teacher: Tensor<3>, student: Tensor<3>, tau: f64, kind: Divergence) -> Tensor<2> {
+    let lp = log_softmax(teacher.detach() / tau, 2);
+    let lq = log_softmax(student / tau, 2);
+    match kind {
+        Divergence::ForwardKl | Divergence::Jsd { beta: 0.0 } => kl(lp, lq),
+        Divergence::ReverseKl | Divergence::Jsd { beta: 1.0 } => kl(lq, lp),
+        Divergence::Jsd { beta } => {
+            // log m = logsumexp(log p + log β, log q + log(1−β)), computed stably.
+            let a = lp.clone() + beta.ln();
+            let b = lq.clone() + (1.0 - beta).ln();
+            let hi = a.clone().max_pair(b.clone());
+            let lm = hi.clone() + ((a - hi.clone()).exp() + (b - hi).exp()).log();
+            kl(lp, lm.clone()) * beta + kl(lq, lm) * (1.0 - beta)
+        }
+    }
+}
+
+/// The KD term of the loss: mean over tokens of `τ² · divergence`.
+pub fn kd_loss(teacher: Tensor<3>, student: Tensor<3>, tau: f64, kind: Divergence) -> Tensor<1> {
+    divergence(teacher, student, tau, kind).mean() * (tau * tau)
+}
+
+/// Forward KL against a cached top-K teacher distribution: `ids`/`logp` `[B, T, K]` are the
+/// teacher's K most likely tokens and their log-probabilities at temperature τ. The mass outside
+/// the K tokens goes into one tail bucket on both sides (algorithms.md §8.5), so with K = vocab this
+/// equals [`kd_loss`] with [`Divergence::ForwardKl`]. The student stays normalised over the full
+/// vocabulary. Returns the mean over tokens times τ².
+pub fn topk_forward_kl(ids: Tensor<3, Int>, logp: Tensor<3>, student: Tensor<3>, tau: f64) -> Tensor<1> {
+    let lq_all = log_softmax(student / tau, 2);
+    let lq = lq_all.gather(2, ids);
+    let p = logp.clone().exp();
+    let head = (p.clone() * (logp - lq.clone())).sum_dim(2);
+    // Tail bucket: P_tail = 1 − Σp, q_tail = 1 − Σq (clamped away from 0 and 1 for the logs).
+    let eps = 1e-6;
+    let p_tail = (p.sum_dim(2).neg() + 1.0).clamp(0.0, 1.0);
+    let q_tail = (lq.exp().sum_dim(2).neg() + 1.0).clamp(eps, 1.0);
+    let tail = p_tail.clone() * (p_tail.clamp(eps, 1.0).log() - q_tail.log());
+    (head + tail).mean() * (tau * tau)
+}
+
+/// Hidden-state matching, per token and dimension: mean squared error, or `1 − cosine`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HiddenLoss {
+    /// Mean squared error.
+    Mse,
+    /// One minus cosine similarity.
+    Cosine,
+}
+
+/// Distance between (projected) student and teacher hidden states `[B, T, D]`.
+pub fn hidden_loss(student: Tensor<3>, teacher: Tensor<3>, kind: HiddenLoss) -> Tensor<1> {
+    let teacher = teacher.detach();
+    match kind {
+        HiddenLoss::Mse => (student - teacher).square().mean(),
+        HiddenLoss::Cosine => {
+            let dot = (student.clone() * teacher.clone()).sum_dim(2);
+            let ns = student.square().sum_dim(2).sqrt();
+            let nt = teacher.square().sum_dim(2).sqrt();
+            (dot / (ns * nt + 1e-8)).neg().add_scalar(1.0).mean()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    fn logits(seed: u64) -> Tensor<3> {
+        let d = Device::flex();
+        d.seed(seed);
+        Tensor::random([2, 3, 11], Distribution::Normal(0.0, 2.0), &d)
+    }
+
+    fn scalar(t: Tensor<1>) -> f32 {
+        t.into_scalar()
+    }
+
+    #[test]
+    fn divergences_vanish_on_equal_distributions_and_are_positive_otherwise() {
+        let (a, b) = (logits(1), logits(2));
+        for kind in [Divergence::ForwardKl, Divergence::ReverseKl, Divergence::Jsd { beta: 0.5 }] {
+            assert!(scalar(kd_loss(a.clone(), a.clone(), 2.0, kind)).abs() < 1e-5, "{kind:?}");
+            assert!(scalar(kd_loss(a.clone(), b.clone(), 2.0, kind)) > 0.01, "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn jsd_half_is_symmetric_and_its_ends_are_the_kls() {
+        let (a, b) = (logits(3), logits(4));
+        let j = |x: &Tensor<3>, y: &Tensor<3>, beta| scalar(kd_loss(x.clone(), y.clone(), 1.0, Divergence::Jsd { beta }));
+        assert!((j(&a, &b, 0.5) - j(&b, &a, 0.5)).abs() < 1e-5);
+        assert_eq!(j(&a, &b, 0.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ForwardKl)));
+        assert_eq!(j(&a, &b, 1.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ReverseKl)));
+        // JSD is bounded by ln 2 per token.
+        assert!(j(&a, &b, 0.5) < std::f32::consts::LN_2);
+        // The mixture loss is continuous inside (0, 1): near 0 it approaches 0, not FKL.
+        assert!(j(&a, &b, 1e-4) < 0.01 * j(&a, &b, 0.0));
+    }
+
+    #[test]
+    fn forward_kl_matches_a_hand_computed_value() {
+        let d = Device::flex();
+        let t = Tensor::<3>::from_data([[[0.0f32, 1.0, 2.0]]], &d);
+        let s = Tensor::<3>::from_data([[[1.0f32, 0.0, 0.0]]], &d);
+        let sm = |v: [f64; 3]| {
+            let z: f64 = v.iter().map(|x| x.exp()).sum();
+            v.map(|x| x.exp() / z)
+        };
+        let (p, q) = (sm([0.0, 1.0, 2.0]), sm([1.0, 0.0, 0.0]));
+        let want: f64 = (0..3).map(|i| p[i] * (p[i] / q[i]).ln()).sum();
+        let got = scalar(kd_loss(t, s, 1.0, Divergence::ForwardKl)) as f64;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn topk_with_the_full_vocabulary_equals_the_online_loss() {
+        let (t, s) = (logits(5), logits(6));
+        let tau = 2.0;
+        let lp = log_softmax(t.clone() / tau, 2);
+        let (vals, ids) = lp.sort_descending_with_indices(2);
+        let cached = scalar(topk_forward_kl(ids, vals, s.clone(), tau));
+        let online = scalar(kd_loss(t, s, tau, Divergence::ForwardKl));
+        assert!((cached - online).abs() < 1e-4 * online.abs().max(1.0), "{cached} vs {online}");
+    }
+}
