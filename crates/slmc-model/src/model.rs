@@ -10,7 +10,6 @@ use crate::rope::RopeTables;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::{Embedding, Linear};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 use burn::tensor::module::linear;
 
 /// A decoder-only causal LM of the Llama family.
@@ -58,21 +57,49 @@ impl KvCache {
 pub enum Init {
     /// Uninitialised memory, to be overwritten by a loader.
     Empty,
-    /// Normal(0, std) matrices, norm weights 1, biases 0 (the transformers initialisation).
+    /// Normal(0, std) matrices, norm weights 1, biases 0 (the transformers initialisation),
+    /// drawn from a host RNG seeded by `seed`, so the result does not depend on other threads
+    /// using the device's global RNG.
     Normal {
         /// Standard deviation of weight matrices (transformers' `initializer_range`, 0.02).
         std: f64,
+        /// Seed of the draw.
+        seed: u64,
     },
+}
+
+/// `n` Normal(0, std) values from a seeded RNG (Box–Muller).
+fn normal_values(n: usize, std: f64, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
+    use rand::RngExt;
+    let mut out = Vec::with_capacity(n + 1);
+    while out.len() < n {
+        let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+        let u2: f64 = rng.random::<f64>();
+        let r = (-2.0 * u1.ln()).sqrt() * std;
+        let t = 2.0 * std::f64::consts::PI * u2;
+        out.push((r * t.cos()) as f32);
+        out.push((r * t.sin()) as f32);
+    }
+    out.truncate(n);
+    out
 }
 
 impl CausalLm {
     /// Builds a model with the shapes `config` describes.
     pub fn new(config: &ModelConfig, init: Init, device: &Device) -> Self {
         let c = config;
+        let rng =
+            std::cell::RefCell::new(<rand::rngs::StdRng as rand::SeedableRng>::seed_from_u64(match init {
+                Init::Normal { seed, .. } => seed,
+                Init::Empty => 0,
+            }));
         let matrix = |rows: usize, cols: usize| -> Tensor<2> {
             match init {
                 Init::Empty => Tensor::empty([rows, cols], device),
-                Init::Normal { std } => Tensor::random([rows, cols], Distribution::Normal(0.0, std), device),
+                Init::Normal { std, .. } => Tensor::from_data(
+                    TensorData::new(normal_values(rows * cols, std, &mut rng.borrow_mut()), [rows, cols]),
+                    device,
+                ),
             }
         };
         let vector = |n: usize, fill: f32| -> Tensor<1> {

@@ -13,7 +13,9 @@ use slmc_model::hf_dir::{SaveOptions, save};
 use slmc_model::model::Init;
 use slmc_model::perplexity::{WindowSpec, evaluate};
 use slmc_model::{CausalLm, HfModel, ModelConfig, Tokenizer};
-use slmc_recipe::{DataSpec, EvalParams, ExportFormat, ModelSource, Recipe, SourceSpec, StageKind, TrainParams};
+use slmc_recipe::{
+    DataSpec, EvalParams, ExportFormat, ModelSource, Recipe, SourceSpec, StageKind, TrainParams,
+};
 use slmc_train::{CrossEntropy, TrainData, TrainOptions, train};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -74,7 +76,11 @@ impl RunSummary {
 }
 
 /// Runs `recipe`.
-pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observer) -> Result<RunSummary, PipelineError> {
+pub fn run(
+    recipe: &Recipe,
+    options: &RunOptions<'_>,
+    observer: &mut dyn Observer,
+) -> Result<RunSummary, PipelineError> {
     let stages: Vec<&slmc_recipe::Stage> =
         recipe.stages.iter().filter(|s| options.only_kind.is_none_or(|k| k == s.kind.name())).collect();
     if let Some(kind) = options.only_kind
@@ -113,7 +119,9 @@ pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observe
         recipe_text: options.recipe_text.clone(),
         sets: options.sets.clone(),
         stages: selection.clone(),
-        recipe_hash: sha256_hex(format!("{}\0{}\0{}", options.recipe_text, options.sets.join("\0"), selection).as_bytes()),
+        recipe_hash: sha256_hex(
+            format!("{}\0{}\0{}", options.recipe_text, options.sets.join("\0"), selection).as_bytes(),
+        ),
         inputs: hash_files(&inputs)?,
         seed: recipe.seed,
         backend: options.backend.clone(),
@@ -143,9 +151,13 @@ pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observe
                     cfg.vocab_size
                 )));
             }
-            device.seed(recipe.seed);
             let dtype = cfg.dtype;
-            (CausalLm::new(&cfg, Init::Normal { std: 0.02 }, device), Some(tok), Some(tok_dir), dtype)
+            (
+                CausalLm::new(&cfg, Init::Normal { std: 0.02, seed: recipe.seed }, device),
+                Some(tok),
+                Some(tok_dir),
+                dtype,
+            )
         }
     };
     let _ = model_dir;
@@ -159,7 +171,13 @@ pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observe
     let mut summary_lines = Vec::new();
     let baseline = if recipe.gates.max_ppl_increase.is_some() {
         let p = prepared.as_ref().expect("validated: gates need data");
-        Some(cached_eval(&dir.root.join("baseline.json"), &model, p, &EvalParams { ctx: None, stride: None, max_tokens: 0 }, observer)?)
+        Some(cached_eval(
+            &dir.root.join("baseline.json"),
+            &model,
+            p,
+            &EvalParams { ctx: None, stride: None, max_tokens: 0 },
+            observer,
+        )?)
     } else {
         None
     };
@@ -180,10 +198,28 @@ pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observe
         std::fs::create_dir_all(&sdir).map_err(|e| PipelineError::io(&sdir, e))?;
         let (record, summary) = match &stage.kind {
             StageKind::Finetune(params) => {
-                observer.event(&Event::StageStart { index: stage.index, kind: "finetune", steps: Some(params.steps) });
+                observer.event(&Event::StageStart {
+                    index: stage.index,
+                    kind: "finetune",
+                    steps: Some(params.steps),
+                });
                 let p = prepared.as_ref().expect("validated: finetune needs data");
-                model = run_finetune(model, stage.index, params, recipe.seed, p, &sdir, &metrics, options, observer)?;
-                save(&model, &sdir.join("model"), &SaveOptions { tokenizer_dir: tokenizer_dir.clone(), ..Default::default() })?;
+                model = run_finetune(
+                    model,
+                    stage.index,
+                    params,
+                    recipe.seed,
+                    p,
+                    &sdir,
+                    &metrics,
+                    options,
+                    observer,
+                )?;
+                save(
+                    &model,
+                    &sdir.join("model"),
+                    &SaveOptions { tokenizer_dir: tokenizer_dir.clone(), ..Default::default() },
+                )?;
                 final_eval = None;
                 let s = format!("stage {}: finetune, {} steps", stage.index, params.steps);
                 (json!({"summary": s}), s)
@@ -194,7 +230,8 @@ pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observe
                 let r = eval_model(&model, p, e, observer)?;
                 metrics.write(&json!({"event": "eval", "stage": stage.index, "loss": r.mean_nll, "ppl": r.ppl, "tokens": r.tokens}))?;
                 final_eval = Some(r);
-                let s = format!("stage {}: eval, perplexity {:.3} over {} tokens", stage.index, r.ppl, r.tokens);
+                let s =
+                    format!("stage {}: eval, perplexity {:.3} over {} tokens", stage.index, r.ppl, r.tokens);
                 (json!({"summary": s, "mean_nll": r.mean_nll, "ppl": r.ppl, "tokens": r.tokens}), s)
             }
         };
@@ -210,7 +247,8 @@ pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observe
             Some(f) => f,
             None => {
                 let p = prepared.as_ref().expect("validated: gates need data");
-                let f = eval_model(&model, p, &EvalParams { ctx: None, stride: None, max_tokens: 0 }, observer)?;
+                let f =
+                    eval_model(&model, p, &EvalParams { ctx: None, stride: None, max_tokens: 0 }, observer)?;
                 final_eval = Some(f);
                 f
             }
@@ -221,7 +259,13 @@ pub fn run(recipe: &Recipe, options: &RunOptions<'_>, observer: &mut dyn Observe
         if let (Some(max_inc), Some(b)) = (recipe.gates.max_ppl_increase, baseline) {
             let inc = fe.ppl / b.ppl - 1.0;
             gates.push((
-                format!("perplexity {:.3} vs input {:.3}: {:+.2}% (max-ppl-increase {:+.2}%)", fe.ppl, b.ppl, inc * 100.0, max_inc * 100.0),
+                format!(
+                    "perplexity {:.3} vs input {:.3}: {:+.2}% (max-ppl-increase {:+.2}%)",
+                    fe.ppl,
+                    b.ppl,
+                    inc * 100.0,
+                    max_inc * 100.0
+                ),
                 inc <= max_inc,
             ));
         }
@@ -279,7 +323,11 @@ fn tokenizer_file(p: &Path) -> PathBuf {
 }
 
 fn tokenizer_dir_of(p: &Path) -> PathBuf {
-    if p.is_dir() { p.to_path_buf() } else { p.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf) }
+    if p.is_dir() {
+        p.to_path_buf()
+    } else {
+        p.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
 }
 
 fn prepare_data(
@@ -293,27 +341,35 @@ fn prepare_data(
     let data_dir = dir.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| PipelineError::io(&data_dir, e))?;
     let eos = tokenizer.and_then(|t| t.eos_ids.first().copied());
-    let mut tokenize = |split: &'static str, files: &[(PathBuf, SourceOptions)]| -> Result<PathBuf, PipelineError> {
-        let out = data_dir.join(format!("{split}.tokens"));
-        if out.is_file() {
-            return Ok(out);
-        }
-        let eos = eos.ok_or_else(|| PipelineError::Recipe("the model has no tokenizer with an end-of-sequence token".into()))?;
-        let mut encode = |text: &str| -> Result<Vec<u32>, String> {
-            let tok = tokenizer.ok_or("text data needs a tokenizer.json next to the model")?;
-            tok.encode(text, true).map_err(|e| e.to_string())
+    let mut tokenize =
+        |split: &'static str, files: &[(PathBuf, SourceOptions)]| -> Result<PathBuf, PipelineError> {
+            let out = data_dir.join(format!("{split}.tokens"));
+            if out.is_file() {
+                return Ok(out);
+            }
+            let eos = eos.ok_or_else(|| {
+                PipelineError::Recipe("the model has no tokenizer with an end-of-sequence token".into())
+            })?;
+            let mut encode = |text: &str| -> Result<Vec<u32>, String> {
+                let tok = tokenizer.ok_or("text data needs a tokenizer.json next to the model")?;
+                tok.encode(text, true).map_err(|e| e.to_string())
+            };
+            build_token_file(files, &out, eos, &mut encode, &mut |docs, tokens| {
+                observer.event(&Event::Tokenizing { split, docs, tokens })
+            })?;
+            Ok(out)
         };
-        build_token_file(files, &out, eos, &mut encode, &mut |docs, tokens| {
-            observer.event(&Event::Tokenizing { split, docs, tokens })
-        })?;
-        Ok(out)
-    };
     let train_tokens = if train_files.is_empty() { None } else { Some(tokenize("train", train_files)?) };
     let eval_tokens = if eval_files.is_empty() { None } else { Some(tokenize("eval", eval_files)?) };
     let (train, eval, eval_path) = match (train_tokens, eval_tokens) {
-        (Some(t), Some(e)) => (Some(Packed::new(TokenFile::open(&t)?, d.seq_len)?), Packed::new(TokenFile::open(&e)?, d.seq_len)?, e),
+        (Some(t), Some(e)) => (
+            Some(Packed::new(TokenFile::open(&t)?, d.seq_len)?),
+            Packed::new(TokenFile::open(&e)?, d.seq_len)?,
+            e,
+        ),
         (Some(t), None) => {
-            let (train, eval) = Packed::new(TokenFile::open(&t)?, d.seq_len)?.split_tail(d.eval_fraction.max(1e-9))?;
+            let (train, eval) =
+                Packed::new(TokenFile::open(&t)?, d.seq_len)?.split_tail(d.eval_fraction.max(1e-9))?;
             (Some(train), eval, t)
         }
         (None, Some(e)) => (None, Packed::new(TokenFile::open(&e)?, d.seq_len)?, e),
@@ -334,20 +390,24 @@ fn run_finetune(
     options: &RunOptions<'_>,
     observer: &mut dyn Observer,
 ) -> Result<CausalLm, PipelineError> {
-    let train_seqs = data.train.as_ref().ok_or_else(|| PipelineError::Recipe("finetune needs [data] train".into()))?;
+    let train_seqs =
+        data.train.as_ref().ok_or_else(|| PipelineError::Recipe("finetune needs [data] train".into()))?;
     let ckpt = sdir.join("checkpoints");
     if let Some((step, _)) = slmc_train::checkpoint::list(&ckpt).pop() {
         metrics.truncate_stage_after(index, step)?;
     }
     // Borrow the packed data without moving it: reopen views over the same token files.
     let train_data = TrainData { train: reopen(train_seqs)?, eval: Some(reopen(&data.eval)?) };
-    let opts = TrainOptions { params, seed, checkpoint_dir: ckpt, interrupt: options.interrupt, kill_after: None };
+    let opts =
+        TrainOptions { params, seed, checkpoint_dir: ckpt, interrupt: options.interrupt, kill_after: None };
     let mut write_err = None;
     let model = train(model, &train_data, &opts, &mut CrossEntropy, &mut |e| {
         let line = match e {
-            slmc_train::Event::Step { step, loss, lr, grad_norm, tokens_seen, tokens_per_s, .. } => Some(json!({
+            slmc_train::Event::Step { step, loss, lr, grad_norm, tokens_seen, tokens_per_s, .. } => {
+                Some(json!({
                 "event": "step", "stage": index, "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                "tokens_seen": tokens_seen, "tokens_per_s": tokens_per_s})),
+                "tokens_seen": tokens_seen, "tokens_per_s": tokens_per_s}))
+            }
             slmc_train::Event::Eval { step, loss } => {
                 Some(json!({"event": "eval", "stage": index, "step": step, "loss": loss, "ppl": loss.exp()}))
             }
@@ -370,7 +430,12 @@ fn reopen(p: &Packed) -> Result<Packed, PipelineError> {
     Ok(p.view()?)
 }
 
-fn eval_model(model: &CausalLm, data: &Prepared, e: &EvalParams, observer: &mut dyn Observer) -> Result<EvalResult, PipelineError> {
+fn eval_model(
+    model: &CausalLm,
+    data: &Prepared,
+    e: &EvalParams,
+    observer: &mut dyn Observer,
+) -> Result<EvalResult, PipelineError> {
     let tokens = TokenFile::open(&data.eval_tokens)?;
     let ctx = e.ctx.unwrap_or(data.seq_len).min(model.config.max_position_embeddings);
     let stride = e.stride.unwrap_or((ctx / 2).max(1)).min(ctx);
@@ -385,14 +450,23 @@ fn eval_model(model: &CausalLm, data: &Prepared, e: &EvalParams, observer: &mut 
     Ok(EvalResult { mean_nll: s.mean_nll(), ppl: s.ppl(), tokens: s.tokens })
 }
 
-fn cached_eval(path: &Path, model: &CausalLm, data: &Prepared, e: &EvalParams, observer: &mut dyn Observer) -> Result<EvalResult, PipelineError> {
+fn cached_eval(
+    path: &Path,
+    model: &CausalLm,
+    data: &Prepared,
+    e: &EvalParams,
+    observer: &mut dyn Observer,
+) -> Result<EvalResult, PipelineError> {
     if path.is_file()
         && let Some(r) = eval_from_json(&read_json(path)?)
     {
         return Ok(r);
     }
     let r = eval_model(model, data, e, observer)?;
-    atomic_write(path, (json!({"mean_nll": r.mean_nll, "ppl": r.ppl, "tokens": r.tokens}).to_string() + "\n").as_bytes())?;
+    atomic_write(
+        path,
+        (json!({"mean_nll": r.mean_nll, "ppl": r.ppl, "tokens": r.tokens}).to_string() + "\n").as_bytes(),
+    )?;
     Ok(r)
 }
 

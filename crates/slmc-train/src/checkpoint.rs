@@ -4,12 +4,13 @@
 //! so a directory named `step-*` is always complete.
 
 use crate::TrainError;
+use crate::trainer::TrainModel;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use slmc_formats::fsutil::atomic_write;
 use slmc_formats::{Checkpoint, FloatDtype, ModelConfig, TensorToWrite, write_checkpoint};
-use slmc_model::{CausalLm, weights};
+use slmc_model::weights;
 use std::path::{Path, PathBuf};
 
 /// Counters saved with a checkpoint.
@@ -30,9 +31,9 @@ fn err(path: &Path, reason: impl ToString) -> TrainError {
 }
 
 /// Writes a checkpoint and deletes older ones beyond the newest `keep`.
-pub fn save(
+pub fn save<M: TrainModel>(
     root: &Path,
-    model: &CausalLm,
+    model: &M,
     optim: &ModuleOptimizer,
     state: &TrainState,
     keep: usize,
@@ -43,11 +44,12 @@ pub fn save(
         std::fs::remove_dir_all(&partial).map_err(|e| err(&partial, e))?;
     }
     std::fs::create_dir_all(&partial).map_err(|e| err(&partial, e))?;
-    let tensors = weights::export(model)
+    let tensors = weights::export(model.lm())
         .into_iter()
         .map(|t| TensorToWrite::from_f32(t.name, t.shape, &t.values, FloatDtype::F32))
         .collect();
     write_checkpoint(&partial, tensors, None)?;
+    model.save_extra(&partial)?;
     optim.save(partial.join("optimizer.bpk")).map_err(|e| err(&partial, format!("{e:?}")))?;
     let json = serde_json::to_string_pretty(state).expect("json");
     atomic_write(&partial.join("state.json"), json.as_bytes())?;
@@ -79,21 +81,28 @@ pub fn list(root: &Path) -> Vec<(usize, PathBuf)> {
     out
 }
 
-/// Loads the newest checkpoint: model (plain device), optimizer state and counters.
-pub fn load_latest(
+/// What [`load_latest`] found: the restored model, optimizer and counters, or (no checkpoint)
+/// the template model back.
+pub type Restored<M> = Result<(M, ModuleOptimizer, TrainState), M>;
+
+/// Loads the newest checkpoint into `template` (same shapes; plain device): model, optimizer
+/// state and counters.
+pub fn load_latest<M: TrainModel>(
     root: &Path,
-    config: &ModelConfig,
+    template: M,
     optim: ModuleOptimizer,
     device: &Device,
-) -> Result<Option<(CausalLm, ModuleOptimizer, TrainState)>, TrainError> {
+) -> Result<Restored<M>, TrainError> {
     let Some((_, dir)) = list(root).pop() else {
-        return Ok(None);
+        return Ok(Err(template));
     };
+    let config: ModelConfig = template.lm().config.clone();
     let state: TrainState =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).map_err(|e| err(&dir, e))?)
             .map_err(|e| err(&dir, e))?;
     let ckpt = Checkpoint::open_dir(&dir)?;
-    let (model, _) = weights::load(config, &ckpt, &dir.display().to_string(), device)?;
+    let (lm, _) = weights::load(&config, &ckpt, &dir.display().to_string(), device)?;
+    let model = template.with_lm(lm).load_extra(&dir)?;
     let optim = optim.load(dir.join("optimizer.bpk")).map_err(|e| err(&dir, format!("{e:?}")))?;
-    Ok(Some((model, optim, state)))
+    Ok(Ok((model, optim, state)))
 }

@@ -116,7 +116,9 @@ mod tests {
     #[test]
     fn jsd_half_is_symmetric_and_its_ends_are_the_kls() {
         let (a, b) = (logits(3), logits(4));
-        let j = |x: &Tensor<3>, y: &Tensor<3>, beta| scalar(kd_loss(x.clone(), y.clone(), 1.0, Divergence::Jsd { beta }));
+        let j = |x: &Tensor<3>, y: &Tensor<3>, beta| {
+            scalar(kd_loss(x.clone(), y.clone(), 1.0, Divergence::Jsd { beta }))
+        };
         assert!((j(&a, &b, 0.5) - j(&b, &a, 0.5)).abs() < 1e-5);
         assert_eq!(j(&a, &b, 0.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ForwardKl)));
         assert_eq!(j(&a, &b, 1.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ReverseKl)));

@@ -14,4 +14,4 @@ pub mod schedule;
 pub mod trainer;
 
 pub use error::TrainError;
-pub use trainer::{Batch, CrossEntropy, Event, StepLoss, TrainData, TrainOptions, train};
+pub use trainer::{Batch, CrossEntropy, Event, StepLoss, TrainData, TrainModel, TrainOptions, train};

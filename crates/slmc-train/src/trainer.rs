@@ -22,11 +22,44 @@ pub struct Batch {
     pub inputs: Tensor<2, Int>,
     /// `[B, T]` target ids (inputs shifted by one).
     pub targets: Tensor<2, Int>,
+    /// Index of each sequence in the training split (for per-sequence caches).
+    pub indices: Vec<usize>,
+}
+
+/// What the engine trains: a language model, possibly with extra trainable modules (e.g.
+/// distillation projections) that are checkpointed beside it.
+pub trait TrainModel: Module + Sized {
+    /// The language model.
+    fn lm(&self) -> &CausalLm;
+    /// The same object around another language model (used when resuming).
+    fn with_lm(self, lm: CausalLm) -> Self;
+    /// Writes the extra modules' tensors into a checkpoint directory.
+    fn save_extra(&self, _dir: &std::path::Path) -> Result<(), TrainError> {
+        Ok(())
+    }
+    /// Reads them back.
+    fn load_extra(self, _dir: &std::path::Path) -> Result<Self, TrainError> {
+        Ok(self)
+    }
+}
+
+impl TrainModel for CausalLm {
+    fn lm(&self) -> &CausalLm {
+        self
+    }
+    fn with_lm(self, lm: CausalLm) -> Self {
+        lm
+    }
 }
 
 impl Batch {
     /// Builds a batch from sequences of `T + 1` tokens.
     pub fn from_sequences(seqs: Vec<Vec<u32>>, device: &Device) -> Self {
+        Self::with_indices(seqs, Vec::new(), device)
+    }
+
+    /// Builds a batch, recording the sequences' indices.
+    pub fn with_indices(seqs: Vec<Vec<u32>>, indices: Vec<usize>, device: &Device) -> Self {
         let b = seqs.len();
         let t = seqs[0].len() - 1;
         let mut inputs = Vec::with_capacity(b * t);
@@ -38,22 +71,23 @@ impl Batch {
         Self {
             inputs: Tensor::from_data(TensorData::new(inputs, [b, t]), device),
             targets: Tensor::from_data(TensorData::new(targets, [b, t]), device),
+            indices,
         }
     }
 }
 
 /// The objective of a training step (cross-entropy here; distillation plugs in its own).
-pub trait StepLoss {
+pub trait StepLoss<M> {
     /// The scalar loss of `batch` under `model` (differentiable).
-    fn loss(&mut self, model: &CausalLm, batch: &Batch) -> Tensor<1>;
+    fn loss(&mut self, model: &M, batch: &Batch) -> Tensor<1>;
 }
 
 /// Next-token cross-entropy.
 pub struct CrossEntropy;
 
-impl StepLoss for CrossEntropy {
-    fn loss(&mut self, model: &CausalLm, batch: &Batch) -> Tensor<1> {
-        cross_entropy(model.forward(batch.inputs.clone()), batch.targets.clone())
+impl<M: TrainModel> StepLoss<M> for CrossEntropy {
+    fn loss(&mut self, model: &M, batch: &Batch) -> Tensor<1> {
+        cross_entropy(model.lm().forward(batch.inputs.clone()), batch.targets.clone())
     }
 }
 
@@ -135,16 +169,15 @@ fn optimizer(p: &TrainParams) -> ModuleOptimizer {
 
 /// Trains `model` (given on a plain device) and returns it (plain device). Resumes from the newest
 /// checkpoint in `options.checkpoint_dir` if there is one.
-pub fn train(
-    model: CausalLm,
+pub fn train<M: TrainModel>(
+    model: M,
     data: &TrainData,
     options: &TrainOptions<'_>,
-    objective: &mut dyn StepLoss,
+    objective: &mut dyn StepLoss<M>,
     observer: &mut dyn FnMut(&Event),
-) -> Result<CausalLm, TrainError> {
+) -> Result<M, TrainError> {
     let p = options.params;
-    let device = model.device();
-    let config = model.config.clone();
+    let device = model.lm().device();
     let per_step = p.batch_size * p.grad_accum;
     if data.train.len() < p.batch_size {
         return Err(TrainError::Data(format!(
@@ -155,12 +188,12 @@ pub fn train(
         )));
     }
     let (model, mut optim, mut state) =
-        match checkpoint::load_latest(&options.checkpoint_dir, &config, optimizer(p), &device)? {
-            Some((m, o, s)) => {
+        match checkpoint::load_latest(&options.checkpoint_dir, model, optimizer(p), &device)? {
+            Ok((m, o, s)) => {
                 observer(&Event::Resumed { step: s.step });
                 (m, o, s)
             }
-            None => (
+            Err(model) => (
                 model,
                 optimizer(p),
                 TrainState { step: 0, tokens_seen: 0, sequences_drawn: 0, seed: options.seed },
@@ -175,14 +208,14 @@ pub fn train(
     let mut clock = Instant::now();
     while state.step < p.steps {
         let lr = lr_at(p, state.step);
-        let mut accum = GradientsAccumulator::<CausalLm>::new();
+        let mut accum = GradientsAccumulator::<M>::new();
         let mut loss_sum = 0.0f32;
         for _ in 0..p.grad_accum {
-            let seqs: Vec<Vec<u32>> = (0..p.batch_size)
-                .map(|i| data.train.get(order.at(state.sequences_drawn + i as u64)))
-                .collect();
+            let indices: Vec<usize> =
+                (0..p.batch_size).map(|i| order.at(state.sequences_drawn + i as u64)).collect();
+            let seqs = indices.iter().map(|&i| data.train.get(i)).collect();
             state.sequences_drawn += p.batch_size as u64;
-            let batch = Batch::from_sequences(seqs, &device);
+            let batch = Batch::with_indices(seqs, indices, &device);
             let loss = objective.loss(&model, &batch) / p.grad_accum as f32;
             let value: f32 = loss.clone().into_scalar();
             if !value.is_finite() {
@@ -240,7 +273,7 @@ pub fn train(
         if let Some(eval) = &data.eval
             && (eval_due || state.step == p.steps)
         {
-            let loss = eval_loss(&model.valid(), eval, p.eval_sequences, p.batch_size);
+            let loss = eval_loss(model.valid().lm(), eval, p.eval_sequences, p.batch_size);
             observer(&Event::Eval { step: state.step, loss });
             clock = Instant::now();
         }

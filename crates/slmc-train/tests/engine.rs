@@ -59,15 +59,14 @@ fn params(steps: usize) -> TrainParams {
 
 fn fresh_model() -> CausalLm {
     let dev = Device::flex();
-    dev.seed(3);
-    CausalLm::new(&config(), Init::Normal { std: 0.05 }, &dev)
+    CausalLm::new(&config(), Init::Normal { std: 0.05, seed: 3 }, &dev)
 }
 
 fn run(
     dir: &Path,
     p: &TrainParams,
     kill_after: Option<usize>,
-    objective: &mut dyn StepLoss,
+    objective: &mut dyn StepLoss<CausalLm>,
 ) -> (Result<CausalLm, TrainError>, Vec<Event>) {
     let data = data(dir);
     let mut events = Vec::new();
@@ -135,10 +134,10 @@ struct NanAt {
     at: usize,
 }
 
-impl StepLoss for NanAt {
+impl StepLoss<CausalLm> for NanAt {
     fn loss(&mut self, model: &CausalLm, batch: &Batch) -> Tensor<1> {
         self.calls += 1;
-        let l = CrossEntropy.loss(model, batch);
+        let l = StepLoss::<CausalLm>::loss(&mut CrossEntropy, model, batch);
         if self.calls == self.at { l * f32::NAN } else { l }
     }
 }

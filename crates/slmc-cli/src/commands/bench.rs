@@ -53,8 +53,7 @@ pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
         Bench::Train { batch, seq, iters } => bench_train(batch, seq, iters, device)?,
         Bench::Forward { batch, seq, iters } => {
             let config = ModelConfig::from_json_str(BENCH_CONFIG, "bench config")?;
-            device.seed(0);
-            let model = CausalLm::new(&config, Init::Normal { std: 0.02 }, device);
+            let model = CausalLm::new(&config, Init::Normal { std: 0.02, seed: 0 }, device);
             let ids = Tensor::<2>::random(
                 [batch, seq],
                 Distribution::Uniform(0.0, config.vocab_size as f64),
@@ -90,8 +89,7 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device) -> anyho
     use slmc_recipe::{Schedule, TrainParams};
     use slmc_train::{CrossEntropy, Event, TrainData, TrainOptions, train};
     let config = ModelConfig::from_json_str(TEACHER_CONFIG, "teacher config")?;
-    device.seed(0);
-    let model = CausalLm::new(&config, Init::Normal { std: 0.02 }, device);
+    let model = CausalLm::new(&config, Init::Normal { std: 0.02, seed: 0 }, device);
     let tmp = tempfile::tempdir()?;
     let steps = iters + 2;
     // Enough random tokens for every step, without reuse.
@@ -126,8 +124,13 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device) -> anyho
         checkpoint_every: 0,
         log_every: 1,
     };
-    let options =
-        TrainOptions { params: &params, seed: 0, checkpoint_dir: tmp.path().join("ckpt"), interrupt: None, kill_after: None };
+    let options = TrainOptions {
+        params: &params,
+        seed: 0,
+        checkpoint_dir: tmp.path().join("ckpt"),
+        interrupt: None,
+        kill_after: None,
+    };
     let mut rates = Vec::new();
     // The last step also writes a checkpoint; it is excluded below.
     train(model, &data, &options, &mut CrossEntropy, &mut |e| {
