@@ -61,6 +61,8 @@ enum Command {
     Run(commands::run::Args),
     /// Run only the finetune stages of a recipe.
     Finetune(commands::run::Args),
+    /// Run only the distill stages of a recipe (teacher → student knowledge distillation).
+    Distill(commands::run::Args),
     /// Tokenizer utilities.
     #[command(subcommand)]
     Tokenizer(commands::tokenizer::TokenizerCmd),
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Check(a) => commands::check::run(a).map(|_| true),
         Command::Run(a) => commands::run::run(a, &device, &cli.device, None),
         Command::Finetune(a) => commands::run::run(a, &device, &cli.device, Some("finetune")),
+        Command::Distill(a) => commands::run::run(a, &device, &cli.device, Some("distill")),
         Command::Tokenizer(t) => commands::tokenizer::run(t).map(|_| true),
     }
 }

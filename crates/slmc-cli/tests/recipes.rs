@@ -9,7 +9,12 @@ fn root() -> PathBuf {
 }
 
 fn slmc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slmc")).current_dir(dir).args(args).env("COLUMNS", "100").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_slmc"))
+        .current_dir(dir)
+        .args(args)
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -78,7 +83,8 @@ fn run_trains_evaluates_exports_and_resumes() {
     let art = run.join("artifacts/tiny-safetensors");
     let o = slmc(dir.path(), &["inspect", art.to_str().unwrap(), "--json"]);
     assert!(text(&o).contains("\"BF16\""), "{}", text(&o));
-    let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
+    let steps =
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
     assert_eq!(steps, 6);
 
     // Same recipe again: every stage is done, nothing is recomputed.
@@ -99,7 +105,8 @@ fn run_trains_evaluates_exports_and_resumes() {
     let last = ppl_lines(&resumed)[0];
     let want = *ppl.last().unwrap();
     assert!((last - want).abs() / want < 1e-4, "resumed final ppl {last} vs {want}");
-    let steps = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
+    let steps =
+        std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
     assert_eq!(steps, 6, "steps 5-6 are logged once");
 
     // A changed recipe is refused, and --fresh starts over.
@@ -141,8 +148,112 @@ fn check_prints_the_plan_and_reports_a_missing_model_at_its_line() {
     let o = slmc(dir.path(), &["check", r.to_str().unwrap()]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
-    assert!(out.contains("touches 21 tensors") && out.contains("AdamW state") && out.contains("export   safetensors (bfloat16)"), "{out}");
+    assert!(
+        out.contains("touches 21 tensors")
+            && out.contains("AdamW state")
+            && out.contains("export   safetensors (bfloat16)"),
+        "{out}"
+    );
     let o = slmc(dir.path(), &["check", r.to_str().unwrap(), "--set", "model.path=nowhere"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("nowhere is not a Hugging Face model directory") && text(&o).contains("--set model.path=nowhere"), "{}", text(&o));
+    assert!(
+        text(&o).contains("nowhere is not a Hugging Face model directory")
+            && text(&o).contains("--set model.path=nowhere"),
+        "{}",
+        text(&o)
+    );
+}
+
+/// A distill recipe: the llama_gqa fixture as teacher; `stage` is the distill stage's body.
+fn distill_recipe(dir: &Path, stage: &str) -> PathBuf {
+    let r = root();
+    let model = r.join("tests/fixtures/models/llama_gqa");
+    let body = format!(
+        r#"name = "kd"
+[model]
+path = "{model}"
+[teacher]
+path = "{model}"
+[data]
+train = "{text}"
+seq-len = 32
+[[stage]]
+kind = "distill"
+steps = 4
+batch-size = 4
+lr = 3e-3
+log-every = 1
+{stage}
+[[stage]]
+kind = "eval"
+"#,
+        model = model.display(),
+        text = r.join("tests/fixtures/eval.txt").display()
+    );
+    let p = dir.join("kd.toml");
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn distill_variants_run_end_to_end() {
+    for (name, stage, layers, hidden) in [
+        (
+            "teacher-layers + cosine",
+            "init = \"teacher-layers\"\nlayers = [1]\nhidden-loss = \"cosine\"\ntemperature = 2.0",
+            1,
+            64,
+        ),
+        (
+            "narrower fresh student + projection",
+            "init = \"config\"\nstudent-config = { num_hidden_layers = 1, hidden_size = 32, intermediate_size = 64 }\nhidden-loss = \"mse\"\nlayer-map = [[0, 1]]\nloss = \"jsd\"\nbeta = 0.5",
+            1,
+            32,
+        ),
+        ("top-K cache", "init = \"teacher-layers\"\nteacher-cache = \"topk:16\"\nalpha = 1.0", 1, 64),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let r = distill_recipe(dir.path(), stage);
+        let o = slmc(dir.path(), &["check", r.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        assert!(text(&o).contains(&format!("student {layers} layers × {hidden}")), "{name}: {}", text(&o));
+        let o = slmc(dir.path(), &["distill", r.to_str().unwrap()]);
+        assert!(o.status.success(), "{name}: {}", text(&o));
+        let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+        let out = text(&o);
+        assert!(o.status.success(), "{name}: {out}");
+        assert!(out.contains(&format!("student {layers} layers")), "{name}: {out}");
+        let model = dir.path().join("runs/kd/stages/0-distill/model");
+        let o = slmc(dir.path(), &["inspect", model.to_str().unwrap(), "--json"]);
+        assert!(text(&o).contains(&format!("\"hidden_size\": {hidden}")), "{name}: {}", text(&o));
+        if name == "top-K cache" {
+            assert!(dir.path().join("runs/kd/stages/0-distill/teacher-top16.cache").is_file());
+        }
+    }
+}
+
+#[test]
+fn distill_refuses_a_different_tokenizer_before_any_compute() {
+    let dir = tempfile::tempdir().unwrap();
+    // A teacher whose tokenizer differs: copy the fixture and swap in another vocabulary.
+    let teacher = dir.path().join("teacher");
+    std::fs::create_dir(&teacher).unwrap();
+    let src = root().join("tests/fixtures/models/llama_gqa");
+    for f in ["config.json", "model.safetensors", "tokenizer_config.json"] {
+        std::fs::copy(src.join(f), teacher.join(f)).unwrap();
+    }
+    let tok =
+        std::fs::read_to_string(src.join("tokenizer.json")).unwrap().replacen("\"<pad>\"", "\"<pad2>\"", 2);
+    std::fs::write(teacher.join("tokenizer.json"), tok).unwrap();
+    let r = distill_recipe(dir.path(), "init = \"teacher-layers\"");
+    let text_ = std::fs::read_to_string(&r).unwrap().replacen(
+        &format!("[teacher]\npath = \"{}\"", src.display()),
+        &format!("[teacher]\npath = \"{}\"", teacher.display()),
+        1,
+    );
+    std::fs::write(&r, text_).unwrap();
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("tokenizer differs"), "{}", text(&o));
+    assert!(!dir.path().join("runs/kd/stages/0-distill/checkpoints").exists());
 }

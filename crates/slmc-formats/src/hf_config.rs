@@ -285,6 +285,18 @@ impl ModelConfig {
             }
         };
         set("rope_scaling", scaling);
+        if let Some(w) = self.sliding_windows.iter().flatten().next() {
+            set("sliding_window", json!(w));
+        }
+        if out.contains_key("layer_types") {
+            // Keep per-layer attention types in step with the (possibly changed) layer count.
+            let types: Vec<&str> = self
+                .sliding_windows
+                .iter()
+                .map(|w| if w.is_some() { "sliding_attention" } else { "full_attention" })
+                .collect();
+            out.insert("layer_types".into(), json!(types));
+        }
         Value::Object(out)
     }
 }

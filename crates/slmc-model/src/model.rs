@@ -203,6 +203,24 @@ impl CausalLm {
         self.norm.forward(x)
     }
 
+    /// Logits and the hidden states after the decoder layers in `layers` (0-based; in that order),
+    /// for distillation's hidden-state matching.
+    pub fn forward_with_hidden(&self, ids: Tensor<2, Int>, layers: &[usize]) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let [_, seq] = ids.dims();
+        let c = &self.config;
+        let rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &self.device());
+        let mut x = self.embed_tokens.forward(ids);
+        let mut kept: Vec<Option<Tensor<3>>> = vec![None; layers.len()];
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(x, &rope, None);
+            for (slot, _) in layers.iter().enumerate().filter(|(_, l)| **l == i) {
+                kept[slot] = Some(x.clone());
+            }
+        }
+        let hidden = kept.into_iter().map(|h| h.expect("layer index checked by the caller")).collect();
+        (self.lm_logits(self.norm.forward(x)), hidden)
+    }
+
     /// Projects hidden states to vocabulary logits (through the embeddings when tied).
     pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         match &self.lm_head {

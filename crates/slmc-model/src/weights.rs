@@ -51,13 +51,81 @@ pub fn transpose(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
+/// Where [`load`] reads tensors from.
+pub trait TensorSource {
+    /// Names of every tensor.
+    fn tensor_names(&self) -> Vec<String>;
+    /// Shape of `name`, if present.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// Values of `name` (f32) and the dtype they were stored in.
+    fn values(&self, name: &str) -> Result<(FloatDtype, Vec<f32>), ModelError>;
+}
+
+impl TensorSource for Checkpoint {
+    fn tensor_names(&self) -> Vec<String> {
+        self.names().map(str::to_string).collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.meta(name).map(|m| m.shape)
+    }
+    fn values(&self, name: &str) -> Result<(FloatDtype, Vec<f32>), ModelError> {
+        let (_, dtype, v) = self.read_f32(name)?;
+        Ok((dtype, v))
+    }
+}
+
+impl TensorSource for [HfTensor] {
+    fn tensor_names(&self) -> Vec<String> {
+        self.iter().map(|t| t.name.clone()).collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.iter().find(|t| t.name == name).map(|t| t.shape.clone())
+    }
+    fn values(&self, name: &str) -> Result<(FloatDtype, Vec<f32>), ModelError> {
+        self.iter()
+            .find(|t| t.name == name)
+            .map(|t| (FloatDtype::F32, t.values.clone()))
+            .ok_or_else(|| ModelError::Input(format!("tensor `{name}` is missing")))
+    }
+}
+
+/// The tensors of `model`'s decoder layers `layers` (in that order), renumbered 0, 1, 2…, with
+/// the embeddings, final norm and head: a shallower model initialised from chosen layers
+/// (DistilBERT-style "every other layer"). Returns the tensors and the matching config.
+pub fn select_layers(
+    model: &CausalLm,
+    layers: &[usize],
+) -> Result<(crate::ModelConfig, Vec<HfTensor>), ModelError> {
+    let n = model.config.num_layers;
+    if layers.is_empty() || layers.iter().any(|&l| l >= n) {
+        return Err(ModelError::Input(format!("layers {layers:?} must be non-empty indices below {n}")));
+    }
+    let mut config = model.config.clone();
+    config.num_layers = layers.len();
+    config.sliding_windows = layers.iter().map(|&l| model.config.sliding_windows[l]).collect();
+    let mut out = Vec::new();
+    for t in export(model) {
+        match t.name.strip_prefix("model.layers.") {
+            None => out.push(t),
+            Some(rest) => {
+                let (idx, tail) = rest.split_once('.').expect("layer tensor names have a suffix");
+                let idx: usize = idx.parse().expect("numeric layer index");
+                for (j, _) in layers.iter().enumerate().filter(|(_, l)| **l == idx) {
+                    out.push(HfTensor { name: format!("model.layers.{j}.{tail}"), ..t.clone() });
+                }
+            }
+        }
+    }
+    Ok((config, out))
+}
+
 /// Loads the weights of `checkpoint` into a new model: every tensor the architecture needs must
 /// be present with the right shape, and the checkpoint may hold nothing else (a tied model may
 /// carry a redundant `lm_head.weight`, which is checked to equal the embeddings and ignored).
 /// Returns the model and the storage dtype found (the most common one).
-pub fn load(
+pub fn load<S: TensorSource + ?Sized>(
     config: &crate::ModelConfig,
-    checkpoint: &Checkpoint,
+    checkpoint: &S,
     dir: &str,
     device: &Device,
 ) -> Result<(CausalLm, FloatDtype), ModelError> {
@@ -72,7 +140,8 @@ pub fn load(
     };
     let model = model.map(&mut loader);
     let mut problems = loader.problems;
-    for name in checkpoint.names() {
+    for name in checkpoint.tensor_names() {
+        let name = name.as_str();
         if loader.taken.contains(name) {
             continue;
         }
@@ -109,8 +178,8 @@ pub fn load(
     Ok((model, dtype))
 }
 
-struct Loader<'a> {
-    ckpt: &'a Checkpoint,
+struct Loader<'a, S: TensorSource + ?Sized> {
+    ckpt: &'a S,
     path: Vec<String>,
     taken: BTreeSet<String>,
     problems: Vec<String>,
@@ -118,7 +187,7 @@ struct Loader<'a> {
     device: Device,
 }
 
-impl Loader<'_> {
+impl<S: TensorSource + ?Sized> Loader<'_, S> {
     fn read<const D: usize>(&mut self, burn_shape: [usize; D]) -> Option<Tensor<D>> {
         let burn_path = self.path.join(".");
         let name = hf_name(&burn_path);
@@ -127,16 +196,16 @@ impl Loader<'_> {
         if transposed {
             want.reverse();
         }
-        let Some(meta) = self.ckpt.meta(&name) else {
+        let Some(shape) = self.ckpt.shape(&name) else {
             self.problems.push(format!("missing tensor `{name}` (expected shape {want:?})"));
             return None;
         };
         self.taken.insert(name.clone());
-        if meta.shape != want {
-            self.problems.push(format!("`{name}` has shape {:?}, expected {want:?}", meta.shape));
+        if shape != want {
+            self.problems.push(format!("`{name}` has shape {shape:?}, expected {want:?}"));
             return None;
         }
-        let (_, dtype, values) = match self.ckpt.read_f32(&name) {
+        let (dtype, values) = match self.ckpt.values(&name) {
             Ok(v) => v,
             Err(e) => {
                 self.problems.push(e.to_string());
@@ -149,7 +218,7 @@ impl Loader<'_> {
     }
 }
 
-impl ModuleMapper for Loader<'_> {
+impl<S: TensorSource + ?Sized> ModuleMapper for Loader<'_, S> {
     fn enter_module(&mut self, name: &str, _container: &str) {
         self.path.push(name.to_string());
     }

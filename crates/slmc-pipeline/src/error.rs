@@ -4,7 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The run directory belongs to a different recipe or inputs.
-    #[error("{dir} was created by a different recipe or inputs ({what} changed); pass --fresh to start over, or set `run-dir`")]
+    #[error(
+        "{dir} was created by a different recipe or inputs ({what} changed); pass --fresh to start over, or set `run-dir`"
+    )]
     FingerprintMismatch {
         /// The run directory.
         dir: String,

@@ -39,7 +39,8 @@ pub fn model_files(dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            p.is_file() && (name.ends_with(".safetensors") || name.ends_with(".json") || name == "tokenizer.model")
+            p.is_file()
+                && (name.ends_with(".safetensors") || name.ends_with(".json") || name == "tokenizer.model")
         })
         .collect();
     out.sort();

@@ -7,6 +7,7 @@
 //! stage, from the stage's newest checkpoint; a changed recipe or input is refused unless
 //! `fresh` is set.
 
+mod distill;
 pub mod error;
 pub mod events;
 pub mod fingerprint;

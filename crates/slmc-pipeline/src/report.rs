@@ -25,7 +25,13 @@ pub fn render(name: &str, stages: &[String], gates: &[(String, bool)], metrics: 
     if !gates.is_empty() {
         h.push_str("<h2>Gates</h2><ul>");
         for (g, ok) in gates {
-            let _ = write!(h, "<li class={}>{} — {}</li>", if *ok { "pass" } else { "fail" }, esc(g), if *ok { "pass" } else { "FAIL" });
+            let _ = write!(
+                h,
+                "<li class={}>{} — {}</li>",
+                if *ok { "pass" } else { "fail" },
+                esc(g),
+                if *ok { "pass" } else { "FAIL" }
+            );
         }
         h.push_str("</ul>");
     }
@@ -40,7 +46,13 @@ pub fn render(name: &str, stages: &[String], gates: &[(String, bool)], metrics: 
         let ymin = steps.iter().map(|s| s.1).fold(f64::MAX, f64::min);
         let pts: Vec<String> = steps
             .iter()
-            .map(|(x, y)| format!("{:.1},{:.1}", (x - x0) / (x1 - x0) * 600.0, 200.0 - (y - ymin) / (ymax - ymin).max(1e-9) * 190.0))
+            .map(|(x, y)| {
+                format!(
+                    "{:.1},{:.1}",
+                    (x - x0) / (x1 - x0) * 600.0,
+                    200.0 - (y - ymin) / (ymax - ymin).max(1e-9) * 190.0
+                )
+            })
             .collect();
         let _ = write!(
             h,
@@ -51,12 +63,14 @@ pub fn render(name: &str, stages: &[String], gates: &[(String, bool)], metrics: 
             pts.join(" ")
         );
     }
-    let evals: Vec<&Value> = metrics.iter().filter(|m| m.get("event").and_then(Value::as_str) == Some("eval")).collect();
+    let evals: Vec<&Value> =
+        metrics.iter().filter(|m| m.get("event").and_then(Value::as_str) == Some("eval")).collect();
     if !evals.is_empty() {
         h.push_str("<h2>Evaluations</h2><table><tr><th>stage<th>step<th>loss<th>perplexity</tr>");
         for e in evals {
             let f = |k: &str| e.get(k).map_or(String::new(), |v| v.to_string());
-            let _ = write!(h, "<tr><td>{}<td>{}<td>{}<td>{}</tr>", f("stage"), f("step"), f("loss"), f("ppl"));
+            let _ =
+                write!(h, "<tr><td>{}<td>{}<td>{}<td>{}</tr>", f("stage"), f("step"), f("loss"), f("ppl"));
         }
         h.push_str("</table>");
     }

@@ -63,13 +63,17 @@ impl RunDir {
         let path = root.join("manifest.json");
         let mut resumed = false;
         if path.is_file() {
-            let old: Option<Manifest> = std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
+            let old: Option<Manifest> =
+                std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
             match old {
                 _ if fresh => clear(root)?,
                 Some(old) => match manifest.difference(&old) {
                     None => resumed = true,
                     Some(what) => {
-                        return Err(PipelineError::FingerprintMismatch { dir: root.display().to_string(), what });
+                        return Err(PipelineError::FingerprintMismatch {
+                            dir: root.display().to_string(),
+                            what,
+                        });
                     }
                 },
                 None => {
@@ -79,7 +83,9 @@ impl RunDir {
                     });
                 }
             }
-        } else if root.is_dir() && std::fs::read_dir(root).map_err(|e| PipelineError::io(root, e))?.next().is_some() {
+        } else if root.is_dir()
+            && std::fs::read_dir(root).map_err(|e| PipelineError::io(root, e))?.next().is_some()
+        {
             if !fresh {
                 return Err(PipelineError::Recipe(format!(
                     "{} exists and is not an slmc run directory (no manifest.json); pass --fresh to use it anyway",

@@ -224,6 +224,38 @@ pub fn run(
                 let s = format!("stage {}: finetune, {} steps", stage.index, params.steps);
                 (json!({"summary": s}), s)
             }
+            StageKind::Distill(dp) => {
+                observer.event(&Event::StageStart {
+                    index: stage.index,
+                    kind: "distill",
+                    steps: Some(dp.train.steps),
+                });
+                let p = prepared.as_ref().expect("validated: distill needs data");
+                let teacher_src = recipe.teacher.as_ref().expect("validated: distill needs [teacher]");
+                let ctx = DistillContext {
+                    index: stage.index,
+                    seed: recipe.seed,
+                    data: p,
+                    sdir: &sdir,
+                    metrics: &metrics,
+                };
+                model =
+                    crate::distill::run(model, tokenizer.as_ref(), teacher_src, dp, &ctx, options, observer)?;
+                save(
+                    &model,
+                    &sdir.join("model"),
+                    &SaveOptions { tokenizer_dir: tokenizer_dir.clone(), ..Default::default() },
+                )?;
+                final_eval = None;
+                let s = format!(
+                    "stage {}: distill, {} steps, student {} layers ({:.2}M parameters)",
+                    stage.index,
+                    dp.train.steps,
+                    model.config.num_layers,
+                    model.config.num_params() as f64 / 1e6
+                );
+                (json!({"summary": s}), s)
+            }
             StageKind::Eval(e) => {
                 observer.event(&Event::StageStart { index: stage.index, kind: "eval", steps: None });
                 let p = prepared.as_ref().expect("validated: eval needs data");
@@ -400,8 +432,22 @@ fn run_finetune(
     let train_data = TrainData { train: reopen(train_seqs)?, eval: Some(reopen(&data.eval)?) };
     let opts =
         TrainOptions { params, seed, checkpoint_dir: ckpt, interrupt: options.interrupt, kill_after: None };
+    train_logged(model, &train_data, &opts, &mut CrossEntropy, index, metrics, observer)
+}
+
+/// Runs the training engine, writing its steps and evaluations to `metrics.jsonl` and passing
+/// every event to `observer`.
+pub(crate) fn train_logged<M: slmc_train::TrainModel>(
+    model: M,
+    data: &TrainData,
+    opts: &TrainOptions<'_>,
+    objective: &mut dyn slmc_train::StepLoss<M>,
+    index: usize,
+    metrics: &MetricsLog,
+    observer: &mut dyn Observer,
+) -> Result<M, PipelineError> {
     let mut write_err = None;
-    let model = train(model, &train_data, &opts, &mut CrossEntropy, &mut |e| {
+    let model = train(model, data, opts, objective, &mut |e| {
         let line = match e {
             slmc_train::Event::Step { step, loss, lr, grad_norm, tokens_seen, tokens_per_s, .. } => {
                 Some(json!({
@@ -426,7 +472,21 @@ fn run_finetune(
     Ok(model)
 }
 
-fn reopen(p: &Packed) -> Result<Packed, PipelineError> {
+/// What the distill stage needs from the runner.
+pub(crate) struct DistillContext<'a> {
+    /// Stage position.
+    pub index: usize,
+    /// The recipe's seed.
+    pub seed: u64,
+    /// Tokenized data.
+    pub data: &'a Prepared,
+    /// The stage's directory.
+    pub sdir: &'a Path,
+    /// `metrics.jsonl`.
+    pub metrics: &'a MetricsLog,
+}
+
+pub(crate) fn reopen(p: &Packed) -> Result<Packed, PipelineError> {
     Ok(p.view()?)
 }
 

@@ -101,15 +101,118 @@ fn activation_values_per_token(c: &ModelConfig, seq: usize) -> u64 {
     c.num_layers as u64 * per_layer + 2 * h
 }
 
-/// Builds the plan.
-pub fn plan(recipe: &Recipe, model: ModelConfig) -> Plan {
-    let params = model.num_params() as u64;
-    let weights = 4 * params;
+/// The layers a `teacher-layers` student takes: the given ones, or every other layer.
+pub fn student_layers(layers: &Option<Vec<usize>>, teacher_layers: usize) -> Vec<usize> {
+    layers.clone().unwrap_or_else(|| (0..teacher_layers).step_by(2).collect())
+}
+
+/// The configuration of a distillation student.
+pub fn student_config(
+    init: &StudentInit,
+    current: &ModelConfig,
+    teacher: &ModelConfig,
+) -> Result<ModelConfig, String> {
+    match init {
+        StudentInit::Current => Ok(current.clone()),
+        StudentInit::TeacherLayers(layers) => {
+            let layers = student_layers(layers, teacher.num_layers);
+            if let Some(bad) = layers.iter().find(|&&l| l >= teacher.num_layers) {
+                return Err(format!(
+                    "`layers` names layer {bad}, but the teacher has {} (0-based)",
+                    teacher.num_layers
+                ));
+            }
+            let mut c = teacher.clone();
+            c.num_layers = layers.len();
+            c.sliding_windows = layers.iter().map(|&l| teacher.sliding_windows[l]).collect();
+            Ok(c)
+        }
+        StudentInit::Config(overrides) => {
+            let mut json = teacher.to_hf_json();
+            if let serde_json::Value::Object(m) = &mut json {
+                for (k, v) in overrides {
+                    m.insert(k.clone(), v.clone());
+                }
+                // A changed depth invalidates per-layer attention types copied from the teacher.
+                if overrides.contains_key("num_hidden_layers") {
+                    m.remove("layer_types");
+                }
+            }
+            ModelConfig::from_json_str(&json.to_string(), "student-config").map_err(|e| e.to_string())
+        }
+        StudentInit::Path(p) => ModelConfig::from_file(&p.join("config.json")).map_err(|e| e.to_string()),
+    }
+}
+
+/// Builds the plan from the model's configuration (and the teacher's, for distill stages).
+pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) -> Plan {
+    let input = model.clone();
+    let mut model = model;
     let seq = recipe.data.as_ref().map_or(256, |d| d.seq_len);
-    let vocab = model.vocab_size as u64;
     let mut stages = Vec::new();
     for s in &recipe.stages {
+        let params = model.num_params() as u64;
+        let weights = 4 * params;
+        let vocab = model.vocab_size as u64;
         let (summary, touched, memory) = match &s.kind {
+            StageKind::Distill(dp) => {
+                let t = &dp.train;
+                let teacher = teacher.cloned().unwrap_or_else(|| model.clone());
+                let student = match student_config(&dp.init, &model, &teacher) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        stages.push(StagePlan {
+                            index: s.index,
+                            kind: "distill",
+                            summary: format!("distill: cannot build the student: {e}"),
+                            tensors_touched: 0,
+                            params_touched: 0,
+                            memory: Memory::default(),
+                        });
+                        continue;
+                    }
+                };
+                let sp = student.num_params() as u64;
+                let tokens = (t.batch_size * seq) as u64;
+                let student_acts = 4 * tokens * (activation_values_per_token(&student, seq) + 3 * vocab);
+                let teacher_acts = if dp.teacher_cache_topk.is_some() {
+                    0
+                } else {
+                    4 * tokens * (2 * vocab + 4 * teacher.hidden_size as u64)
+                };
+                let summary = format!(
+                    "distill: {} ({:.2}M) → student {} layers × {} ({:.2}M params, init {}), {:?} τ={} α={}{}{}, {} steps × {} seq × {} tokens",
+                    teacher.arch.model_type(),
+                    teacher.num_params() as f64 / 1e6,
+                    student.num_layers,
+                    student.hidden_size,
+                    sp as f64 / 1e6,
+                    match &dp.init {
+                        StudentInit::Current => "current model".to_string(),
+                        StudentInit::Config(_) => "fresh from config".to_string(),
+                        StudentInit::TeacherLayers(l) =>
+                            format!("teacher layers {:?}", student_layers(l, teacher.num_layers)),
+                        StudentInit::Path(p) => p.display().to_string(),
+                    },
+                    dp.loss,
+                    dp.temperature,
+                    dp.alpha,
+                    if dp.hidden.is_some() { ", + hidden-state loss" } else { "" },
+                    dp.teacher_cache_topk.map_or(String::new(), |k| format!(", teacher top-{k} cache")),
+                    t.steps,
+                    t.batch_size * t.grad_accum,
+                    seq
+                );
+                let mem = Memory {
+                    weights: 4 * sp + 4 * teacher.num_params() as u64,
+                    gradients: 4 * sp,
+                    optimizer: 8 * sp,
+                    activations: student_acts + teacher_acts,
+                };
+                let touched = (tensor_count(&student), student.num_params());
+                model = student;
+                (summary, touched, mem)
+            }
             StageKind::Finetune(t) => {
                 let tokens = (t.batch_size * seq) as u64;
                 let acts = 4 * tokens * (activation_values_per_token(&model, seq) + 3 * vocab);
@@ -153,8 +256,11 @@ pub fn plan(recipe: &Recipe, model: ModelConfig) -> Plan {
         for f in &e.formats {
             match f {
                 ExportFormat::Safetensors => {
-                    let dtype = e.dtype.unwrap_or(model.dtype);
-                    exports.push((format!("safetensors ({dtype})"), params * dtype_bytes(dtype)));
+                    let dtype = e.dtype.unwrap_or(input.dtype);
+                    exports.push((
+                        format!("safetensors ({dtype})"),
+                        model.num_params() as u64 * dtype_bytes(dtype),
+                    ));
                 }
             }
         }
@@ -167,8 +273,8 @@ pub fn plan(recipe: &Recipe, model: ModelConfig) -> Plan {
     };
     Plan {
         name: recipe.name.clone(),
-        tensors: tensor_count(&model),
-        model,
+        tensors: tensor_count(&input),
+        model: input,
         model_source,
         stages,
         exports,

@@ -129,11 +129,72 @@ pub struct TrainParams {
     pub log_every: usize,
 }
 
+/// How a distillation student starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StudentInit {
+    /// The pipeline's current model (e.g. the output of a prune stage).
+    Current,
+    /// Fresh weights: the teacher's `config.json` with these keys overridden.
+    Config(serde_json::Map<String, serde_json::Value>),
+    /// The teacher's embeddings, norms and head with a subset of its decoder layers (0-based);
+    /// `None` = every other layer (0, 2, 4, …).
+    TeacherLayers(Option<Vec<usize>>),
+    /// An existing Hugging Face checkpoint.
+    Path(PathBuf),
+}
+
+/// The token-level divergence of a distill stage.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KdLoss {
+    /// KL(teacher ‖ student).
+    ForwardKl,
+    /// KL(student ‖ teacher).
+    ReverseKl,
+    /// Generalised JSD with teacher weight β.
+    Jsd {
+        /// β.
+        beta: f64,
+    },
+}
+
+/// Hidden-state matching.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HiddenMatch {
+    /// `true` = 1 − cosine, `false` = MSE.
+    pub cosine: bool,
+    /// Weight of the term.
+    pub weight: f64,
+    /// (student layer, teacher layer) pairs, 0-based decoder-layer outputs; `None` = the layers the
+    /// student was initialised from, else a uniform map.
+    pub layer_map: Option<Vec<(usize, usize)>>,
+}
+
+/// Settings of a distill stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistillParams {
+    /// Student initialisation.
+    pub init: StudentInit,
+    /// Divergence.
+    pub loss: KdLoss,
+    /// Softmax temperature τ (the KD term is scaled by τ²).
+    pub temperature: f64,
+    /// Weight of the KD term; `1 - alpha` goes to hard-label cross-entropy.
+    pub alpha: f64,
+    /// Optional hidden-state loss.
+    pub hidden: Option<HiddenMatch>,
+    /// Train from a precomputed cache of the teacher's top-K log-probabilities.
+    pub teacher_cache_topk: Option<usize>,
+    /// Optimisation.
+    pub train: TrainParams,
+}
+
 /// What a stage does.
 #[derive(Debug, Clone)]
 pub enum StageKind {
     /// Full fine-tuning (every parameter trains).
     Finetune(TrainParams),
+    /// Knowledge distillation from `[teacher]` into a student.
+    Distill(DistillParams),
     /// Perplexity of the current model on the eval data.
     Eval(EvalParams),
 }
@@ -143,6 +204,7 @@ impl StageKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Finetune(_) => "finetune",
+            Self::Distill(_) => "distill",
             Self::Eval(_) => "eval",
         }
     }

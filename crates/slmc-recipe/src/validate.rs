@@ -9,7 +9,7 @@ use slmc_formats::FloatDtype;
 use std::path::PathBuf;
 
 /// Stage kinds this build implements.
-pub const STAGE_KINDS: &[&str] = &["finetune", "eval"];
+pub const STAGE_KINDS: &[&str] = &["finetune", "distill", "eval"];
 
 pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
     let mut r = TableReader::new(root, "the recipe", d)?;
@@ -199,6 +199,13 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
                 r.choice("method", &["full"], d);
                 StageKind::Finetune(train_params(&mut r, d))
             }
+            "distill" => match distill_params(&mut r, d) {
+                Some(p) => StageKind::Distill(p),
+                None => {
+                    r.finish(d);
+                    return None;
+                }
+            },
             "eval" => {
                 let mut positive = |key: &'static str, min: usize, d: &mut Diagnostics| match r.uint(key, d) {
                     Some((v, origin)) if v < min => {
@@ -241,6 +248,135 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
     };
     r.finish(d);
     Some(Stage { index, kind, origin: n.origin.clone() })
+}
+
+fn index_list(n: &Node, what: &str, d: &mut Diagnostics) -> Option<Vec<usize>> {
+    let Value::Array(items) = &n.value else {
+        d.push(Diagnostic::new(format!("{what} must be a list of layer indices"), n.origin.clone()));
+        return None;
+    };
+    items
+        .iter()
+        .map(|i| match i.value {
+            Value::Int(v) if v >= 0 => Some(v as usize),
+            _ => {
+                d.push(Diagnostic::new(format!("{what} must hold non-negative integers"), i.origin.clone()));
+                None
+            }
+        })
+        .collect()
+}
+
+fn distill_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Option<DistillParams> {
+    let init_kind = r.choice("init", &["current", "config", "teacher-layers", "path"], d).map(|c| c.0);
+    let layers = r.node("layers").and_then(|n| index_list(n, "`layers`", d));
+    let student_config = r.node("student-config");
+    let student_path = r.string("student-path", d);
+    let init = match init_kind.unwrap_or("current") {
+        "config" => match student_config.map(|n| (n, n.to_json())) {
+            Some((_, serde_json::Value::Object(m))) => StudentInit::Config(m),
+            Some((n, _)) => {
+                d.push(Diagnostic::new(
+                    "`student-config` must be a table of config.json keys",
+                    n.origin.clone(),
+                ));
+                return None;
+            }
+            None => {
+                d.push(Diagnostic::new(
+                    format!("`init = \"config\"` in {} needs `student-config` (config.json keys overriding the teacher's)", r.what()),
+                    r.origin().clone(),
+                ));
+                return None;
+            }
+        },
+        "teacher-layers" => StudentInit::TeacherLayers(layers),
+        "path" => match student_path {
+            Some((p, _)) => StudentInit::Path(PathBuf::from(p)),
+            None => {
+                d.push(Diagnostic::new(
+                    format!("`init = \"path\"` in {} needs `student-path`", r.what()),
+                    r.origin().clone(),
+                ));
+                return None;
+            }
+        },
+        _ => StudentInit::Current,
+    };
+    let beta = r.float_where("beta", 0.5, "in [0, 1]", |v| (0.0..=1.0).contains(&v), d);
+    let loss = match r.choice("loss", &["forward-kl", "reverse-kl", "jsd"], d) {
+        Some(("reverse-kl", _)) => KdLoss::ReverseKl,
+        Some(("jsd", _)) => KdLoss::Jsd { beta },
+        _ => KdLoss::ForwardKl,
+    };
+    let temperature = r.float_where("temperature", 1.0, "> 0", |v| v > 0.0, d);
+    let alpha = r.float_where("alpha", 0.9, "in [0, 1]", |v| (0.0..=1.0).contains(&v), d);
+    let hidden_kind = r.choice("hidden-loss", &["none", "mse", "cosine"], d).map(|c| c.0);
+    let hidden_weight = r.float_where("hidden-weight", 1.0, "≥ 0", |v| v >= 0.0, d);
+    let layer_map = match r.node("layer-map") {
+        None => None,
+        Some(n) => match &n.value {
+            Value::Array(pairs) => {
+                let mut out = Vec::new();
+                for p in pairs {
+                    match index_list(p, "each `layer-map` entry", d).as_deref() {
+                        Some([s, t]) => out.push((*s, *t)),
+                        Some(_) => d.push(Diagnostic::new(
+                            "each `layer-map` entry is [student_layer, teacher_layer]",
+                            p.origin.clone(),
+                        )),
+                        None => {}
+                    }
+                }
+                Some(out)
+            }
+            _ => {
+                d.push(Diagnostic::new(
+                    "`layer-map` must be a list of [student_layer, teacher_layer] pairs",
+                    n.origin.clone(),
+                ));
+                None
+            }
+        },
+    };
+    let hidden = match hidden_kind {
+        Some("mse") | Some("cosine") => {
+            Some(HiddenMatch { cosine: hidden_kind == Some("cosine"), weight: hidden_weight, layer_map })
+        }
+        _ => None,
+    };
+    let teacher_cache_topk = match r.string("teacher-cache", d) {
+        None => None,
+        Some((s, origin)) => {
+            match s.strip_prefix("topk:").and_then(|k| k.parse::<usize>().ok()).filter(|k| *k > 0) {
+                Some(k) => Some(k),
+                None => {
+                    d.push(Diagnostic::new(
+                        format!("`teacher-cache` must be \"topk:K\" with K ≥ 1, got `{s}`"),
+                        origin.clone(),
+                    ));
+                    None
+                }
+            }
+        }
+    };
+    if teacher_cache_topk.is_some() && hidden.is_some() {
+        d.push(Diagnostic::new(
+            format!(
+                "{}: `teacher-cache` stores logits only; it cannot be combined with `hidden-loss`",
+                r.what()
+            ),
+            r.origin().clone(),
+        ));
+    }
+    if teacher_cache_topk.is_some() && loss != KdLoss::ForwardKl {
+        d.push(Diagnostic::new(
+            format!("{}: a top-K `teacher-cache` supports `loss = \"forward-kl\"` only (reverse KL and JSD need the full teacher distribution)", r.what()),
+            r.origin().clone(),
+        ));
+    }
+    let train = train_params(r, d);
+    Some(DistillParams { init, loss, temperature, alpha, hidden, teacher_cache_topk, train })
 }
 
 fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
@@ -297,9 +433,14 @@ fn gates(n: &Node, d: &mut Diagnostics) -> Option<Gates> {
 
 /// Checks that need more than one table.
 fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
-    let needs_data = r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Eval(_)))
-        || r.gates.max_ppl.is_some()
-        || r.gates.max_ppl_increase.is_some();
+    let distills = r.stages.iter().any(|s| matches!(s.kind, StageKind::Distill(_)));
+    if distills && r.teacher.is_none() {
+        d.push(Diagnostic::new(
+            "a distill stage needs a [teacher] table with the teacher's `path`",
+            root.origin.clone(),
+        ));
+    }
+    let needs_data = !r.stages.is_empty() || r.gates.max_ppl.is_some() || r.gates.max_ppl_increase.is_some();
     let anchor = root.origin.clone();
     match &r.data {
         None if needs_data => d.push(Diagnostic::new(
@@ -307,9 +448,10 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
             anchor,
         )),
         Some(data) => {
-            let trains = r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_)));
+            let trains =
+                r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)));
             if trains && data.train.is_empty() {
-                d.push(Diagnostic::new("a finetune stage needs `train` in [data]", anchor.clone()));
+                d.push(Diagnostic::new("finetune and distill stages need `train` in [data]", anchor.clone()));
             }
             if needs_data && data.train.is_empty() && data.eval.is_empty() {
                 d.push(Diagnostic::new("[data] needs `train` or `eval`", anchor));

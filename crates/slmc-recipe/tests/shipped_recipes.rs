@@ -22,9 +22,10 @@ fn every_shipped_recipe_validates_and_plans() {
         let cwd = std::env::current_dir().unwrap();
         std::env::set_current_dir(&root).unwrap();
         let config = model_config(&recipe.model);
+        let teacher = recipe.teacher.as_ref().and_then(|t| model_config(t).ok());
         std::env::set_current_dir(cwd).unwrap();
         if let Ok(c) = config {
-            let p = plan(&recipe, c);
+            let p = plan(&recipe, c, teacher.as_ref());
             assert_eq!(p.stages.len(), recipe.stages.len(), "{}", path.display());
         }
     }

@@ -6,11 +6,13 @@
 
 pub mod checkpoint;
 pub mod clip;
+pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod kd;
 pub mod loss;
 pub mod schedule;
+pub mod teacher_cache;
 pub mod trainer;
 
 pub use error::TrainError;

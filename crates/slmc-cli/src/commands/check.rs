@@ -22,10 +22,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         eprint!("{}", sources.render(&d));
         anyhow::anyhow!("{}: the model cannot be read", a.recipe.recipe.display())
     })?;
-    if let Some(t) = &recipe.teacher {
-        model_config(t).map_err(|d| anyhow::anyhow!("[teacher]: {}", d.message))?;
-    }
-    print!("{}", plan(&recipe, config));
+    let teacher = match &recipe.teacher {
+        Some(t) => Some(model_config(t).map_err(|d| anyhow::anyhow!("[teacher]: {}", d.message))?),
+        None => None,
+    };
+    print!("{}", plan(&recipe, config, teacher.as_ref()));
     println!("ok: {} is valid", a.recipe.recipe.display());
     Ok(())
 }

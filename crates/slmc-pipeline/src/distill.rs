@@ -1,0 +1,177 @@
+//! The distill stage: build the student, check the shared vocabulary, optionally precompute the
+//! teacher's top-K cache, and train the student against the frozen teacher.
+
+use crate::PipelineError;
+use crate::events::{Event, Observer};
+use crate::runner::{DistillContext, RunOptions, reopen, train_logged};
+use slmc_model::model::Init;
+use slmc_model::{CausalLm, HfModel, Tokenizer, weights};
+use slmc_recipe::plan::{student_config, student_layers};
+use slmc_recipe::{DistillParams, KdLoss, ModelSource, StudentInit};
+use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
+use slmc_train::kd::{Divergence, HiddenLoss};
+use slmc_train::teacher_cache::{TopKCache, sequences_drawn};
+use slmc_train::{TrainData, TrainOptions};
+
+/// Runs one distill stage on `current` (the pipeline's model) and returns the trained student.
+pub(crate) fn run(
+    current: CausalLm,
+    tokenizer: Option<&Tokenizer>,
+    teacher_src: &ModelSource,
+    dp: &DistillParams,
+    ctx: &DistillContext<'_>,
+    options: &RunOptions<'_>,
+    observer: &mut dyn Observer,
+) -> Result<CausalLm, PipelineError> {
+    let device = current.device();
+    let ModelSource::Path { path: teacher_dir, .. } = teacher_src else {
+        return Err(PipelineError::Recipe("[teacher] must be a `path` to a trained model".into()));
+    };
+    let teacher = HfModel::load(teacher_dir, &device)?;
+    let student_cfg =
+        student_config(&dp.init, &current.config, &teacher.config).map_err(PipelineError::Recipe)?;
+    let vocab = shared_vocab(
+        tokenizer,
+        teacher.tokenizer.as_ref(),
+        student_cfg.vocab_size,
+        teacher.config.vocab_size,
+    )?;
+    let (student, init_layers) = match &dp.init {
+        StudentInit::Current => (current, None),
+        StudentInit::Config(_) => {
+            (CausalLm::new(&student_cfg, Init::Normal { std: 0.02, seed: ctx.seed }, &device), None)
+        }
+        StudentInit::TeacherLayers(l) => {
+            let layers = student_layers(l, teacher.config.num_layers);
+            let (cfg, tensors) = weights::select_layers(&teacher.model, &layers)?;
+            (weights::load(&cfg, tensors.as_slice(), "teacher layers", &device)?.0, Some(layers))
+        }
+        StudentInit::Path(p) => (HfModel::load(p, &device)?.model, None),
+    };
+    drop(teacher.tokenizer);
+    let (ls, lt) = (student.config.num_layers, teacher.config.num_layers);
+    let hidden = match &dp.hidden {
+        None => None,
+        Some(h) => {
+            let map = match (&h.layer_map, &init_layers) {
+                (Some(m), _) => m.clone(),
+                (None, Some(layers)) => layers.iter().copied().enumerate().collect(),
+                (None, None) => (0..ls)
+                    .map(|s| (s, if ls == 1 { lt - 1 } else { (s * (lt - 1) + (ls - 1) / 2) / (ls - 1) }))
+                    .collect(),
+            };
+            if let Some((s, t)) = map.iter().find(|(s, t)| *s >= ls || *t >= lt) {
+                return Err(PipelineError::Recipe(format!(
+                    "layer-map pair [{s}, {t}] is out of range (student has {ls} layers, teacher {lt}; 0-based)"
+                )));
+            }
+            Some((if h.cosine { HiddenLoss::Cosine } else { HiddenLoss::Mse }, h.weight, map))
+        }
+    };
+    let pairs = hidden.as_ref().map_or(0, |h| h.2.len());
+    let distilled = Distilled::new(student, pairs, student_cfg.hidden_size, teacher.config.hidden_size);
+    let train_seqs =
+        ctx.data.train.as_ref().ok_or_else(|| PipelineError::Recipe("distill needs [data] train".into()))?;
+    let data = TrainData { train: reopen(train_seqs)?, eval: Some(reopen(&ctx.data.eval)?) };
+    let divergence = match dp.loss {
+        KdLoss::ForwardKl => Divergence::ForwardKl,
+        KdLoss::ReverseKl => Divergence::ReverseKl,
+        KdLoss::Jsd { beta } => Divergence::Jsd { beta },
+    };
+    let t = &dp.train;
+    let cache = match dp.teacher_cache_topk {
+        None => None,
+        Some(k) => {
+            let k = k.min(vocab);
+            let draws = (t.steps * t.batch_size * t.grad_accum) as u64;
+            let fingerprint = format!(
+                "topk={k} tau={} vocab={vocab} seq_len={} seed={} draws={draws}",
+                dp.temperature,
+                train_seqs.seq_len(),
+                ctx.seed
+            );
+            let path = ctx.sdir.join(format!("teacher-top{k}.cache"));
+            match TopKCache::load(&path, &fingerprint)? {
+                Some(c) => Some(c),
+                None => {
+                    let seqs = sequences_drawn(train_seqs.len(), ctx.seed, draws);
+                    observer.event(&Event::Info(format!(
+                        "caching the teacher's top-{k} log-probabilities for {} sequences",
+                        seqs.len()
+                    )));
+                    let c = TopKCache::build(
+                        &teacher.model,
+                        train_seqs,
+                        &seqs,
+                        k,
+                        dp.temperature,
+                        vocab,
+                        t.batch_size,
+                        &mut |done, total| observer.event(&Event::Evaluating { done, total }),
+                    );
+                    c.save(&path, &fingerprint)?;
+                    observer.event(&Event::Info(format!(
+                        "teacher cache: {:.1} MB at {}",
+                        c.bytes() as f64 / 1e6,
+                        path.display()
+                    )));
+                    Some(c)
+                }
+            }
+        }
+    };
+    let signal = match &cache {
+        Some(c) => TeacherSignal::Cached(c),
+        None => TeacherSignal::Online(&teacher.model),
+    };
+    let mut objective = DistillObjective {
+        teacher: signal,
+        divergence,
+        temperature: dp.temperature,
+        alpha: dp.alpha,
+        vocab,
+        hidden,
+    };
+    let ckpt = ctx.sdir.join("checkpoints");
+    if let Some((step, _)) = slmc_train::checkpoint::list(&ckpt).pop() {
+        ctx.metrics.truncate_stage_after(ctx.index, step)?;
+    }
+    let opts = TrainOptions {
+        params: t,
+        seed: ctx.seed,
+        checkpoint_dir: ckpt,
+        interrupt: options.interrupt,
+        kill_after: None,
+    };
+    let trained = train_logged(distilled, &data, &opts, &mut objective, ctx.index, ctx.metrics, observer)?;
+    Ok(trained.student)
+}
+
+/// The vocabulary entries teacher and student logits are compared over. Identical vocabularies
+/// pass; output layers that differ only by padding rows beyond the shared tokenizer are sliced to
+/// the common part; anything else is refused before any compute.
+fn shared_vocab(
+    student_tok: Option<&Tokenizer>,
+    teacher_tok: Option<&Tokenizer>,
+    vs: usize,
+    vt: usize,
+) -> Result<usize, PipelineError> {
+    if let (Some(s), Some(t)) = (student_tok, teacher_tok)
+        && s.inner().get_vocab(true) != t.inner().get_vocab(true)
+    {
+        return Err(PipelineError::Recipe(
+            "the teacher's tokenizer differs from the student's; token-level distillation needs a shared vocabulary".into(),
+        ));
+    }
+    if vs == vt {
+        return Ok(vs);
+    }
+    let tokens = student_tok.or(teacher_tok).map(Tokenizer::vocab_size);
+    match tokens {
+        Some(n) if n <= vs.min(vt) => Ok(vs.min(vt)),
+        _ => Err(PipelineError::Recipe(format!(
+            "teacher has {vt} output rows and the student {vs}; they differ beyond tokenizer padding{}, so logits cannot be compared token by token",
+            tokens.map_or(String::new(), |n| format!(" (tokenizer: {n} tokens)"))
+        ))),
+    }
+}

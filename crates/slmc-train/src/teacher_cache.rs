@@ -1,0 +1,172 @@
+//! Offline teacher: the teacher's top-K log-probabilities (at the distillation temperature) for
+//! every training sequence a run will draw, computed once and stored compactly (u32 ids + f16
+//! log-probs, ~6 bytes per entry) with the run's fingerprint, so training needs no teacher.
+
+use crate::TrainError;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use slmc_data::{Order, Packed};
+use slmc_formats::fsutil::atomic_write_with;
+use slmc_model::CausalLm;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+/// Cached top-K teacher distributions, per training sequence.
+pub struct TopKCache {
+    k: usize,
+    seq_len: usize,
+    slots: HashMap<usize, usize>,
+    ids: Vec<u32>,
+    logp: Vec<u16>,
+}
+
+/// The distinct training sequences a run of `draws` sequences over `n` with `seed` visits (the
+/// trainer's data order), sorted.
+pub fn sequences_drawn(n: usize, seed: u64, draws: u64) -> Vec<usize> {
+    let mut order = Order::new(n, seed);
+    let mut seen = vec![false; n];
+    for p in 0..draws.min(n as u64 * 64) {
+        seen[order.at(p)] = true;
+        if p + 1 >= n as u64 && seen.iter().all(|s| *s) {
+            break;
+        }
+    }
+    (0..n).filter(|&i| seen[i]).collect()
+}
+
+impl TopKCache {
+    /// Runs `teacher` over the training sequences `indices` of `data` and keeps, per token, the
+    /// top `k` of `log_softmax(logits[..vocab] / tau)`.
+    pub fn build(
+        teacher: &CausalLm,
+        data: &Packed,
+        indices: &[usize],
+        k: usize,
+        tau: f64,
+        vocab: usize,
+        batch_size: usize,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Self {
+        let t = data.seq_len();
+        let device = teacher.device();
+        let mut cache = Self { k, seq_len: t, slots: HashMap::new(), ids: Vec::new(), logp: Vec::new() };
+        for (done, chunk) in indices.chunks(batch_size.max(1)).enumerate() {
+            let flat: Vec<i32> = chunk
+                .iter()
+                .flat_map(|&i| data.get(i)[..t].iter().map(|&x| x as i32).collect::<Vec<_>>())
+                .collect();
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), t]), &device);
+            let logits = teacher.forward(ids);
+            let logits = if logits.dims()[2] == vocab { logits } else { logits.narrow(2, 0, vocab) };
+            let (vals, top) = log_softmax(logits / tau, 2).topk_with_indices(k, 2);
+            let vals: Vec<f32> = vals.into_data().convert::<f32>().try_to_vec().expect("f32");
+            let top: Vec<i64> = top.into_data().convert::<i64>().try_to_vec().expect("ids");
+            for (j, &seq) in chunk.iter().enumerate() {
+                cache.slots.insert(seq, cache.slots.len());
+                let range = j * t * k..(j + 1) * t * k;
+                cache.ids.extend(top[range.clone()].iter().map(|&x| x as u32));
+                cache.logp.extend(vals[range].iter().map(|&x| half::f16::from_f32(x).to_bits()));
+            }
+            progress((done + 1) * batch_size.max(1), indices.len());
+        }
+        cache
+    }
+
+    /// Number of cached sequences.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Bytes of cached entries.
+    pub fn bytes(&self) -> usize {
+        self.ids.len() * 4 + self.logp.len() * 2
+    }
+
+    /// The cached `[B, T, K]` ids and log-probabilities of training sequences `indices`.
+    pub fn batch(&self, indices: &[usize], device: &Device) -> (Tensor<3, Int>, Tensor<3>) {
+        let (t, k) = (self.seq_len, self.k);
+        let mut ids = Vec::with_capacity(indices.len() * t * k);
+        let mut logp = Vec::with_capacity(indices.len() * t * k);
+        for i in indices {
+            let slot = *self.slots.get(i).expect("every drawn sequence was cached");
+            let r = slot * t * k..(slot + 1) * t * k;
+            ids.extend(self.ids[r.clone()].iter().map(|&x| x as i32));
+            logp.extend(self.logp[r].iter().map(|&b| half::f16::from_bits(b).to_f32()));
+        }
+        let shape = [indices.len(), t, k];
+        (
+            Tensor::from_data(TensorData::new(ids, shape), device),
+            Tensor::from_data(TensorData::new(logp, shape), device),
+        )
+    }
+
+    /// Writes the cache with `fingerprint` (what it was computed from), atomically.
+    pub fn save(&self, path: &Path, fingerprint: &str) -> Result<(), TrainError> {
+        let mut order: Vec<(usize, usize)> = self.slots.iter().map(|(s, i)| (*i, *s)).collect();
+        order.sort();
+        let header = serde_json::json!({
+            "fingerprint": fingerprint, "k": self.k, "seq_len": self.seq_len,
+            "sequences": order.iter().map(|p| p.1).collect::<Vec<_>>(),
+        })
+        .to_string();
+        atomic_write_with(path, |w| {
+            w.write_all(&(header.len() as u64).to_le_bytes())?;
+            w.write_all(header.as_bytes())?;
+            for x in &self.ids {
+                w.write_all(&x.to_le_bytes())?;
+            }
+            for x in &self.logp {
+                w.write_all(&x.to_le_bytes())?;
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Reads a cache written by [`save`](Self::save); `None` when it is missing or was computed
+    /// from something else than `fingerprint`.
+    pub fn load(path: &Path, fingerprint: &str) -> Result<Option<Self>, TrainError> {
+        let bad =
+            |r: &str| TrainError::Checkpoint { path: path.display().to_string(), reason: r.to_string() };
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(|e| bad(&e.to_string()))?;
+        let n =
+            u64::from_le_bytes(bytes.get(..8).ok_or_else(|| bad("truncated"))?.try_into().expect("8 bytes"))
+                as usize;
+        let header: serde_json::Value =
+            serde_json::from_slice(bytes.get(8..8 + n).ok_or_else(|| bad("truncated header"))?)
+                .map_err(|e| bad(&e.to_string()))?;
+        if header["fingerprint"].as_str() != Some(fingerprint) {
+            return Ok(None);
+        }
+        let k = header["k"].as_u64().ok_or_else(|| bad("no k"))? as usize;
+        let seq_len = header["seq_len"].as_u64().ok_or_else(|| bad("no seq_len"))? as usize;
+        let seqs: Vec<usize> = header["sequences"]
+            .as_array()
+            .ok_or_else(|| bad("no sequences"))?
+            .iter()
+            .filter_map(|x| x.as_u64().map(|x| x as usize))
+            .collect();
+        let entries = seqs.len() * seq_len * k;
+        let body = &bytes[8 + n..];
+        if body.len() != entries * 6 {
+            return Err(bad("size does not match the header"));
+        }
+        let ids = body[..entries * 4]
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let logp = body[entries * 4..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let slots = seqs.into_iter().enumerate().map(|(slot, s)| (s, slot)).collect();
+        Ok(Some(Self { k, seq_len, slots, ids, logp }))
+    }
+}

@@ -1,0 +1,76 @@
+//! The offline teacher: with K = vocabulary, training from the cache computes the same loss as
+//! running the teacher online (up to the cache's f16 storage of log-probabilities).
+
+use burn::prelude::*;
+use slmc_data::{Packed, SourceOptions, TokenFile, build_token_file};
+use slmc_formats::ModelConfig;
+use slmc_model::CausalLm;
+use slmc_model::model::Init;
+use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
+use slmc_train::kd::Divergence;
+use slmc_train::teacher_cache::{TopKCache, sequences_drawn};
+use slmc_train::{Batch, StepLoss};
+
+/// Relative tolerance from storing log-probabilities as f16 (11-bit mantissa).
+const F16_CACHE_TOL: f32 = 1e-2;
+
+fn config(layers: usize) -> ModelConfig {
+    ModelConfig::from_json_str(
+        &format!(r#"{{"model_type":"llama","vocab_size":48,"hidden_size":32,"intermediate_size":64,"num_hidden_layers":{layers},
+            "num_attention_heads":4,"num_key_value_heads":2,"max_position_embeddings":64}}"#),
+        "test",
+    )
+    .unwrap()
+}
+
+#[test]
+fn full_vocabulary_cache_equals_the_online_teacher() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("d.jsonl");
+    let rows: String = (0..12)
+        .map(|r| {
+            format!(
+                "{{\"input_ids\": {:?}}}\n",
+                (0..40).map(|i| (r * 5 + i * 3) % 45 + 2).collect::<Vec<u32>>()
+            )
+        })
+        .collect();
+    std::fs::write(&src, rows).unwrap();
+    let out = dir.path().join("t.tokens");
+    build_token_file(&[(src, SourceOptions::default())], &out, 1, &mut |_| Ok(vec![]), &mut |_, _| {})
+        .unwrap();
+    let data = Packed::new(TokenFile::open(&out).unwrap(), 16).unwrap();
+    let dev = Device::flex();
+    let teacher = CausalLm::new(&config(2), Init::Normal { std: 0.3, seed: 1 }, &dev);
+    let student =
+        Distilled::new(CausalLm::new(&config(1), Init::Normal { std: 0.3, seed: 2 }, &dev), 0, 32, 32);
+    let seqs = sequences_drawn(data.len(), 5, 8);
+    assert!(!seqs.is_empty());
+    let cache = TopKCache::build(&teacher, &data, &seqs, 48, 2.0, 48, 3, &mut |_, _| {});
+    // Round trip through the file format.
+    let path = dir.path().join("c.cache");
+    cache.save(&path, "fp").unwrap();
+    assert!(TopKCache::load(&path, "other").unwrap().is_none());
+    let cache = TopKCache::load(&path, "fp").unwrap().unwrap();
+    assert_eq!(cache.len(), seqs.len());
+
+    let idx: Vec<usize> = seqs.iter().take(3).copied().collect();
+    let batch = Batch::with_indices(idx.iter().map(|&i| data.get(i)).collect(), idx.clone(), &dev);
+    let mut objective = |signal| DistillObjective {
+        teacher: signal,
+        divergence: Divergence::ForwardKl,
+        temperature: 2.0,
+        alpha: 1.0,
+        vocab: 48,
+        hidden: None,
+    };
+    let online: f32 = objective(TeacherSignal::Online(&teacher)).loss(&student, &batch).into_scalar();
+    let cached: f32 = objective(TeacherSignal::Cached(&cache)).loss(&student, &batch).into_scalar();
+    assert!(online > 0.01);
+    assert!((cached - online).abs() <= F16_CACHE_TOL * online, "cached {cached} vs online {online}");
+
+    // A small K keeps the bulk of the loss through the tail bucket and stays close.
+    let small = TopKCache::build(&teacher, &data, &seqs, 8, 2.0, 48, 3, &mut |_, _| {});
+    let top8: f32 = objective(TeacherSignal::Cached(&small)).loss(&student, &batch).into_scalar();
+    assert!(top8 > 0.0 && (top8 - online).abs() < 0.5 * online, "top-8 {top8} vs online {online}");
+}
