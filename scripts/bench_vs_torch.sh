@@ -6,21 +6,26 @@
 #                                       #   (slmc bench forward / scripts/bench_forward_torch.py)
 #   scripts/bench_vs_torch.sh train     # teacher config, 8 x 256, fwd + bwd + clip + AdamW
 #                                       #   (slmc bench train / scripts/bench_train_torch.py)
+#   scripts/bench_vs_torch.sh distill   # teacher fwd + half-depth student step, FKL tau 2, alpha 0.9
+#                                       #   (slmc bench distill / scripts/bench_distill_torch.py)
 #
 # THREADS (default: nproc) and ROUNDS (default 3) are read from the environment. Needs the venv of
 # scripts/setup_python.sh. Run it on an otherwise idle machine: a concurrent compile or training
 # run halves either figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-kind=${1:?usage: scripts/bench_vs_torch.sh forward|train}
-case $kind in forward|train) ;; *) echo "unknown benchmark $kind (forward or train)" >&2; exit 1;; esac
+kind=${1:?usage: scripts/bench_vs_torch.sh forward|train|distill}
+case $kind in forward|train|distill) ;; *) echo "unknown benchmark $kind (forward, train or distill)" >&2; exit 1;; esac
 threads=${THREADS:-$(nproc)}
 rounds=${ROUNDS:-3}
 py=${PYTHON:-.venv/bin/python}
 cargo build --release -q -p slmc-cli
 for _ in $(seq "$rounds"); do
   ./target/release/slmc --threads "$threads" bench "$kind"
-  "$py" "scripts/bench_${kind}_torch.py" --threads "$threads"
+  case $kind in
+    distill) "$py" scripts/bench_train_torch.py --distill --threads "$threads" ;;
+    *) "$py" "scripts/bench_${kind}_torch.py" --threads "$threads" ;;
+  esac
 done | python3 -c '
 import json, statistics, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]

@@ -51,7 +51,9 @@ impl RunProgress {
                     self.replace_bar(Some(bar(*n as u64, &format!("{kind}"), "steps")));
                 }
             }
-            E::StageSkipped { index, kind } => self.println(format!("stage {index}: {kind} already done (resumed)")),
+            E::StageSkipped { index, kind } => {
+                self.println(format!("stage {index}: {kind} already done (resumed)"))
+            }
             E::Tokenizing { split, docs, tokens } => {
                 if self.bar.is_none() {
                     let pb = ProgressBar::new_spinner();
@@ -63,11 +65,15 @@ impl RunProgress {
                 }
             }
             E::Train(t) => match t {
-                slmc_train::Event::Resumed { step } => self.println(format!("resuming from the checkpoint at step {step}")),
+                slmc_train::Event::Resumed { step } => {
+                    self.println(format!("resuming from the checkpoint at step {step}"))
+                }
                 slmc_train::Event::Step { step, loss, lr, grad_norm, tokens_per_s, .. } => {
                     if let Some(b) = &self.bar {
                         b.set_position(*step as u64);
-                        b.set_message(format!("loss {loss:.4} lr {lr:.2e} |g| {grad_norm:.2} {tokens_per_s:.0} tok/s"));
+                        b.set_message(format!(
+                            "loss {loss:.4} lr {lr:.2e} |g| {grad_norm:.2} {tokens_per_s:.0} tok/s"
+                        ));
                     }
                 }
                 slmc_train::Event::Eval { step, loss } => {

@@ -257,3 +257,26 @@ fn distill_refuses_a_different_tokenizer_before_any_compute() {
     assert!(text(&o).contains("tokenizer differs"), "{}", text(&o));
     assert!(!dir.path().join("runs/kd/stages/0-distill/checkpoints").exists());
 }
+
+#[test]
+fn phi_student_recipe_checks_against_a_tiny_phi3() {
+    let r = root();
+    let phi = r.join("tests/fixtures/models/phi3_fused");
+    let o = slmc(
+        &r,
+        &[
+            "check",
+            "recipes/phi-student.toml",
+            "--set",
+            &format!("model.path={}", phi.display()),
+            "--set",
+            &format!("teacher.path={}", phi.display()),
+            "--set",
+            "data.seq-len=64",
+        ],
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    // 2 teacher layers → every other one: a 1-layer student.
+    assert!(out.contains("distill: phi3") && out.contains("student 1 layers × 64") && out.contains("teacher layers [0]"), "{out}");
+}

@@ -33,6 +33,19 @@ pub enum Bench {
         #[arg(long, default_value_t = 5)]
         iters: usize,
     },
+    /// Distillation tokens/s: teacher forward (no graph) + student forward/backward/AdamW, with the
+    /// teacher config as teacher and its every-other-layer half-depth student; FKL τ=2, α=0.9.
+    Distill {
+        /// Sequences per step.
+        #[arg(long, default_value_t = 8)]
+        batch: usize,
+        /// Tokens per sequence.
+        #[arg(long, default_value_t = 256)]
+        seq: usize,
+        /// Timed steps (after 2 warm-up ones).
+        #[arg(long, default_value_t = 5)]
+        iters: usize,
+    },
     /// Forward-pass tokens/s (no gradients, full logits) at batch × seq.
     Forward {
         /// Sequences per batch.
@@ -50,7 +63,8 @@ pub enum Bench {
 /// Runs the benchmark and prints one JSON line.
 pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
     match b {
-        Bench::Train { batch, seq, iters } => bench_train(batch, seq, iters, device)?,
+        Bench::Train { batch, seq, iters } => bench_train(batch, seq, iters, device, false)?,
+        Bench::Distill { batch, seq, iters } => bench_train(batch, seq, iters, device, true)?,
         Bench::Forward { batch, seq, iters } => {
             let config = ModelConfig::from_json_str(BENCH_CONFIG, "bench config")?;
             let model = CausalLm::new(&config, Init::Normal { std: 0.02, seed: 0 }, device);
@@ -84,9 +98,13 @@ pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device) -> anyhow::Result<()> {
+/// Times the real training loop: plain training of the teacher config, or (`distill`) its
+/// half-depth student against it.
+fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill: bool) -> anyhow::Result<()> {
     use slmc_data::{Packed, TokenFile};
     use slmc_recipe::{Schedule, TrainParams};
+    use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
+    use slmc_train::kd::Divergence;
     use slmc_train::{CrossEntropy, Event, TrainData, TrainOptions, train};
     let config = ModelConfig::from_json_str(TEACHER_CONFIG, "teacher config")?;
     let model = CausalLm::new(&config, Init::Normal { std: 0.02, seed: 0 }, device);
@@ -132,18 +150,36 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device) -> anyho
         kill_after: None,
     };
     let mut rates = Vec::new();
-    // The last step also writes a checkpoint; it is excluded below.
-    train(model, &data, &options, &mut CrossEntropy, &mut |e| {
+    let mut record = |e: &Event| {
         if let Event::Step { step, tokens_per_s, .. } = e
             && *step > 2
         {
             rates.push(*tokens_per_s);
         }
-    })?;
+    };
+    let params_trained = if distill {
+        let layers: Vec<usize> = (0..config.num_layers).step_by(2).collect();
+        let (student_cfg, tensors) = slmc_model::weights::select_layers(&model, &layers)?;
+        let student = slmc_model::weights::load(&student_cfg, tensors.as_slice(), "bench", device)?.0;
+        let mut objective = DistillObjective {
+            teacher: TeacherSignal::Online(&model),
+            divergence: Divergence::ForwardKl,
+            temperature: 2.0,
+            alpha: 0.9,
+            vocab: config.vocab_size,
+            hidden: None,
+        };
+        let n = student_cfg.hidden_size;
+        train(Distilled::new(student, 0, n, n), &data, &options, &mut objective, &mut record)?;
+        student_cfg.num_params()
+    } else {
+        train(model, &data, &options, &mut CrossEntropy, &mut record)?;
+        config.num_params()
+    };
     let tps = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
     let v = serde_json::json!({
-        "impl": "slmc", "bench": "train", "device": format!("{device:?}"), "threads": rayon::current_num_threads(),
-        "params": config.num_params(), "batch": batch, "seq": seq, "tokens_per_s": tps,
+        "impl": "slmc", "bench": if distill { "distill" } else { "train" }, "device": format!("{device:?}"),
+        "threads": rayon::current_num_threads(), "params": params_trained, "batch": batch, "seq": seq, "tokens_per_s": tps,
         "ms_per_step": (batch * seq) as f64 / tps * 1e3,
     });
     println!("{v}");

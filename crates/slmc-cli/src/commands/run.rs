@@ -4,15 +4,17 @@ use super::recipe_args::RecipeArgs;
 use crate::progress::RunProgress;
 use burn::prelude::Device;
 use slmc_pipeline::{RunOptions, run as run_recipe};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Arguments of the run commands.
 #[derive(clap::Args)]
-#[command(after_help = "Outputs go to runs/<name>/ (or the recipe's run-dir): manifest.json, metrics.jsonl, \
+#[command(
+    after_help = "Outputs go to runs/<name>/ (or the recipe's run-dir): manifest.json, metrics.jsonl, \
 stages/<i>-<kind>/ (checkpoints, output model), artifacts/, report.html. Running the same recipe again \
 resumes after the last completed stage, from its newest checkpoint; Ctrl-C writes a checkpoint and stops. \
-Exit codes: 0 ok, 1 recipe or input error, 2 internal error, 3 a [gates] check failed.")]
+Exit codes: 0 ok, 1 recipe or input error, 2 internal error, 3 a [gates] check failed."
+)]
 pub struct Args {
     #[command(flatten)]
     pub recipe: RecipeArgs,

@@ -46,7 +46,11 @@ pub fn run(cmd: TokenizerCmd) -> anyhow::Result<()> {
             anyhow::ensure!(!texts.is_empty(), "no text records in {}", data.join(", "));
             let chars: usize = texts.iter().map(String::len).sum();
             slmc_model::tokenizer_train::train_bpe(texts.into_iter(), vocab_size, min_frequency, &output)?;
-            println!("wrote {} (vocab {vocab_size}, trained on {:.1} MB of text)", output.join("tokenizer.json").display(), chars as f64 / 1e6);
+            println!(
+                "wrote {} (vocab {vocab_size}, trained on {:.1} MB of text)",
+                output.join("tokenizer.json").display(),
+                chars as f64 / 1e6
+            );
             Ok(())
         }
     }
