@@ -280,3 +280,32 @@ fn phi_student_recipe_checks_against_a_tiny_phi3() {
     // 2 teacher layers → every other one: a 1-layer student.
     assert!(out.contains("distill: phi3") && out.contains("student 1 layers × 64") && out.contains("teacher layers [0]"), "{out}");
 }
+
+#[test]
+fn shipped_quickstart_runs_end_to_end_on_a_tiny_model() {
+    let r = root();
+    let dir = tempfile::tempdir().unwrap();
+    let model = r.join("tests/fixtures/models/llama_gqa");
+    let text_file = r.join("tests/fixtures/eval.txt");
+    let set = |k: &str, v: &str| ["--set".to_string(), format!("{k}={v}")];
+    let mut args: Vec<String> = vec!["run".into(), r.join("recipes/quickstart.toml").display().to_string()];
+    for (k, v) in [
+        ("model.path", model.display().to_string()),
+        ("teacher.path", model.display().to_string()),
+        ("data.train", text_file.display().to_string()),
+        ("data.eval", text_file.display().to_string()),
+        ("data.seq-len", "32".into()),
+        ("stage.1.steps", "6".into()),
+        ("stage.1.batch-size", "2".into()),
+        ("run-dir", dir.path().join("qs").display().to_string()),
+    ] {
+        args.extend(set(k, &v));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let o = slmc(dir.path(), &args);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert_eq!(ppl_lines(&out).len(), 2, "{out}");
+    assert!(out.contains("student 1 layers"), "{out}");
+    assert!(dir.path().join("qs/artifacts/quickstart-safetensors/model.safetensors").is_file());
+}
