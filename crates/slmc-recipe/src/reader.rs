@@ -97,7 +97,8 @@ impl<'a> TableReader<'a> {
         }
     }
 
-    /// A number checked against a predicate (`rule` describes it: "> 0").
+    /// A number checked against a predicate (`rule` describes it: "> 0"); `default` when the
+    /// key is absent or wrong (the problem is recorded).
     pub fn float_where(
         &mut self,
         key: &'static str,
@@ -106,20 +107,11 @@ impl<'a> TableReader<'a> {
         ok: impl Fn(f64) -> bool,
         diags: &mut Diagnostics,
     ) -> f64 {
-        match self.float(key, diags) {
-            Some((v, _)) if ok(v) => v,
-            Some((v, origin)) => {
-                diags.push(Diagnostic::new(
-                    format!("`{key}` in {} must be {rule}, got {v}", self.what),
-                    origin,
-                ));
-                default
-            }
-            None => default,
-        }
+        let value = self.float(key, diags);
+        self.checked(key, value, default, rule, ok, diags)
     }
 
-    /// An integer checked against a predicate.
+    /// An integer checked against a predicate (see [`float_where`](Self::float_where)).
     pub fn uint_where(
         &mut self,
         key: &'static str,
@@ -128,13 +120,23 @@ impl<'a> TableReader<'a> {
         ok: impl Fn(usize) -> bool,
         diags: &mut Diagnostics,
     ) -> usize {
-        match self.uint(key, diags) {
+        let value = self.uint(key, diags);
+        self.checked(key, value, default, rule, ok, diags)
+    }
+
+    fn checked<T: Copy + std::fmt::Display>(
+        &self,
+        key: &str,
+        value: Option<(T, Origin)>,
+        default: T,
+        rule: &str,
+        ok: impl Fn(T) -> bool,
+        diags: &mut Diagnostics,
+    ) -> T {
+        match value {
             Some((v, _)) if ok(v) => v,
             Some((v, origin)) => {
-                diags.push(Diagnostic::new(
-                    format!("`{key}` in {} must be {rule}, got {v}", self.what),
-                    origin,
-                ));
+                diags.push(Diagnostic::new(format!("`{key}` in {} must be {rule}, got {v}", self.what), origin));
                 default
             }
             None => default,

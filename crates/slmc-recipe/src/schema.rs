@@ -188,6 +188,30 @@ pub struct DistillParams {
     pub train: TrainParams,
 }
 
+impl Default for TrainParams {
+    /// The values a recipe gets for keys it leaves out.
+    fn default() -> Self {
+        Self {
+            steps: 100,
+            batch_size: 8,
+            grad_accum: 1,
+            lr: 3e-4,
+            min_lr: 3e-5,
+            warmup_steps: 0,
+            schedule: Schedule::Cosine,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            clip_grad_norm: 1.0,
+            eval_every: 0,
+            eval_sequences: 64,
+            checkpoint_every: 0,
+            log_every: 10,
+        }
+    }
+}
+
 /// What a stage does.
 #[derive(Debug, Clone)]
 pub enum StageKind {

@@ -162,31 +162,32 @@ fn data_spec(n: &Node, d: &mut Diagnostics) -> Option<DataSpec> {
 }
 
 fn train_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> TrainParams {
-    let steps = r.uint_where("steps", 100, "at least 1", |v| v >= 1, d);
-    let lr = r.float_where("lr", 3e-4, "in (0, 1]", |v| v > 0.0 && v <= 1.0, d);
+    let def = TrainParams::default();
+    let steps = r.uint_where("steps", def.steps, "at least 1", |v| v >= 1, d);
+    let lr = r.float_where("lr", def.lr, "in (0, 1]", |v| v > 0.0 && v <= 1.0, d);
     let schedule = match r.choice("schedule", &["cosine", "linear", "constant"], d) {
         Some(("linear", _)) => Schedule::Linear,
         Some(("constant", _)) => Schedule::Constant,
-        _ => Schedule::Cosine,
+        _ => def.schedule,
     };
     let min_lr = r.float_where("min-lr", lr * 0.1, "in [0, lr]", |v| v >= 0.0 && v <= lr, d);
     TrainParams {
         steps,
-        batch_size: r.uint_where("batch-size", 8, "at least 1", |v| v >= 1, d),
-        grad_accum: r.uint_where("grad-accum", 1, "at least 1", |v| v >= 1, d),
+        batch_size: r.uint_where("batch-size", def.batch_size, "at least 1", |v| v >= 1, d),
+        grad_accum: r.uint_where("grad-accum", def.grad_accum, "at least 1", |v| v >= 1, d),
         lr,
         min_lr,
-        warmup_steps: r.uint_where("warmup-steps", 0, "at most `steps`", |v| v <= steps, d),
+        warmup_steps: r.uint_where("warmup-steps", def.warmup_steps, "at most `steps`", |v| v <= steps, d),
         schedule,
-        weight_decay: r.float_where("weight-decay", 0.1, "≥ 0", |v| v >= 0.0, d),
-        beta1: r.float_where("beta1", 0.9, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
-        beta2: r.float_where("beta2", 0.95, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
-        eps: r.float_where("eps", 1e-8, "> 0", |v| v > 0.0, d),
-        clip_grad_norm: r.float_where("clip-grad-norm", 1.0, "≥ 0", |v| v >= 0.0, d),
-        eval_every: r.uint("eval-every", d).map_or(0, |v| v.0),
-        eval_sequences: r.uint("eval-sequences", d).map_or(64, |v| v.0),
-        checkpoint_every: r.uint("checkpoint-every", d).map_or(0, |v| v.0),
-        log_every: r.uint_where("log-every", 10, "at least 1", |v| v >= 1, d),
+        weight_decay: r.float_where("weight-decay", def.weight_decay, "≥ 0", |v| v >= 0.0, d),
+        beta1: r.float_where("beta1", def.beta1, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
+        beta2: r.float_where("beta2", def.beta2, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
+        eps: r.float_where("eps", def.eps, "> 0", |v| v > 0.0, d),
+        clip_grad_norm: r.float_where("clip-grad-norm", def.clip_grad_norm, "≥ 0", |v| v >= 0.0, d),
+        eval_every: r.uint("eval-every", d).map_or(def.eval_every, |v| v.0),
+        eval_sequences: r.uint("eval-sequences", d).map_or(def.eval_sequences, |v| v.0),
+        checkpoint_every: r.uint("checkpoint-every", d).map_or(def.checkpoint_every, |v| v.0),
+        log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
     }
 }
 

@@ -20,25 +20,8 @@ pub fn lr_at(p: &TrainParams, step: usize) -> f64 {
 mod tests {
     use super::*;
 
-    pub(crate) fn params() -> TrainParams {
-        TrainParams {
-            steps: 110,
-            batch_size: 1,
-            grad_accum: 1,
-            lr: 1e-3,
-            min_lr: 1e-4,
-            warmup_steps: 10,
-            schedule: Schedule::Cosine,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.95,
-            eps: 1e-8,
-            clip_grad_norm: 1.0,
-            eval_every: 0,
-            eval_sequences: 0,
-            checkpoint_every: 0,
-            log_every: 1,
-        }
+    fn params() -> TrainParams {
+        TrainParams { steps: 110, lr: 1e-3, min_lr: 1e-4, warmup_steps: 10, ..TrainParams::default() }
     }
 
     #[test]

@@ -56,7 +56,7 @@ fn full_vocabulary_cache_equals_the_online_teacher() {
 
     let idx: Vec<usize> = seqs.iter().take(3).copied().collect();
     let batch = Batch::with_indices(idx.iter().map(|&i| data.get(i)).collect(), idx.clone(), &dev);
-    let mut objective = |signal| DistillObjective {
+    let objective = |signal| DistillObjective {
         teacher: signal,
         divergence: Divergence::ForwardKl,
         temperature: 2.0,

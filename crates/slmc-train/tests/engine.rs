@@ -6,7 +6,7 @@ use slmc_data::{Packed, SourceOptions, TokenFile, build_token_file};
 use slmc_formats::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
-use slmc_recipe::{Schedule, TrainParams};
+use slmc_recipe::TrainParams;
 use slmc_train::{Batch, CrossEntropy, Event, StepLoss, TrainData, TrainError, TrainOptions, train};
 use std::path::Path;
 
@@ -44,16 +44,10 @@ fn params(steps: usize) -> TrainParams {
         lr: 1e-2,
         min_lr: 1e-3,
         warmup_steps: 2,
-        schedule: Schedule::Cosine,
-        weight_decay: 0.1,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        clip_grad_norm: 1.0,
-        eval_every: 0,
         eval_sequences: 8,
         checkpoint_every: 3,
         log_every: 1,
+        ..TrainParams::default()
     }
 }
 

@@ -102,7 +102,7 @@ pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
 /// half-depth student against it.
 fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill: bool) -> anyhow::Result<()> {
     use slmc_data::{Packed, TokenFile};
-    use slmc_recipe::{Schedule, TrainParams};
+    use slmc_recipe::TrainParams;
     use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
     use slmc_train::kd::Divergence;
     use slmc_train::{CrossEntropy, Event, TrainData, TrainOptions, train};
@@ -124,24 +124,7 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill:
     let path = tmp.path().join("random.tokens");
     std::fs::write(&path, bytes)?;
     let data = TrainData { train: Packed::new(TokenFile::open(&path)?, seq)?, eval: None };
-    let params = TrainParams {
-        steps,
-        batch_size: batch,
-        grad_accum: 1,
-        lr: 1e-3,
-        min_lr: 1e-4,
-        warmup_steps: 0,
-        schedule: Schedule::Cosine,
-        weight_decay: 0.1,
-        beta1: 0.9,
-        beta2: 0.95,
-        eps: 1e-8,
-        clip_grad_norm: 1.0,
-        eval_every: 0,
-        eval_sequences: 0,
-        checkpoint_every: 0,
-        log_every: 1,
-    };
+    let params = TrainParams { steps, batch_size: batch, lr: 1e-3, min_lr: 1e-4, log_every: 1, ..TrainParams::default() };
     let options = TrainOptions {
         params: &params,
         seed: 0,
