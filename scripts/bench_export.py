@@ -10,11 +10,16 @@
    one thread, no importance matrix, i.e. the same reference algorithms) on the same sample and
    checks that the bytes equal slmc's.
 3. Prints both speeds and the ratio slmc / ggml.
+
+llama-cpp-python builds ggml with -march=native; slmc's default build targets baseline x86-64
+(SSE2). --native builds slmc with -C target-cpu=native too (in target/native) for a like-for-like
+comparison.
 """
 
 import argparse
 import ctypes
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -42,11 +47,17 @@ def ggml_lib():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--types", default="f32,f16,bf16,q8_0,q4_0,q5_1,q6_k,q5_k_m,q4_k_m")
-    ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--native", action="store_true",
+                    help="build slmc with -C target-cpu=native (ggml's library is built with -march=native)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
+        env = dict(os.environ)
+        if args.native:
+            # Like ggml's default build (GGML_NATIVE): let the compiler use this CPU's vector units.
+            env["RUSTFLAGS"] = env.get("RUSTFLAGS", "") + " -C target-cpu=native"
+            env["CARGO_TARGET_DIR"] = str(ROOT / "target/native")
         p = subprocess.run(["cargo", "run", "--release", "-q", "-p", "slmc-formats", "--example", "bench_export", "--",
-                            tmp, args.types], cwd=ROOT, check=True, capture_output=True, text=True)
+                            tmp, args.types], cwd=ROOT, check=True, capture_output=True, text=True, env=env)
         rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
         sample = np.fromfile(Path(tmp) / "sample.f32", dtype=np.float32).reshape(4096, 4096)
         lib = ggml_lib()

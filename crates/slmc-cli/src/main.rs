@@ -29,7 +29,9 @@ const EXIT_INTERNAL: u8 = 2;
         slmc inspect tests/fixtures/models/llama_gqa\n  \
         slmc eval tests/fixtures/models/llama_gqa --data tests/fixtures/eval.txt --ctx 32 --stride 16\n  \
         slmc generate tests/fixtures/models/llama_gqa --prompt \"Once upon\" --max-new-tokens 20\n  \
-        slmc export tests/fixtures/models/llama_gqa --format safetensors --dtype bfloat16 -o out/llama"
+        slmc export tests/fixtures/models/llama_gqa --format safetensors --dtype bfloat16 -o out/llama\n  \
+        slmc export tests/fixtures/models/llama_gqa --format gguf --type q8_0 -o out/llama.gguf\n  \
+        slmc run recipes/quickstart.toml"
 )]
 struct Cli {
     /// Compute backend: flex (CPU, always available), cuda or tch (when built with those features).
@@ -44,13 +46,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Show a model directory's architecture, parameter count, dtypes, size, vocabulary and context.
+    /// Show a model directory's (or GGUF file's) architecture, parameters, dtypes, size, vocabulary and context.
     Inspect(commands::inspect::Args),
     /// Perplexity of a model on a .txt, .jsonl or .parquet file (sliding window).
     Eval(commands::eval::Args),
     /// Generate text from a prompt (greedy by default; --temperature/--top-p to sample).
     Generate(commands::generate::Args),
-    /// Write a model in another format (a Hugging Face safetensors directory).
+    /// Write a model as a Hugging Face safetensors directory or a GGUF file for llama.cpp.
     Export(commands::export::Args),
     /// Measure throughput on a fixed model configuration.
     #[command(subcommand)]
@@ -69,6 +71,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of stdout goes away
+    // (`slmc inspect DIR | head`) instead of panicking on a failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = std::panic::catch_unwind(|| run(cli));
     match result {

@@ -278,7 +278,12 @@ fn phi_student_recipe_checks_against_a_tiny_phi3() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     // 2 teacher layers → every other one: a 1-layer student.
-    assert!(out.contains("distill: phi3") && out.contains("student 1 layers × 64") && out.contains("teacher layers [0]"), "{out}");
+    assert!(
+        out.contains("distill: phi3")
+            && out.contains("student 1 layers × 64")
+            && out.contains("teacher layers [0]"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -184,7 +184,11 @@ impl Packed {
 
     /// Another handle on the same sequences (the token file is mapped again).
     pub fn view(&self) -> Result<Packed, DataError> {
-        Ok(Packed { tokens: TokenFile::open(self.tokens.path())?, seq_len: self.seq_len, range: self.range.clone() })
+        Ok(Packed {
+            tokens: TokenFile::open(self.tokens.path())?,
+            seq_len: self.seq_len,
+            range: self.range.clone(),
+        })
     }
 
     /// The token positions this split covers in its token file.

@@ -135,7 +135,8 @@ pub fn save(model: &CausalLm, out: &Path, options: &SaveOptions) -> Result<Vec<P
     }
 
     let staging = staging.keep();
-    slmc_formats::fsutil::make_readable(&staging, true).map_err(|e| ModelError::Io { path: staging.clone(), source: e })?;
+    slmc_formats::fsutil::make_readable(&staging, true)
+        .map_err(|e| ModelError::Io { path: staging.clone(), source: e })?;
     if out.exists() {
         let old = parent.join(format!(".{name}.old-{}", std::process::id()));
         std::fs::rename(out, &old).map_err(|e| ModelError::Io { path: out.into(), source: e })?;

@@ -8,7 +8,9 @@
 /// The model configuration (parsed in `slmc-formats`, which needs no burn).
 pub use slmc_formats::hf_config as config;
 pub mod error;
+pub mod export;
 pub mod generate;
+pub mod gguf_export;
 pub mod hf_dir;
 pub mod layers;
 pub mod model;

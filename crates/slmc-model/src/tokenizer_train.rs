@@ -11,7 +11,10 @@ use tokenizers::models::bpe::{BPE, BpeTrainerBuilder};
 use tokenizers::models::{ModelWrapper, TrainerWrapper};
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper, TokenizerBuilder};
+use tokenizers::{
+    AddedToken, DecoderWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    TokenizerBuilder,
+};
 
 /// Beginning-of-sequence token (id 0).
 pub const BOS: &str = "<s>";
@@ -47,14 +50,20 @@ where
         .special_tokens(vec![(BOS, 0u32)])
         .build()
         .map_err(|e| fail(e.to_string()))?;
-    let mut tok = TokenizerBuilder::<ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, PostProcessorWrapper, DecoderWrapper>::new()
-        .with_model(BPE::default().into())
-        .with_normalizer(None)
-        .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false).into()))
-        .with_post_processor(Some(post.into()))
-        .with_decoder(Some(ByteLevelDecoder::default().into()))
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
+    let mut tok = TokenizerBuilder::<
+        ModelWrapper,
+        NormalizerWrapper,
+        PreTokenizerWrapper,
+        PostProcessorWrapper,
+        DecoderWrapper,
+    >::new()
+    .with_model(BPE::default().into())
+    .with_normalizer(None)
+    .with_pre_tokenizer(Some(ByteLevel::default().add_prefix_space(false).into()))
+    .with_post_processor(Some(post.into()))
+    .with_decoder(Some(ByteLevelDecoder::default().into()))
+    .build()
+    .map_err(|e| fail(e.to_string()))?;
     tok.train(&mut trainer, texts).map_err(|e| fail(e.to_string()))?;
     for (i, t) in [BOS, EOS, PAD].iter().enumerate() {
         if tok.token_to_id(t) != Some(i as u32) {
@@ -71,7 +80,10 @@ where
         "clean_up_tokenization_spaces": false,
         "model_max_length": 1_000_000,
     });
-    atomic_write(&out_dir.join("tokenizer_config.json"), (serde_json::to_string_pretty(&config).expect("json") + "\n").as_bytes())?;
+    atomic_write(
+        &out_dir.join("tokenizer_config.json"),
+        (serde_json::to_string_pretty(&config).expect("json") + "\n").as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -136,7 +136,10 @@ impl<'a> TableReader<'a> {
         match value {
             Some((v, _)) if ok(v) => v,
             Some((v, origin)) => {
-                diags.push(Diagnostic::new(format!("`{key}` in {} must be {rule}, got {v}", self.what), origin));
+                diags.push(Diagnostic::new(
+                    format!("`{key}` in {} must be {rule}, got {v}", self.what),
+                    origin,
+                ));
                 default
             }
             None => default,

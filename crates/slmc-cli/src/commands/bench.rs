@@ -124,7 +124,14 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill:
     let path = tmp.path().join("random.tokens");
     std::fs::write(&path, bytes)?;
     let data = TrainData { train: Packed::new(TokenFile::open(&path)?, seq)?, eval: None };
-    let params = TrainParams { steps, batch_size: batch, lr: 1e-3, min_lr: 1e-4, log_every: 1, ..TrainParams::default() };
+    let params = TrainParams {
+        steps,
+        batch_size: batch,
+        lr: 1e-3,
+        min_lr: 1e-4,
+        log_every: 1,
+        ..TrainParams::default()
+    };
     let options = TrainOptions {
         params: &params,
         seed: 0,

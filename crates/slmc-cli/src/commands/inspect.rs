@@ -1,14 +1,17 @@
-//! `slmc inspect DIR`.
+//! `slmc inspect DIR` (a Hugging Face model directory) and `slmc inspect FILE.gguf`.
 
 use anyhow::Context;
 use slmc_formats::Checkpoint;
+use slmc_formats::gguf::{GgufReader, Value};
 use slmc_model::ModelConfig;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 
 /// Arguments of `slmc inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A Hugging Face model directory.
+    /// A Hugging Face model directory or a GGUF file.
     pub path: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -17,6 +20,9 @@ pub struct Args {
 
 /// Runs the command.
 pub fn run(a: Args) -> anyhow::Result<()> {
+    if is_gguf(&a.path) {
+        return run_gguf(&a.path, a.json);
+    }
     let config = ModelConfig::from_file(&a.path.join("config.json"))
         .with_context(|| format!("{} is not a Hugging Face model directory", a.path.display()))?;
     let ckpt = Checkpoint::open_dir(&a.path)?;
@@ -81,6 +87,80 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let w: Vec<String> =
             config.sliding_windows.iter().map(|w| w.map_or("full".into(), |w| w.to_string())).collect();
         row("sliding window", w.join(","));
+    }
+    Ok(())
+}
+
+fn is_gguf(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    path.is_file()
+        && std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok()
+        && &magic == b"GGUF"
+}
+
+/// Metadata, tensor types and sizes of a GGUF file (validated with llama.cpp's rules).
+fn run_gguf(path: &Path, json: bool) -> anyhow::Result<()> {
+    let r = GgufReader::open(path)?;
+    let f = r.file();
+    let n_elements: u64 = f.tensors.iter().map(|t| t.info.n_elements()).sum();
+    let data_bytes: u64 = f.tensors.iter().map(|t| t.n_bytes).sum();
+    let bpw = data_bytes as f64 * 8.0 / n_elements.max(1) as f64;
+    let mut hist: BTreeMap<&str, (usize, u64, u64)> = BTreeMap::new();
+    for t in &f.tensors {
+        let e = hist.entry(t.info.ggml_type.name()).or_default();
+        e.0 += 1;
+        e.1 += t.info.n_elements();
+        e.2 += t.n_bytes;
+    }
+    if json {
+        let meta: serde_json::Map<String, serde_json::Value> = f
+            .metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::json!({"type": v.type_name(), "value": v.summary(200)})))
+            .collect();
+        let tensors: Vec<serde_json::Value> = f
+            .tensors
+            .iter()
+            .map(|t| {
+                serde_json::json!({"name": t.info.name, "type": t.info.ggml_type.name(), "ne": t.info.ne,
+                "bytes": t.n_bytes, "offset": t.offset})
+            })
+            .collect();
+        let v = serde_json::json!({
+            "format": "gguf", "version": f.version, "file_bytes": r.len(), "alignment": f.alignment,
+            "data_offset": f.data_offset, "parameters": n_elements, "bits_per_weight": bpw,
+            "types": hist.iter().map(|(k, (n, e, b))| (k.to_string(), serde_json::json!({"tensors": n, "elements": e, "bytes": b}))).collect::<serde_json::Map<_, _>>(),
+            "metadata": meta, "tensors": tensors,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let row = |k: &str, v: String| println!("{k:<18} {v}");
+    row("path", path.display().to_string());
+    row("format", format!("GGUF v{}, alignment {}", f.version, f.alignment));
+    if let Some(a) = f.get("general.architecture").and_then(Value::as_str) {
+        row("architecture", a.to_string());
+    }
+    row("parameters", format!("{n_elements} ({:.2}M)", n_elements as f64 / 1e6));
+    row("size on disk", format!("{:.2} MB ({bpw:.2} bits/weight)", r.len() as f64 / 1e6));
+    let types: Vec<String> =
+        hist.iter().map(|(k, (n, e, _))| format!("{k} ({n} tensors, {e} values)")).collect();
+    row("tensor types", types.join(", "));
+    println!();
+    println!("metadata ({} keys):", f.metadata.len());
+    for (k, v) in &f.metadata {
+        println!("  {k:<44} {:<14} {}", v.type_name(), v.summary(80));
+    }
+    println!();
+    println!("tensors ({}):", f.tensors.len());
+    for t in &f.tensors {
+        println!(
+            "  {:<36} {:<6} {:<22} {} bytes",
+            t.info.name,
+            t.info.ggml_type.name(),
+            format!("{:?}", t.info.ne),
+            t.n_bytes
+        );
     }
     Ok(())
 }

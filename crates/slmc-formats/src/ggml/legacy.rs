@@ -137,7 +137,8 @@ impl Block for BlockQ4_0 {
     fn quantize(x: &[f32]) -> Self {
         let d = signed_absmax(x) / -8.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let q: [u8; QK] = std::array::from_fn(|j| ((x[j] * id + 8.5) as i8).min(15) as u8);
+        // (int8_t)(x*id + 8.5f): the value is in [0.5, 16.5], where truncation through i32 is the same.
+        let q: [u8; QK] = std::array::from_fn(|j| ((x[j] * id + 8.5) as i32).min(15) as u8);
         Self { d: f16_bits(d), qs: pack_nibbles(&q) }
     }
 
@@ -187,7 +188,7 @@ impl Block for BlockQ4_1 {
         let (min, max) = min_max(x);
         let d = (max - min) / 15.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let q: [u8; QK] = std::array::from_fn(|j| (((x[j] - min) * id + 0.5) as i8).min(15) as u8);
+        let q: [u8; QK] = std::array::from_fn(|j| (((x[j] - min) * id + 0.5) as i32).min(15) as u8);
         Self { d: f16_bits(d), m: f16_bits(min), qs: pack_nibbles(&q) }
     }
 
@@ -241,7 +242,7 @@ impl Block for BlockQ5_0 {
     fn quantize(x: &[f32]) -> Self {
         let d = signed_absmax(x) / -16.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let q: [u8; QK] = std::array::from_fn(|j| ((x[j] * id + 16.5) as i8).min(31) as u8);
+        let q: [u8; QK] = std::array::from_fn(|j| ((x[j] * id + 16.5) as i32).min(31) as u8);
         Self::from_codes(d, q)
     }
 

@@ -117,10 +117,14 @@ impl GgmlType {
         self.entry().4
     }
 
-    /// Bytes of a row of `n` elements, or `None` if `n` is not a whole number of blocks.
+    /// Bytes of a row of `n` elements, or `None` if `n` is not a whole number of blocks (or the
+    /// size overflows u64).
     pub fn row_bytes(self, n: u64) -> Option<u64> {
         let bs = self.block_size() as u64;
-        (n % bs == 0).then(|| n / bs * self.type_size() as u64)
+        if !n.is_multiple_of(bs) {
+            return None;
+        }
+        (n / bs).checked_mul(self.type_size() as u64)
     }
 
     /// Whether slmc can quantize values to this type and dequantize them back.
@@ -180,6 +184,7 @@ mod tests {
         }
         assert_eq!(GgmlType::Q4K.row_bytes(512), Some(288));
         assert_eq!(GgmlType::Q4K.row_bytes(64), None);
+        assert_eq!(GgmlType::F32.row_bytes(u64::MAX / 2), None);
         assert_eq!(GgmlType::from_name("q6_k"), Some(GgmlType::Q6K));
         assert!(GgmlType::SUPPORTED.iter().all(|t| t.is_supported()));
         let n = TABLE.iter().filter(|e| e.0.is_supported()).count();
