@@ -46,8 +46,9 @@ log-every = 1
 [[stage]]
 kind = "eval"
 [export]
-formats = ["safetensors"]
+formats = ["safetensors", "gguf"]
 dtype = "bfloat16"
+gguf-type = "q8_0"
 {extra}"#,
         model = r.join("tests/fixtures/models/llama_gqa").display(),
         text = r.join("tests/fixtures/eval.txt").display()
@@ -151,7 +152,8 @@ fn check_prints_the_plan_and_reports_a_missing_model_at_its_line() {
     assert!(
         out.contains("touches 21 tensors")
             && out.contains("AdamW state")
-            && out.contains("export   safetensors (bfloat16)"),
+            && out.contains("export   safetensors (bfloat16)")
+            && out.contains("export   gguf (q8_0)"),
         "{out}"
     );
     let o = slmc(dir.path(), &["check", r.to_str().unwrap(), "--set", "model.path=nowhere"]);

@@ -319,6 +319,22 @@ pub fn run(
                     observer.event(&Event::Artifact(out.display().to_string()));
                     artifacts.push(out);
                 }
+                ExportFormat::Gguf => {
+                    let tok = tokenizer_dir.clone().ok_or_else(|| {
+                        PipelineError::Recipe("GGUF export needs the model's tokenizer.json".into())
+                    })?;
+                    let out =
+                        dir.artifacts_dir().join(format!("{}-{}.gguf", recipe.name, e.gguf_type.name()));
+                    let opts = slmc_model::gguf_export::GgufOptions {
+                        file_type: e.gguf_type,
+                        tokenizer_dir: tok,
+                        name: Some(recipe.name.clone()),
+                        encoded: Default::default(),
+                    };
+                    slmc_model::gguf_export::export_model_gguf(&model, &opts, &out)?;
+                    observer.event(&Event::Artifact(out.display().to_string()));
+                    artifacts.push(out);
+                }
             }
         }
     }

@@ -262,6 +262,14 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                         model.num_params() as u64 * dtype_bytes(dtype),
                     ));
                 }
+                ExportFormat::Gguf => {
+                    let t = e.gguf_type;
+                    let bits = gguf_nominal_bits(t.name());
+                    exports.push((
+                        format!("gguf ({})", t.name()),
+                        (model.num_params() as f64 * bits / 8.0) as u64,
+                    ));
+                }
             }
         }
     }
@@ -279,6 +287,22 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
         stages,
         exports,
         run_dir: recipe.run_dir().display().to_string(),
+    }
+}
+
+/// Nominal bits per weight of a GGUF export type (the file is close to this; K-quant mixes keep
+/// some tensors wider).
+fn gguf_nominal_bits(name: &str) -> f64 {
+    match name {
+        "f32" => 32.0,
+        "f16" | "bf16" => 16.0,
+        "q8_0" => 8.5,
+        "q6_k" => 6.56,
+        "q5_0" | "q5_k" | "q5_k_s" => 5.5,
+        "q5_1" | "q5_k_m" => 5.75,
+        "q4_1" => 5.0,
+        "q4_k_m" => 4.85,
+        _ => 4.5,
     }
 }
 

@@ -261,6 +261,8 @@ pub struct Stage {
 pub enum ExportFormat {
     /// A Hugging Face safetensors directory.
     Safetensors,
+    /// A GGUF file for llama.cpp.
+    Gguf,
 }
 
 /// The `[export]` table.
@@ -270,6 +272,8 @@ pub struct ExportSpec {
     pub formats: Vec<ExportFormat>,
     /// Storage dtype of safetensors exports (default: the model's).
     pub dtype: Option<FloatDtype>,
+    /// GGUF export type (`gguf-type`, default f16).
+    pub gguf_type: slmc_formats::gguf::FileType,
 }
 
 /// The `[gates]` table.

@@ -391,12 +391,13 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
         for item in items {
             match &item.value {
                 Value::Str(s) if s == "safetensors" => formats.push(ExportFormat::Safetensors),
+                Value::Str(s) if s == "gguf" => formats.push(ExportFormat::Gguf),
                 Value::Str(s) => {
                     let mut diag = Diagnostic::new(
-                        format!("unknown export format `{s}`; this build writes `safetensors`"),
+                        format!("unknown export format `{s}`; slmc writes `safetensors` and `gguf`"),
                         item.origin.clone(),
                     );
-                    if let Some(l) = did_you_mean(s, ["safetensors"]) {
+                    if let Some(l) = did_you_mean(s, ["safetensors", "gguf"]) {
                         diag = diag.with_label(l);
                     }
                     d.push(diag);
@@ -405,6 +406,25 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
             }
         }
     }
+    use slmc_formats::gguf::FileType;
+    let gguf_type = match r.string("gguf-type", d) {
+        None => FileType::F16,
+        Some((s, origin)) => FileType::from_name(&s).unwrap_or_else(|| {
+            let names: Vec<&str> = FileType::all().map(FileType::name).collect();
+            let mut diag = Diagnostic::new(
+                format!(
+                    "`gguf-type` in [export] must be one of {}, got `{s}`",
+                    crate::reader::quoted(&names)
+                ),
+                origin,
+            );
+            if let Some(l) = did_you_mean(&s, names.iter().copied()) {
+                diag = diag.with_label(l);
+            }
+            d.push(diag);
+            FileType::F16
+        }),
+    };
     let dtype = match r.string("dtype", d) {
         Some((s, origin)) => match FloatDtype::from_name(&s) {
             Some(t) => Some(t),
@@ -419,7 +439,7 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
         None => None,
     };
     r.finish(d);
-    Some(ExportSpec { formats, dtype })
+    Some(ExportSpec { formats, dtype, gguf_type })
 }
 
 fn gates(n: &Node, d: &mut Diagnostics) -> Option<Gates> {
