@@ -26,11 +26,13 @@ for _ in $(seq "$rounds"); do
     distill) "$py" scripts/bench_train_torch.py --distill --threads "$threads" ;;
     *) "$py" "scripts/bench_${kind}_torch.py" --threads "$threads" ;;
   esac
-done | python3 -c '
+done | tee /dev/stderr | python3 -c '
 import json, statistics, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
 med = {k: statistics.median(r["tokens_per_s"] for r in rows if r["impl"] == k) for k in ("slmc", "pytorch")}
 for k, v in med.items():
-    print(f"{k:8s} {v:8.0f} tokens/s (median of {sum(r[\"impl\"] == k for r in rows)})")
-print(f"ratio slmc/pytorch = {med[\"slmc\"] / med[\"pytorch\"]:.2f}x")
+    n = sum(r["impl"] == k for r in rows)
+    print(f"{k:8s} {v:8.0f} tokens/s (median of {n})")
+ratio = med["slmc"] / med["pytorch"]
+print(f"ratio slmc/pytorch = {ratio:.2f}x")
 '
