@@ -1,62 +1,88 @@
+//! Where the forward pass spends its time on flex: the pieces of one decoder layer of the
+//! `slmc bench forward` model (batch 4 × 256, hidden 384, MLP 1024, 6 heads, vocab 4096), timed
+//! one by one, plus the alternatives that were tried. Run on an idle machine:
+//!
+//!     cargo run --release -p slmc-model --example profile_ops
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{sigmoid, silu, softmax};
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
 use std::time::Instant;
-fn t<F: FnMut() -> f32>(name: &str, n: usize, mut f: F) {
+
+/// Mean milliseconds of `f` over `n` runs after one warm-up.
+fn time<F: FnMut() -> f32>(name: &str, n: usize, mut f: F) -> f64 {
     f();
     let s = Instant::now();
     for _ in 0..n {
         f();
     }
-    println!("{name:<40} {:8.2} ms", s.elapsed().as_secs_f64() * 1e3 / n as f64);
+    let ms = s.elapsed().as_secs_f64() * 1e3 / n as f64;
+    println!("{name:<48} {ms:8.2} ms");
+    ms
 }
+
 fn main() {
     let d = Device::flex();
-    let x3 = Tensor::<3>::random([4, 256, 384], Distribution::Normal(0.0, 1.0), &d);
-    let x2 = x3.clone().reshape([1024, 384]);
-    let w = Tensor::<2>::random([384, 1024], Distribution::Normal(0.0, 1.0), &d);
-    let wt = Tensor::<2>::random([1024, 384], Distribution::Normal(0.0, 1.0), &d);
-    let wl = Tensor::<2>::random([384, 4096], Distribution::Normal(0.0, 1.0), &d);
-    let s = |t: Tensor<3>| t.slice([0..1, 0..1, 0..1]).into_scalar::<f32>();
-    let s2 = |t: Tensor<2>| t.slice([0..1, 0..1]).into_scalar::<f32>();
-    t("matmul2d 1024x384x1024", 10, || s2(x2.clone().matmul(w.clone())));
-    t("matmul2d transposed-view W", 10, || s2(x2.clone().matmul(wt.clone().transpose())));
-    t("linear 3d [4,256,384]x[384,1024]", 10, || {
-        s(burn::tensor::module::linear(x3.clone(), w.clone(), None))
+    let rand = |shape: Vec<usize>| {
+        Tensor::<1>::random([shape.iter().product::<usize>()], Distribution::Normal(0.0, 1.0), &d)
+    };
+    let x3: Tensor<3> = rand(vec![1024 * 384]).reshape([4, 256, 384]);
+    let x2: Tensor<2> = x3.clone().reshape([1024, 384]);
+    let first3 = |t: Tensor<3>| t.slice([0..1, 0..1, 0..1]).into_scalar::<f32>();
+    let first4 = |t: Tensor<4>| t.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>();
+
+    println!("-- matmul [1024 x 384] x [384 x N] (gemm efficiency falls for wide N)");
+    for n in [128usize, 384, 640, 1024, 2048, 4096] {
+        let w: Tensor<2> = rand(vec![384 * n]).reshape([384, n]);
+        let ms = time(&format!("matmul N={n}"), if n > 2000 { 5 } else { 20 }, || {
+            x2.clone().matmul(w.clone()).slice([0..1, 0..1]).into_scalar::<f32>()
+        });
+        println!("{:>48} {:8.0} GFLOP/s", "", 2.0 * 1024.0 * 384.0 * n as f64 / ms / 1e6);
+    }
+    let w: Tensor<2> = rand(vec![384 * 1024]).reshape([384, 1024]);
+    time("linear on [4,256,384] (batched, N=1024)", 10, || first3(linear(x3.clone(), w.clone(), None)));
+    let parts: Vec<Tensor<2>> = (0..2).map(|i| w.clone().narrow(1, i * 512, 512)).collect();
+    time("  alternative: two N=512 halves + cat (slower)", 10, || {
+        let p: Vec<_> = parts.iter().map(|wc| x2.clone().matmul(wc.clone())).collect();
+        Tensor::cat(p, 1).slice([0..1, 0..1]).into_scalar::<f32>()
     });
-    t("matmul 3d broadcast", 10, || s(x3.clone().matmul(w.clone().unsqueeze())));
-    t("lm_head 1024x384x4096", 5, || s(burn::tensor::module::linear(x3.clone(), wl.clone(), None)));
-    let big = Tensor::<3>::random([4, 256, 1024], Distribution::Normal(0.0, 1.0), &d);
-    t("silu(g)*u [4,256,1024]", 10, || s(silu(big.clone()) * big.clone()));
-    t("rmsnorm [4,256,384]", 10, || {
+
+    println!("-- SwiGLU activation on [4,256,1024]");
+    let big: Tensor<3> = rand(vec![1024 * 1024]).reshape([4, 256, 1024]);
+    time("burn silu = x * sigmoid(x)", 10, || first3(silu(big.clone())));
+    time("x / (1 + exp(-x))  (used)", 10, || first3(big.clone() / (big.clone().neg().exp() + 1.0)));
+    time("exp alone", 10, || first3(big.clone().exp()));
+    time("sigmoid alone", 10, || first3(sigmoid(big.clone())));
+
+    println!("-- attention [4,6,256,64], causal");
+    let q: Tensor<4> = rand(vec![4 * 6 * 256 * 64]).reshape([4, 6, 256, 64]);
+    let kv: Tensor<4> = rand(vec![4 * 2 * 256 * 64]).reshape([4, 2, 256, 64]);
+    let k6 = kv.clone().unsqueeze_dim::<5>(2).expand([4, 2, 3, 256, 64]).reshape([4, 6, 256, 64]);
+    let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
+    time("burn attention, kv repeated to 6 heads (used)", 10, || {
+        first4(attention(q.clone(), k6.clone(), k6.clone(), None, None, opts))
+    });
+    time("burn attention, native GQA", 10, || {
+        first4(attention(q.clone(), kv.clone(), kv.clone(), None, None, opts))
+    });
+    let mask = Tensor::<2, Bool>::tril_mask([256, 256], 0, &d).unsqueeze::<4>();
+    time("  alternative: matmul + mask + softmax (slower)", 10, || {
+        let scores = q.clone().matmul(k6.clone().swap_dims(2, 3)) * 0.125;
+        first4(softmax(scores.mask_fill(mask.clone(), f32::NEG_INFINITY), 3).matmul(k6.clone()))
+    });
+
+    println!("-- the rest of a layer");
+    time("rmsnorm [4,256,384]", 20, || {
         let inv = (x3.clone().square().mean_dim(2) + 1e-5).sqrt().recip();
-        s(x3.clone() * inv)
+        first3(x3.clone() * inv)
     });
-    let q = Tensor::<4>::random([4, 6, 256, 64], Distribution::Normal(0.0, 1.0), &d);
-    let opts = burn::tensor::ops::AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-    t("attention causal [4,6,256,64]", 10, || {
-        let o = burn::tensor::module::attention(q.clone(), q.clone(), q.clone(), None, None, opts);
-        o.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>()
+    let cos: Tensor<2> = rand(vec![256 * 64]).reshape([256, 64]);
+    time("rope on q [4,6,256,64]", 20, || {
+        let (x1, x2) = (q.clone().narrow(3, 0, 32), q.clone().narrow(3, 32, 32));
+        let c = cos.clone().unsqueeze::<4>();
+        first4(q.clone() * c.clone() + Tensor::cat(vec![x2.neg(), x1], 3) * c)
     });
-    let h = x3.clone().reshape([4, 256, 6, 64]);
-    t("reshape+swap_dims+contig", 10, || {
-        let o = h.clone().swap_dims(1, 2);
-        o.reshape([4, 6 * 256 * 64]).slice([0..1, 0..1]).into_scalar::<f32>()
-    });
-    let cos = Tensor::<2>::random([256, 64], Distribution::Normal(0.0, 1.0), &d);
-    t("rope apply [4,6,256,64]", 10, || {
-        let x1 = q.clone().narrow(3, 0, 32);
-        let x2 = q.clone().narrow(3, 32, 32);
-        let r = Tensor::cat(vec![x2.neg(), x1], 3);
-        let o = q.clone() * cos.clone().unsqueeze::<4>() + r * cos.clone().unsqueeze::<4>();
-        o.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>()
-    });
-    let kv = Tensor::<4>::random([4, 2, 256, 64], Distribution::Normal(0.0, 1.0), &d);
-    t("repeat_kv 2->6", 10, || {
-        let o = kv.clone().unsqueeze_dim::<5>(2).expand([4, 2, 3, 256, 64]).reshape([4, 6, 256, 64]);
-        o.slice([0..1, 0..1, 0..1, 0..1]).into_scalar::<f32>()
-    });
-    let emb = Tensor::<2>::random([4096, 384], Distribution::Normal(0.0, 1.0), &d);
-    let ids = Tensor::<2>::random([4, 256], Distribution::Uniform(0.0, 4096.0), &d).int();
-    t("embedding", 10, || s(burn::tensor::module::embedding(emb.clone(), ids.clone())));
+    let head: Tensor<2> = rand(vec![384 * 4096]).reshape([384, 4096]);
+    time("lm_head [4,256,384] x [384,4096]", 5, || first3(linear(x3.clone(), head.clone(), None)));
 }
