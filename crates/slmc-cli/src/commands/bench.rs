@@ -17,35 +17,29 @@ pub const TEACHER_CONFIG: &str = r#"{"model_type":"llama","vocab_size":4096,"hid
   "intermediate_size":864,"num_hidden_layers":8,"num_attention_heads":5,"num_key_value_heads":5,
   "max_position_embeddings":512,"rope_theta":10000.0,"rms_norm_eps":1e-5,"tie_word_embeddings":true}"#;
 
+/// Size of a training benchmark.
+#[derive(clap::Args)]
+pub struct StepArgs {
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// Timed steps (after 2 warm-up ones).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+}
+
 /// Benchmarks.
 #[derive(clap::Subcommand)]
 pub enum Bench {
     /// Training tokens/s (forward + backward + global-norm clipping + AdamW) of the real training
     /// loop on the teacher configuration, random tokens.
-    Train {
-        /// Sequences per step.
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-        /// Tokens per sequence.
-        #[arg(long, default_value_t = 256)]
-        seq: usize,
-        /// Timed steps (after 2 warm-up ones).
-        #[arg(long, default_value_t = 5)]
-        iters: usize,
-    },
+    Train(StepArgs),
     /// Distillation tokens/s: teacher forward (no graph) + student forward/backward/AdamW, with the
     /// teacher config as teacher and its every-other-layer half-depth student; FKL τ=2, α=0.9.
-    Distill {
-        /// Sequences per step.
-        #[arg(long, default_value_t = 8)]
-        batch: usize,
-        /// Tokens per sequence.
-        #[arg(long, default_value_t = 256)]
-        seq: usize,
-        /// Timed steps (after 2 warm-up ones).
-        #[arg(long, default_value_t = 5)]
-        iters: usize,
-    },
+    Distill(StepArgs),
     /// Forward-pass tokens/s (no gradients, full logits) at batch × seq.
     Forward {
         /// Sequences per batch.
@@ -63,8 +57,8 @@ pub enum Bench {
 /// Runs the benchmark and prints one JSON line.
 pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
     match b {
-        Bench::Train { batch, seq, iters } => bench_train(batch, seq, iters, device, false)?,
-        Bench::Distill { batch, seq, iters } => bench_train(batch, seq, iters, device, true)?,
+        Bench::Train(a) => bench_train(a.batch, a.seq, a.iters, device, false)?,
+        Bench::Distill(a) => bench_train(a.batch, a.seq, a.iters, device, true)?,
         Bench::Forward { batch, seq, iters } => {
             let config = ModelConfig::from_json_str(BENCH_CONFIG, "bench config")?;
             let model = CausalLm::new(&config, Init::Normal { std: 0.02, seed: 0 }, device);
