@@ -3,7 +3,7 @@
 
 use crate::PipelineError;
 use crate::events::{Event, Observer};
-use crate::runner::{DistillContext, RunOptions, reopen, train_logged};
+use crate::runner::{DistillContext, RunOptions, train_logged};
 use slmc_model::model::Init;
 use slmc_model::{CausalLm, HfModel, Tokenizer, weights};
 use slmc_recipe::plan::{student_config, student_layers};
@@ -72,7 +72,7 @@ pub(crate) fn run(
     let distilled = Distilled::new(student, pairs, student_cfg.hidden_size, teacher.config.hidden_size);
     let train_seqs =
         ctx.data.train.as_ref().ok_or_else(|| PipelineError::Recipe("distill needs [data] train".into()))?;
-    let data = TrainData { train: reopen(train_seqs)?, eval: Some(reopen(&ctx.data.eval)?) };
+    let data = TrainData { train: train_seqs.view()?, eval: Some(ctx.data.eval.view()?) };
     let divergence = match dp.loss {
         KdLoss::ForwardKl => Divergence::ForwardKl,
         KdLoss::ReverseKl => Divergence::ReverseKl,

@@ -98,16 +98,10 @@ pub fn run(
 
     // Fingerprint: recipe text + overrides + stage selection, and every input file's hash.
     let mut inputs = Vec::new();
-    let model_dir = match &recipe.model {
-        ModelSource::Path { path, .. } => {
-            inputs.extend(model_files(path));
-            Some(path.clone())
-        }
-        ModelSource::Config { tokenizer, .. } => {
-            inputs.push(tokenizer_file(tokenizer));
-            None
-        }
-    };
+    match &recipe.model {
+        ModelSource::Path { path, .. } => inputs.extend(model_files(path)),
+        ModelSource::Config { tokenizer, .. } => inputs.push(tokenizer_file(tokenizer)),
+    }
     let data = recipe.data.as_ref();
     let train_files = data.map(|d| files_of(&d.train)).transpose()?.unwrap_or_default();
     let eval_files = data.map(|d| files_of(&d.eval)).transpose()?.unwrap_or_default();
@@ -160,7 +154,6 @@ pub fn run(
             )
         }
     };
-    let _ = model_dir;
 
     // Tokenized data, cached in the run directory.
     let prepared = match data {
@@ -444,8 +437,8 @@ fn run_finetune(
     if let Some((step, _)) = slmc_train::checkpoint::list(&ckpt).pop() {
         metrics.truncate_stage_after(index, step)?;
     }
-    // Borrow the packed data without moving it: reopen views over the same token files.
-    let train_data = TrainData { train: reopen(train_seqs)?, eval: Some(reopen(&data.eval)?) };
+    // Views over the same token files: the prepared data stays with the runner.
+    let train_data = TrainData { train: train_seqs.view()?, eval: Some(data.eval.view()?) };
     let opts =
         TrainOptions { params, seed, checkpoint_dir: ckpt, interrupt: options.interrupt, kill_after: None };
     train_logged(model, &train_data, &opts, &mut CrossEntropy, index, metrics, observer)
@@ -500,10 +493,6 @@ pub(crate) struct DistillContext<'a> {
     pub sdir: &'a Path,
     /// `metrics.jsonl`.
     pub metrics: &'a MetricsLog,
-}
-
-pub(crate) fn reopen(p: &Packed) -> Result<Packed, PipelineError> {
-    Ok(p.view()?)
 }
 
 fn eval_model(

@@ -3,7 +3,7 @@
 
 use crate::diag::Diagnostic;
 use crate::schema::*;
-use slmc_formats::{FloatDtype, ModelConfig};
+use slmc_formats::ModelConfig;
 use std::fmt;
 
 /// Estimated peak memory of a stage, in bytes.
@@ -259,7 +259,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     let dtype = e.dtype.unwrap_or(input.dtype);
                     exports.push((
                         format!("safetensors ({dtype})"),
-                        model.num_params() as u64 * dtype_bytes(dtype),
+                        model.num_params() as u64 * dtype.size_bytes() as u64,
                     ));
                 }
                 ExportFormat::Gguf => {
@@ -304,10 +304,6 @@ fn gguf_nominal_bits(name: &str) -> f64 {
         "q4_k_m" => 4.85,
         _ => 4.5,
     }
-}
-
-fn dtype_bytes(d: FloatDtype) -> u64 {
-    d.size_bytes() as u64
 }
 
 /// Human-readable bytes.

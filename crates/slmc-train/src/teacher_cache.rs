@@ -24,15 +24,14 @@ pub struct TopKCache {
 /// The distinct training sequences a run of `draws` sequences over `n` with `seed` visits (the
 /// trainer's data order), sorted.
 pub fn sequences_drawn(n: usize, seed: u64, draws: u64) -> Vec<usize> {
-    let mut order = Order::new(n, seed);
-    let mut seen = vec![false; n];
-    for p in 0..draws.min(n as u64 * 64) {
-        seen[order.at(p)] = true;
-        if p + 1 >= n as u64 && seen.iter().all(|s| *s) {
-            break;
-        }
+    // Each epoch is a permutation: a full epoch or more visits every sequence.
+    if draws >= n as u64 {
+        return (0..n).collect();
     }
-    (0..n).filter(|&i| seen[i]).collect()
+    let mut order = Order::new(n, seed);
+    let mut out: Vec<usize> = (0..draws).map(|p| order.at(p)).collect();
+    out.sort_unstable();
+    out
 }
 
 impl TopKCache {
@@ -168,5 +167,21 @@ impl TopKCache {
         let logp = body[entries * 4..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
         let slots = seqs.into_iter().enumerate().map(|(slot, s)| (s, slot)).collect();
         Ok(Some(Self { k, seq_len, slots, ids, logp }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drawn_sequences_follow_the_training_order() {
+        assert_eq!(sequences_drawn(10, 3, 25), (0..10).collect::<Vec<_>>());
+        let some = sequences_drawn(10, 3, 4);
+        let mut order = Order::new(10, 3);
+        let mut want: Vec<usize> = (0..4).map(|p| order.at(p)).collect();
+        want.sort_unstable();
+        assert_eq!(some, want);
+        assert!(some.windows(2).all(|w| w[0] < w[1]), "distinct, sorted: {some:?}");
     }
 }
