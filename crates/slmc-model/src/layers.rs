@@ -25,6 +25,41 @@ impl RmsNorm {
     }
 }
 
+/// Where a decoder layer's linear modules read their input: the points at which the quantizer
+/// taps activations. The order is the true-sequential order of GPTQ (one group after another).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Site {
+    /// Normed input of `q_proj`/`k_proj`/`v_proj` (or the fused `qkv_proj`).
+    AttnInput,
+    /// Attention output entering `o_proj`.
+    AttnOutput,
+    /// Normed input of `gate_proj`/`up_proj` (or the fused `gate_up_proj`).
+    MlpInput,
+    /// `silu(gate) * up` entering `down_proj`.
+    MlpHidden,
+}
+
+impl Site {
+    /// Every site, in forward (true-sequential) order.
+    pub const ALL: [Site; 4] = [Site::AttnInput, Site::AttnOutput, Site::MlpInput, Site::MlpHidden];
+
+    /// The module names (relative to the layer, e.g. `self_attn.q_proj`) fed by this site, for
+    /// the separate or fused layout.
+    pub fn modules(self, fused: bool) -> &'static [&'static str] {
+        match (self, fused) {
+            (Site::AttnInput, false) => &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+            (Site::AttnInput, true) => &["self_attn.qkv_proj"],
+            (Site::AttnOutput, _) => &["self_attn.o_proj"],
+            (Site::MlpInput, false) => &["mlp.gate_proj", "mlp.up_proj"],
+            (Site::MlpInput, true) => &["mlp.gate_up_proj"],
+            (Site::MlpHidden, _) => &["mlp.down_proj"],
+        }
+    }
+}
+
+/// Receives the input of every linear site during a forward pass (`[batch, seq, in_features]`).
+pub type Tap<'a> = dyn FnMut(Site, &Tensor<3>) + 'a;
+
 /// Per-layer key/value cache entry: `[batch, kv_heads, positions, head_dim]` each.
 #[derive(Debug, Clone)]
 pub struct LayerKv {
@@ -63,6 +98,18 @@ impl Attention {
     /// `x: [batch, seq, hidden]` at positions `start..start+seq`; `cache` holds the keys and
     /// values of positions `0..start` and is extended in place.
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
+        self.forward_tapped(x, rope, cache, &mut |_, _| {})
+    }
+
+    /// [`Attention::forward`], showing the inputs of the projections to `tap`.
+    pub fn forward_tapped(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: Option<&mut Option<LayerKv>>,
+        tap: &mut Tap<'_>,
+    ) -> Tensor<3> {
+        tap(Site::AttnInput, &x);
         let [b, s, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let (q, k, v) = match (&self.qkv_proj, &self.q_proj, &self.k_proj, &self.v_proj) {
@@ -96,8 +143,9 @@ impl Attention {
             softcap: None,
             is_causal: mask.is_none(),
         };
-        let out = attention(q, k, v, mask, None, options);
-        self.o_proj.forward(out.swap_dims(1, 2).reshape([b, s, nh * hd]))
+        let out = attention(q, k, v, mask, None, options).swap_dims(1, 2).reshape([b, s, nh * hd]);
+        tap(Site::AttnOutput, &out);
+        self.o_proj.forward(out)
     }
 
     /// A boolean mask (true = hidden) for `seq` queries at the end of `total` keys when a sliding
@@ -143,6 +191,12 @@ pub struct Mlp {
 impl Mlp {
     /// Applies the block to `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.forward_tapped(x, &mut |_, _| {})
+    }
+
+    /// [`Mlp::forward`], showing the inputs of the projections to `tap`.
+    pub fn forward_tapped(&self, x: Tensor<3>, tap: &mut Tap<'_>) -> Tensor<3> {
+        tap(Site::MlpInput, &x);
         let (gate, up) = match (&self.gate_up_proj, &self.gate_proj, &self.up_proj) {
             (Some(gate_up_proj), ..) => {
                 let gu = gate_up_proj.forward(x);
@@ -152,7 +206,9 @@ impl Mlp {
             (None, Some(gate), Some(up)) => (gate.forward(x.clone()), up.forward(x)),
             _ => unreachable!("CausalLm::new always sets gate_up_proj or gate_proj and up_proj"),
         };
-        self.down_proj.forward(silu(gate) * up)
+        let hidden = silu(gate) * up;
+        tap(Site::MlpHidden, &hidden);
+        self.down_proj.forward(hidden)
     }
 }
 
@@ -179,7 +235,54 @@ pub struct DecoderLayer {
 impl DecoderLayer {
     /// Applies the layer.
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, cache);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+        self.forward_tapped(x, rope, cache, &mut |_, _| {})
+    }
+
+    /// [`DecoderLayer::forward`], showing the input of every linear site to `tap` (the
+    /// quantizer's Hessian capture).
+    pub fn forward_tapped(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: Option<&mut Option<LayerKv>>,
+        tap: &mut Tap<'_>,
+    ) -> Tensor<3> {
+        let attn = self.self_attn.forward_tapped(self.input_layernorm.forward(x.clone()), rope, cache, tap);
+        let h = x + attn;
+        h.clone() + self.mlp.forward_tapped(self.post_attention_layernorm.forward(h), tap)
+    }
+
+    /// The linear module at `name` (relative to the layer: `self_attn.q_proj`, `mlp.down_proj`…).
+    pub fn linear(&self, name: &str) -> Option<&Linear> {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        match name {
+            "self_attn.q_proj" => a.q_proj.as_ref(),
+            "self_attn.k_proj" => a.k_proj.as_ref(),
+            "self_attn.v_proj" => a.v_proj.as_ref(),
+            "self_attn.qkv_proj" => a.qkv_proj.as_ref(),
+            "self_attn.o_proj" => Some(&a.o_proj),
+            "mlp.gate_proj" => m.gate_proj.as_ref(),
+            "mlp.up_proj" => m.up_proj.as_ref(),
+            "mlp.gate_up_proj" => m.gate_up_proj.as_ref(),
+            "mlp.down_proj" => Some(&m.down_proj),
+            _ => None,
+        }
+    }
+
+    /// Mutable [`DecoderLayer::linear`].
+    pub fn linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        let (a, m) = (&mut self.self_attn, &mut self.mlp);
+        match name {
+            "self_attn.q_proj" => a.q_proj.as_mut(),
+            "self_attn.k_proj" => a.k_proj.as_mut(),
+            "self_attn.v_proj" => a.v_proj.as_mut(),
+            "self_attn.qkv_proj" => a.qkv_proj.as_mut(),
+            "self_attn.o_proj" => Some(&mut a.o_proj),
+            "mlp.gate_proj" => m.gate_proj.as_mut(),
+            "mlp.up_proj" => m.up_proj.as_mut(),
+            "mlp.gate_up_proj" => m.gate_up_proj.as_mut(),
+            "mlp.down_proj" => Some(&mut m.down_proj),
+            _ => None,
+        }
     }
 }

@@ -100,6 +100,18 @@ impl FileType {
         self.entry().2
     }
 
+    /// The export type whose blocks hold the codes of a uniform grid exactly (a GPTQ or RTN
+    /// record written as-is): 4-bit symmetric in groups of 32 input columns → `q4_0`, 4-bit
+    /// asymmetric → `q4_1`, 8-bit symmetric → `q8_0`. `None` for every other grid.
+    pub fn for_uniform_grid(bits: u8, group_size: Option<usize>, sym: bool) -> Option<FileType> {
+        match (bits, group_size, sym) {
+            (4, Some(32), true) => Some(Self::Q4_0),
+            (4, Some(32), false) => Some(Self::Q4_1),
+            (8, Some(32), true) => Some(Self::Q8_0),
+            _ => None,
+        }
+    }
+
     /// The ggml type most weights get.
     pub fn base_type(self) -> GgmlType {
         self.entry().3

@@ -1,0 +1,42 @@
+//! The error type of `slmc-quant`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong quantizing.
+#[derive(Debug, thiserror::Error)]
+pub enum QuantError {
+    /// A file problem below us.
+    #[error(transparent)]
+    Format(#[from] slmc_formats::FormatError),
+    /// A model problem below us.
+    #[error(transparent)]
+    Model(#[from] slmc_model::ModelError),
+    /// A record file or record that does not hold together.
+    #[error("quantization record {name}: {reason}")]
+    Record {
+        /// The module or file.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A factorisation that failed for good, or a non-finite value.
+    #[error("{0}")]
+    Numerical(String),
+    /// Invalid settings or input (unknown module, empty calibration set…).
+    #[error("{0}")]
+    Input(String),
+    /// Stopped on request after a finished block (its records are saved).
+    #[error("interrupted after block {block}; run again to resume")]
+    Interrupted {
+        /// The last finished block (0-based).
+        block: usize,
+    },
+    /// An OS error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
