@@ -31,7 +31,8 @@ const EXIT_INTERNAL: u8 = 2;
         slmc generate tests/fixtures/models/llama_gqa --prompt \"Once upon\" --max-new-tokens 20\n  \
         slmc export tests/fixtures/models/llama_gqa --format safetensors --dtype bfloat16 -o out/llama\n  \
         slmc export tests/fixtures/models/llama_gqa --format gguf --type q8_0 -o out/llama.gguf\n  \
-        slmc run recipes/quickstart.toml"
+        slmc run recipes/quickstart.toml\n  \
+        slmc quantize recipes/gptq-4bit.toml --set model.path=path/to/hf-model"
 )]
 struct Cli {
     /// Compute backend: flex (CPU, always available), cuda or tch (when built with those features).
@@ -65,6 +66,8 @@ enum Command {
     Finetune(commands::run::Args),
     /// Run only the distill stages of a recipe (teacher → student knowledge distillation).
     Distill(commands::run::Args),
+    /// Run only the quantize stages of a recipe (RTN or GPTQ, block by block; resumes from the last finished block).
+    Quantize(commands::run::Args),
     /// Tokenizer utilities.
     #[command(subcommand)]
     Tokenizer(commands::tokenizer::TokenizerCmd),
@@ -113,6 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Run(a) => commands::run::run(a, &device, &cli.device, None),
         Command::Finetune(a) => commands::run::run(a, &device, &cli.device, Some("finetune")),
         Command::Distill(a) => commands::run::run(a, &device, &cli.device, Some("distill")),
+        Command::Quantize(a) => commands::run::run(a, &device, &cli.device, Some("quantize")),
         Command::Tokenizer(t) => commands::tokenizer::run(t).map(|_| true),
     }
 }

@@ -94,6 +94,25 @@ impl RunProgress {
                 eprintln!("{summary}");
             }
             E::Artifact(p) => self.println(format!("wrote {p}")),
+            E::QuantBlock { index, total } => {
+                if self.bar.as_ref().is_none_or(|b| b.length() != Some(*total as u64)) {
+                    self.replace_bar(Some(bar(*total as u64, "quantize", "blocks")));
+                }
+                if let Some(b) = &self.bar {
+                    b.set_position(*index as u64);
+                    b.set_message(format!("quantize block {index}"));
+                }
+            }
+            E::QuantModule { name, seconds, rel_error } => {
+                if let Some(b) = &self.bar {
+                    let short = name.strip_prefix("model.layers.").unwrap_or(name);
+                    b.set_message(match rel_error {
+                        Some(e) => format!("{short}: rel. error {e:.2e} ({seconds:.2} s)"),
+                        None => format!("{short} ({seconds:.2} s)"),
+                    });
+                }
+            }
+            E::Warning(w) => self.println(format!("warning: {w}")),
         }
     }
 

@@ -246,24 +246,20 @@ impl Order {
     }
 }
 
-/// `n` calibration samples of `seq_len` tokens at seeded random offsets of the stream (the
-/// GPTQ/SparseGPT protocol).
-pub fn calibration_samples(
-    tokens: &TokenFile,
-    n: usize,
-    seq_len: usize,
-    seed: u64,
-) -> Result<Vec<Vec<u32>>, DataError> {
-    if tokens.len() <= seq_len {
+/// `n` calibration samples of `seq_len` tokens at seeded random offsets inside the tokens of
+/// `split` (the GPTQ/SparseGPT protocol: whole windows of real tokens, never padded).
+pub fn calibration_samples(split: &Packed, n: usize, seq_len: usize, seed: u64) -> Result<Vec<Vec<u32>>, DataError> {
+    let range = split.token_range();
+    if range.len() <= seq_len {
         return Err(DataError::Invalid {
-            path: tokens.path().into(),
+            path: split.tokens.path().into(),
             line: None,
-            reason: format!("{} tokens: too few for calibration samples of {seq_len}", tokens.len()),
+            reason: format!("{} tokens: too few for calibration samples of {seq_len}", range.len()),
         });
     }
     let mut rng = StdRng::seed_from_u64(seed);
-    let hi = tokens.len() - seq_len;
-    Ok((0..n).map(|_| tokens.read(rand::RngExt::random_range(&mut rng, 0..hi), seq_len)).collect())
+    let hi = range.end - seq_len;
+    Ok((0..n).map(|_| split.tokens.read(rand::RngExt::random_range(&mut rng, range.start..hi), seq_len)).collect())
 }
 
 #[cfg(test)]
@@ -323,9 +319,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let doc: Vec<u32> = (0..500).collect();
         let out = write_ids(dir.path(), &[&doc]);
-        let t = TokenFile::open(&out).unwrap();
-        let s = calibration_samples(&t, 4, 16, 0).unwrap();
-        assert_eq!(s, calibration_samples(&t, 4, 16, 0).unwrap());
+        let (train, held) = Packed::new(TokenFile::open(&out).unwrap(), 10).unwrap().split_tail(0.5).unwrap();
+        let s = calibration_samples(&train, 40, 16, 0).unwrap();
+        assert_eq!(s, calibration_samples(&train, 40, 16, 0).unwrap());
         assert!(s.iter().all(|w| w.len() == 16 && w.windows(2).all(|p| p[1] == p[0] + 1 || p[1] == 99)));
+        // Windows stay inside their split.
+        let end = train.token_range().end as u32;
+        assert!(s.iter().flatten().all(|&t| t < end || t == 99), "{end}");
+        assert!(calibration_samples(&held, 1, 300, 0).is_err());
     }
 }

@@ -62,6 +62,21 @@ impl Arch {
     pub fn fused_projections(self) -> bool {
         self == Self::Phi3
     }
+
+    /// The linear modules of one decoder layer (names relative to the layer), grouped by the
+    /// input they read, in forward order: q/k/v, o, gate/up, down (GPTQ's true-sequential order).
+    pub fn layer_linears(self) -> [&'static [&'static str]; 4] {
+        if self.fused_projections() {
+            [&["self_attn.qkv_proj"], &["self_attn.o_proj"], &["mlp.gate_up_proj"], &["mlp.down_proj"]]
+        } else {
+            [
+                &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+                &["self_attn.o_proj"],
+                &["mlp.gate_proj", "mlp.up_proj"],
+                &["mlp.down_proj"],
+            ]
+        }
+    }
 }
 
 /// How rotary position frequencies are rescaled for long context.
@@ -158,6 +173,32 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
+    /// Every linear module of the decoder layers (`model.layers.3.self_attn.q_proj`), in forward
+    /// order: what quantization `targets`/`ignore` selectors choose from.
+    pub fn linear_modules(&self) -> Vec<String> {
+        (0..self.num_layers)
+            .flat_map(|i| {
+                self.arch.layer_linears().into_iter().flatten().map(move |m| format!("model.layers.{i}.{m}"))
+            })
+            .collect()
+    }
+
+    /// `[out, in]` of a module named by [`ModelConfig::linear_modules`] (relative name).
+    pub fn linear_shape(&self, module: &str) -> Option<[usize; 2]> {
+        let (h, i) = (self.hidden_size, self.intermediate_size);
+        let (q, kv) = (self.q_dim(), self.kv_dim());
+        Some(match module {
+            "self_attn.q_proj" => [q, h],
+            "self_attn.k_proj" | "self_attn.v_proj" => [kv, h],
+            "self_attn.qkv_proj" => [q + 2 * kv, h],
+            "self_attn.o_proj" => [h, q],
+            "mlp.gate_proj" | "mlp.up_proj" => [i, h],
+            "mlp.gate_up_proj" => [2 * i, h],
+            "mlp.down_proj" => [h, i],
+            _ => return None,
+        })
+    }
+
     /// Parses `config.json` text. `source` names the file in errors.
     pub fn from_json_str(text: &str, source: &str) -> Result<Self, FormatError> {
         let value: Value = serde_json::from_str(text)

@@ -67,10 +67,33 @@ pub struct SaveOptions {
     pub tokenizer_dir: Option<PathBuf>,
 }
 
+/// Changes to a saved directory for quantized checkpoints: tensors written in place of some
+/// weights (a packed GPTQ `qweight`/`qzeros`/`scales`/`g_idx` instead of `….weight`), extra
+/// `config.json` keys (`quantization_config`) and extra files (`quantize_config.json`).
+#[derive(Default)]
+pub struct Overlay {
+    /// Hugging Face weight name → the tensors written instead of it.
+    pub replace: std::collections::HashMap<String, Vec<TensorToWrite>>,
+    /// Keys added to `config.json`.
+    pub config: serde_json::Map<String, serde_json::Value>,
+    /// `(file name, bytes)` written next to `config.json`.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
 /// Saves `model` as a Hugging Face directory transformers loads with `from_pretrained`. The
 /// directory is assembled next to `out` and renamed into place, so a crash never leaves a
 /// half-written model behind. Returns the files written.
 pub fn save(model: &CausalLm, out: &Path, options: &SaveOptions) -> Result<Vec<PathBuf>, ModelError> {
+    save_with(model, out, options, Overlay::default())
+}
+
+/// [`save`] with an [`Overlay`].
+pub fn save_with(
+    model: &CausalLm,
+    out: &Path,
+    options: &SaveOptions,
+    mut overlay: Overlay,
+) -> Result<Vec<PathBuf>, ModelError> {
     let mut config = model.config.clone();
     if let Some(d) = options.dtype {
         config.dtype = d;
@@ -84,17 +107,31 @@ pub fn save(model: &CausalLm, out: &Path, options: &SaveOptions) -> Result<Vec<P
         .map_err(|e| ModelError::Io { path: parent.into(), source: e })?;
     let dir = staging.path();
 
-    let tensors = weights::export(model)
+    let tensors: Vec<TensorToWrite> = weights::export(model)
         .into_iter()
-        .map(|t| TensorToWrite::from_f32(t.name, t.shape, &t.values, config.dtype))
+        .flat_map(|t| match overlay.replace.remove(&t.name) {
+            Some(replacement) => replacement,
+            None => vec![TensorToWrite::from_f32(t.name, t.shape, &t.values, config.dtype)],
+        })
         .collect();
+    if let Some(name) = overlay.replace.keys().next() {
+        return Err(ModelError::Input(format!("cannot replace `{name}`: not a tensor of the model")));
+    }
     let mut written: Vec<String> = write_checkpoint(dir, tensors, options.max_shard_bytes)?
         .iter()
         .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
         .collect();
-    let cfg_text = serde_json::to_string_pretty(&config.to_hf_json()).expect("json") + "\n";
+    let mut cfg_json = config.to_hf_json();
+    if let Some(obj) = cfg_json.as_object_mut() {
+        obj.extend(overlay.config);
+    }
+    let cfg_text = serde_json::to_string_pretty(&cfg_json).expect("json") + "\n";
     atomic_write(&dir.join("config.json"), cfg_text.as_bytes())?;
     written.push("config.json".into());
+    for (name, bytes) in &overlay.files {
+        atomic_write(&dir.join(name), bytes)?;
+        written.push(name.clone());
+    }
 
     let gen_src = options.tokenizer_dir.as_ref().map(|d| d.join("generation_config.json"));
     let gen_text = match gen_src.filter(|p| p.is_file()) {

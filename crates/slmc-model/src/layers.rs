@@ -46,14 +46,8 @@ impl Site {
     /// The module names (relative to the layer, e.g. `self_attn.q_proj`) fed by this site, for
     /// the separate or fused layout.
     pub fn modules(self, fused: bool) -> &'static [&'static str] {
-        match (self, fused) {
-            (Site::AttnInput, false) => &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-            (Site::AttnInput, true) => &["self_attn.qkv_proj"],
-            (Site::AttnOutput, _) => &["self_attn.o_proj"],
-            (Site::MlpInput, false) => &["mlp.gate_proj", "mlp.up_proj"],
-            (Site::MlpInput, true) => &["mlp.gate_up_proj"],
-            (Site::MlpHidden, _) => &["mlp.down_proj"],
-        }
+        let arch = if fused { crate::config::Arch::Phi3 } else { crate::config::Arch::Llama };
+        arch.layer_linears()[self as usize]
     }
 }
 

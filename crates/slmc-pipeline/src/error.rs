@@ -36,6 +36,9 @@ pub enum PipelineError {
     /// Training problems.
     #[error(transparent)]
     Train(#[from] slmc_train::TrainError),
+    /// Quantization problems.
+    #[error(transparent)]
+    Quant(#[from] slmc_quant::QuantError),
 }
 
 impl PipelineError {

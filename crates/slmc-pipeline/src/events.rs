@@ -48,6 +48,24 @@ pub enum Event {
     },
     /// An artifact was written.
     Artifact(String),
+    /// A quantize stage starts a decoder block.
+    QuantBlock {
+        /// 0-based block.
+        index: usize,
+        /// Blocks in the model.
+        total: usize,
+    },
+    /// A module was quantized.
+    QuantModule {
+        /// Module name.
+        name: String,
+        /// Wall time of its solve.
+        seconds: f64,
+        /// Output error on the calibration inputs, relative (GPTQ).
+        rel_error: Option<f64>,
+    },
+    /// Something the user should know that does not stop the run.
+    Warning(String),
 }
 
 /// Receives events.

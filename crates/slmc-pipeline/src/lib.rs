@@ -12,6 +12,7 @@ pub mod error;
 pub mod events;
 pub mod fingerprint;
 pub mod metrics;
+mod quantize;
 pub mod report;
 pub mod run_dir;
 pub mod runner;

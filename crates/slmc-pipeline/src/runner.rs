@@ -155,6 +155,23 @@ pub fn run(
         }
     };
 
+    // Bind the recipe to the model (selectors, export shapes) before any work.
+    let teacher_cfg = match &recipe.teacher {
+        Some(t) => Some(slmc_recipe::plan::model_config(t).map_err(|d| PipelineError::Recipe(format!("[teacher]: {}", d.message)))?),
+        None => None,
+    };
+    let plan = slmc_recipe::plan(recipe, model.config.clone(), teacher_cfg.as_ref());
+    if !plan.problems.is_empty() {
+        let sources = slmc_recipe::Sources {
+            file_name: options.recipe_file.clone(),
+            text: options.recipe_text.clone(),
+            sets: options.sets.clone(),
+        };
+        let text: Vec<String> = plan.problems.iter().map(|d| sources.render(d)).collect();
+        return Err(PipelineError::Recipe(format!("{}{} cannot run on this model", text.concat(), options.recipe_file)));
+    }
+    let mut records: Option<slmc_quant::Records> = None;
+
     // Tokenized data, cached in the run directory.
     let prepared = match data {
         Some(d) => Some(prepare_data(&dir, d, &train_files, &eval_files, tokenizer.as_ref(), observer)?),
@@ -183,6 +200,12 @@ pub fn run(
             let record: Value = read_json(&done)?;
             if sdir.join("model").join("config.json").is_file() {
                 model = HfModel::load(&sdir.join("model"), device)?.model;
+            }
+            if sdir.join(QUANT_RECORDS).is_file() {
+                let r = slmc_quant::load_records(&sdir.join(QUANT_RECORDS))?;
+                // The saved model is f32, but apply the exact codes anyway: they are the truth.
+                slmc_quant::apply_records(&mut model, &r)?;
+                records = Some(r);
             }
             final_eval = eval_from_json(&record).or(final_eval);
             summary_lines.push(record.get("summary").and_then(Value::as_str).unwrap_or("").to_string());
@@ -248,6 +271,42 @@ pub fn run(
                     model.config.num_params() as f64 / 1e6
                 );
                 (json!({"summary": s}), s)
+            }
+            StageKind::Quantize(q) => {
+                observer.event(&Event::StageStart { index: stage.index, kind: "quantize", steps: None });
+                let targets = plan
+                    .quantized_modules
+                    .iter()
+                    .find(|(i, _)| *i == stage.index)
+                    .map(|(_, m)| m.clone())
+                    .unwrap_or_default();
+                let out = crate::quantize::run(
+                    model,
+                    q,
+                    &targets,
+                    stage.index,
+                    recipe.seed,
+                    prepared.as_ref(),
+                    &sdir,
+                    &metrics,
+                    options,
+                    observer,
+                )?;
+                model = out.model;
+                // f32: the fake-quantized values (scale × integer) are not exact in bf16.
+                save(
+                    &model,
+                    &sdir.join("model"),
+                    &SaveOptions {
+                        tokenizer_dir: tokenizer_dir.clone(),
+                        dtype: Some(slmc_formats::FloatDtype::F32),
+                        ..Default::default()
+                    },
+                )?;
+                slmc_quant::save_records(&out.records, &sdir.join(QUANT_RECORDS))?;
+                records = Some(out.records);
+                final_eval = None;
+                (out.record, out.summary)
             }
             StageKind::Eval(e) => {
                 observer.event(&Event::StageStart { index: stage.index, kind: "eval", steps: None });
@@ -316,15 +375,32 @@ pub fn run(
                     let tok = tokenizer_dir.clone().ok_or_else(|| {
                         PipelineError::Recipe("GGUF export needs the model's tokenizer.json".into())
                     })?;
-                    let out =
-                        dir.artifacts_dir().join(format!("{}-{}.gguf", recipe.name, e.gguf_type.name()));
+                    let file_type = recipe.gguf_type();
+                    let out = dir.artifacts_dir().join(format!("{}-{}.gguf", recipe.name, file_type.name()));
                     let opts = slmc_model::gguf_export::GgufOptions {
-                        file_type: e.gguf_type,
+                        file_type,
                         tokenizer_dir: tok,
                         name: Some(recipe.name.clone()),
-                        encoded: Default::default(),
+                        encoded: match (&records, e.requantize) {
+                            (Some(r), false) => encoded_records(r)?,
+                            _ => Default::default(),
+                        },
                     };
                     slmc_model::gguf_export::export_model_gguf(&model, &opts, &out)?;
+                    observer.event(&Event::Artifact(out.display().to_string()));
+                    artifacts.push(out);
+                }
+                ExportFormat::Gptq => {
+                    let (Some(r), Some(q)) = (&records, recipe.last_quantize()) else {
+                        return Err(PipelineError::Recipe("the gptq export needs a quantize stage".into()));
+                    };
+                    let out = dir.artifacts_dir().join(format!("{}-gptq", recipe.name));
+                    let settings = slmc_quant::GptqSettings {
+                        act_order: q.act_order,
+                        damp: q.damp,
+                        true_sequential: q.true_sequential,
+                    };
+                    slmc_quant::save_gptq(&model, r, settings, tokenizer_dir.clone(), &out)?;
                     observer.event(&Event::Artifact(out.display().to_string()));
                     artifacts.push(out);
                 }
@@ -334,6 +410,22 @@ pub fn run(
     let html = report::render(&recipe.name, &summary_lines, &gates, &metrics.read_all());
     atomic_write(&dir.root.join("report.html"), html.as_bytes())?;
     Ok(RunSummary { run_dir: dir.root.clone(), resumed: dir.resumed, baseline, final_eval, gates, artifacts })
+}
+
+/// The exact codes of a quantize stage, in its directory.
+const QUANT_RECORDS: &str = "quant.safetensors";
+
+/// Records as ggml blocks for the GGUF exporter (written as-is).
+fn encoded_records(
+    records: &slmc_quant::Records,
+) -> Result<std::collections::HashMap<String, slmc_model::gguf_export::EncodedTensor>, PipelineError> {
+    records
+        .iter()
+        .map(|(name, rec)| {
+            let (ggml_type, bytes) = slmc_quant::ggml_codes::encode(name, rec)?;
+            Ok((format!("{name}.weight"), slmc_model::gguf_export::EncodedTensor { ggml_type, bytes }))
+        })
+        .collect()
 }
 
 /// Tokenized train and eval sequences.

@@ -9,6 +9,7 @@
 pub mod error;
 pub mod ggml_codes;
 pub mod gptq;
+pub mod gptq_dir;
 pub mod grid;
 pub mod hessian;
 pub mod pack;
@@ -16,6 +17,7 @@ pub mod record;
 pub mod sequential;
 
 pub use error::QuantError;
+pub use gptq_dir::{GptqSettings, save_gptq};
 pub use gptq::{GptqOptions, GptqStats, gptq, relative_output_error, rtn};
 pub use grid::{Grid, Params};
 pub use record::{QuantRecord, Records, load_records, save_records};

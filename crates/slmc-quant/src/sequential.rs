@@ -105,10 +105,7 @@ pub struct Control<'a> {
 /// Every linear module of the decoder blocks, in forward order (the candidates of
 /// `targets`/`ignore`; embeddings and the LM head are not quantized).
 pub fn quantizable_modules(model: &CausalLm) -> Vec<String> {
-    let fused = model.config.arch.fused_projections();
-    (0..model.layers.len())
-        .flat_map(|i| Site::ALL.into_iter().flat_map(move |s| s.modules(fused).iter().map(move |m| format!("model.layers.{i}.{m}"))))
-        .collect()
+    model.config.linear_modules()
 }
 
 fn weight_values(lin: &Linear) -> (Vec<f32>, usize, usize) {

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod plan;
 mod reader;
 pub mod schema;
+pub mod select;
 mod suggest;
 pub mod tree;
 mod validate;

@@ -60,6 +60,11 @@ pub struct Plan {
     pub exports: Vec<(String, u64)>,
     /// The run directory.
     pub run_dir: String,
+    /// Problems found binding the recipe to the model (selectors that select nothing, shapes
+    /// an export cannot hold): `slmc check` and `slmc run` refuse the recipe when non-empty.
+    pub problems: Vec<Diagnostic>,
+    /// Modules each quantize stage touches, by stage index.
+    pub quantized_modules: Vec<(usize, Vec<String>)>,
 }
 
 /// Reads the configuration of a model source (its `config.json`, or the inline table).
@@ -150,6 +155,8 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
     let mut model = model;
     let seq = recipe.data.as_ref().map_or(256, |d| d.seq_len);
     let mut stages = Vec::new();
+    let mut problems = Vec::new();
+    let mut quantized_modules = Vec::new();
     for s in &recipe.stages {
         let params = model.num_params() as u64;
         let weights = 4 * params;
@@ -230,6 +237,44 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let mem = Memory { weights, gradients: weights, optimizer: 2 * weights, activations: acts };
                 (summary, (tensor_count(&model), model.num_params()), mem)
             }
+            StageKind::Quantize(q) => {
+                let modules = match crate::select::resolve(q, &model.linear_modules()) {
+                    Ok(m) => m,
+                    Err(p) => {
+                        problems.extend(p);
+                        Vec::new()
+                    }
+                };
+                problems.extend(quantize_shape_problems(recipe, q, &model, &modules, &s.origin));
+                let shapes: Vec<[usize; 2]> = modules
+                    .iter()
+                    .filter_map(|m| model.linear_shape(m.splitn(4, '.').nth(3).unwrap_or("")))
+                    .collect();
+                let params: usize = shapes.iter().map(|[o, i]| o * i).sum();
+                let widest = shapes.iter().map(|s| s[1]).max().unwrap_or(0) as u64;
+                let calib_len = q.calibration_len.unwrap_or(seq) as u64;
+                let gptq = q.method == QuantMethod::Gptq;
+                let acts = if gptq {
+                    // Two activation buffers of every calibration window, plus one block's Hessians.
+                    2 * 4 * q.samples as u64 * calib_len * model.hidden_size as u64 + 8 * 2 * widest * widest
+                } else {
+                    0
+                };
+                let summary = format!(
+                    "quantize: {} {}, {} of {} linear modules{}",
+                    if gptq { "GPTQ" } else { "RTN" },
+                    q.grid_name(),
+                    modules.len(),
+                    model.linear_modules().len(),
+                    if gptq {
+                        format!(", {} calibration windows × {calib_len} tokens, damp {}", q.samples, q.damp)
+                    } else {
+                        String::new()
+                    }
+                );
+                quantized_modules.push((s.index, modules.clone()));
+                (summary, (modules.len(), params), Memory { weights, activations: acts, ..Default::default() })
+            }
             StageKind::Eval(e) => {
                 let ctx = e.ctx.unwrap_or(seq);
                 let acts = 4
@@ -262,8 +307,12 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                         model.num_params() as u64 * dtype.size_bytes() as u64,
                     ));
                 }
+                ExportFormat::Gptq => {
+                    let bits = recipe.last_quantize().map_or(4, |q| q.bits) as f64 + 0.3;
+                    exports.push(("gptq (packed safetensors)".into(), (model.num_params() as f64 * bits / 8.0) as u64));
+                }
                 ExportFormat::Gguf => {
-                    let t = e.gguf_type;
+                    let t = recipe.gguf_type();
                     let bits = gguf_nominal_bits(t.name());
                     exports.push((
                         format!("gguf ({})", t.name()),
@@ -287,7 +336,45 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
         stages,
         exports,
         run_dir: recipe.run_dir().display().to_string(),
+        problems,
+        quantized_modules,
     }
+}
+
+/// Shape constraints of the exports a quantize stage feeds: ggml blocks of 32 input columns,
+/// GPTQ words of 32/bits codes along both dimensions and whole groups per row.
+fn quantize_shape_problems(
+    recipe: &Recipe,
+    q: &QuantizeParams,
+    model: &ModelConfig,
+    modules: &[String],
+    origin: &crate::tree::Origin,
+) -> Vec<Diagnostic> {
+    let formats = recipe.export.as_ref().map(|e| e.formats.clone()).unwrap_or_default();
+    let is_last = recipe.last_quantize().is_some_and(|l| std::ptr::eq(l, q));
+    let mut out = Vec::new();
+    for m in modules {
+        let Some([rows, cols]) = model.linear_shape(m.splitn(4, '.').nth(3).unwrap_or("")) else { continue };
+        let gguf_as_is = formats.contains(&ExportFormat::Gguf)
+            && !recipe.export.as_ref().is_some_and(|e| e.requantize)
+            && slmc_formats::gguf::FileType::for_uniform_grid(q.bits, q.group_size, q.sym).is_some();
+        if is_last && gguf_as_is && cols % 32 != 0 {
+            out.push(Diagnostic::new(format!("{m} has {cols} input columns, not a multiple of the 32 a GGUF block holds"), origin.clone()));
+            break;
+        }
+        if is_last && formats.contains(&ExportFormat::Gptq) {
+            let per_word = 32 / usize::from(q.bits.max(1));
+            let group_ok = q.group_size.is_none_or(|g| cols % g == 0);
+            if rows % per_word != 0 || cols % per_word != 0 || !group_ok {
+                out.push(Diagnostic::new(
+                    format!("{m} is {rows}x{cols}: the gptq export needs both dimensions multiples of {per_word} and whole groups of {} columns", q.group_size.map_or(cols, |g| g)),
+                    origin.clone(),
+                ));
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// Nominal bits per weight of a GGUF export type (the file is close to this; K-quant mixes keep

@@ -85,6 +85,18 @@ impl<'a> TableReader<'a> {
         }
     }
 
+    /// A boolean.
+    pub fn boolean(&mut self, key: &'static str, diags: &mut Diagnostics) -> Option<(bool, Origin)> {
+        let n = self.node(key)?;
+        match n.value {
+            Value::Bool(b) => Some((b, n.origin.clone())),
+            _ => {
+                self.wrong(key, "true or false", n, diags);
+                None
+            }
+        }
+    }
+
     /// A non-negative integer.
     pub fn uint(&mut self, key: &'static str, diags: &mut Diagnostics) -> Option<(usize, Origin)> {
         let n = self.node(key)?;

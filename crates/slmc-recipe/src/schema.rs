@@ -28,6 +28,25 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// The last quantize stage, whose records the exporters write.
+    pub fn last_quantize(&self) -> Option<&QuantizeParams> {
+        self.stages.iter().rev().find_map(|s| match &s.kind {
+            StageKind::Quantize(q) => Some(q),
+            _ => None,
+        })
+    }
+
+    /// The GGUF export type: `gguf-type`, else the type holding the quantize stage's codes
+    /// as-is, else f16.
+    pub fn gguf_type(&self) -> slmc_formats::gguf::FileType {
+        use slmc_formats::gguf::FileType;
+        self.export
+            .as_ref()
+            .and_then(|e| e.gguf_type)
+            .or_else(|| self.last_quantize().and_then(|q| FileType::for_uniform_grid(q.bits, q.group_size, q.sym)))
+            .unwrap_or(FileType::F16)
+    }
+
     /// The run directory: `run-dir`, else `runs/<name>`.
     pub fn run_dir(&self) -> PathBuf {
         self.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&self.name))
@@ -221,6 +240,8 @@ pub enum StageKind {
     Distill(DistillParams),
     /// Perplexity of the current model on the eval data.
     Eval(EvalParams),
+    /// Weight quantization (RTN or GPTQ) of the decoder layers' linear modules.
+    Quantize(QuantizeParams),
 }
 
 impl StageKind {
@@ -230,6 +251,7 @@ impl StageKind {
             Self::Finetune(_) => "finetune",
             Self::Distill(_) => "distill",
             Self::Eval(_) => "eval",
+            Self::Quantize(_) => "quantize",
         }
     }
 }
@@ -243,6 +265,69 @@ pub struct EvalParams {
     pub stride: Option<usize>,
     /// Evaluate at most this many tokens (0 = all).
     pub max_tokens: usize,
+}
+
+/// The quantization algorithm of a quantize stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantMethod {
+    /// Round to nearest (no calibration data).
+    Rtn,
+    /// GPTQ: error feedback through the inverse Hessian of calibration inputs.
+    Gptq,
+}
+
+/// A `targets`/`ignore` entry: `re:<regex>` or a glob over module names; a plain name also
+/// matches as a suffix (`mlp.down_proj` selects it in every layer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Selector {
+    /// The text as written.
+    pub text: String,
+    /// Where it was written.
+    pub origin: Origin,
+}
+
+/// Settings of a quantize stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeParams {
+    /// RTN or GPTQ.
+    pub method: QuantMethod,
+    /// Bits per weight: 2, 3, 4 or 8.
+    pub bits: u8,
+    /// Input columns per group (`None` = per output channel, written `-1`).
+    pub group_size: Option<usize>,
+    /// Symmetric grid (zero point 2^(bits-1)).
+    pub sym: bool,
+    /// GPTQ act-order (columns by decreasing Hessian diagonal), with static groups.
+    pub act_order: bool,
+    /// GPTQ dampening, fraction of the mean Hessian diagonal.
+    pub damp: f64,
+    /// GPTQ lazy-batch block size (columns).
+    pub block_size: usize,
+    /// Quantize q/k/v → o → gate/up → down in turn, re-running the block in between.
+    pub true_sequential: bool,
+    /// Calibration windows drawn from the training data.
+    pub samples: usize,
+    /// Tokens per calibration window (default: `data.seq-len`).
+    pub calibration_len: Option<usize>,
+    /// Windows per forward pass.
+    pub batch_size: usize,
+    /// Modules to quantize (default: every linear module of the decoder layers).
+    pub targets: Vec<Selector>,
+    /// Modules to leave in full precision.
+    pub ignore: Vec<Selector>,
+}
+
+impl QuantizeParams {
+    /// `4-bit g128 sym act-order` style description.
+    pub fn grid_name(&self) -> String {
+        format!(
+            "{}-bit {} {}{}",
+            self.bits,
+            self.group_size.map_or("per-channel".to_string(), |g| format!("g{g}")),
+            if self.sym { "sym" } else { "asym" },
+            if self.act_order { " act-order" } else { "" }
+        )
+    }
 }
 
 /// One `[[stage]]`.
@@ -263,6 +348,8 @@ pub enum ExportFormat {
     Safetensors,
     /// A GGUF file for llama.cpp.
     Gguf,
+    /// A packed GPTQ safetensors directory (transformers via GPTQModel/optimum, vLLM).
+    Gptq,
 }
 
 /// The `[export]` table.
@@ -272,8 +359,12 @@ pub struct ExportSpec {
     pub formats: Vec<ExportFormat>,
     /// Storage dtype of safetensors exports (default: the model's).
     pub dtype: Option<FloatDtype>,
-    /// GGUF export type (`gguf-type`, default f16).
-    pub gguf_type: slmc_formats::gguf::FileType,
+    /// GGUF export type (`gguf-type`); default: the type that holds a quantize stage's codes
+    /// as-is, else f16.
+    pub gguf_type: Option<slmc_formats::gguf::FileType>,
+    /// Let the GGUF exporter re-quantize when `gguf-type` cannot hold the quantize stage's codes
+    /// as-is (default: such a recipe is rejected).
+    pub requantize: bool,
 }
 
 /// The `[gates]` table.

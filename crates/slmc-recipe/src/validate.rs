@@ -9,7 +9,7 @@ use slmc_formats::FloatDtype;
 use std::path::PathBuf;
 
 /// Stage kinds this build implements.
-pub const STAGE_KINDS: &[&str] = &["finetune", "distill", "eval"];
+pub const STAGE_KINDS: &[&str] = &["finetune", "distill", "eval", "quantize"];
 
 pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
     let mut r = TableReader::new(root, "the recipe", d)?;
@@ -207,6 +207,7 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
                     return None;
                 }
             },
+            "quantize" => StageKind::Quantize(quantize_params(&mut r, d)),
             "eval" => {
                 let mut positive = |key: &'static str, min: usize, d: &mut Diagnostics| match r.uint(key, d) {
                     Some((v, origin)) if v < min => {
@@ -380,6 +381,88 @@ fn distill_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Option<Distil
     Some(DistillParams { init, loss, temperature, alpha, hidden, teacher_cache_topk, train })
 }
 
+fn selectors(r: &mut TableReader<'_>, key: &'static str, d: &mut Diagnostics) -> Vec<Selector> {
+    let Some(n) = r.node(key) else { return Vec::new() };
+    let items: Vec<&Node> = match &n.value {
+        Value::Array(a) => a.iter().collect(),
+        _ => vec![n],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match &item.value {
+            Value::Str(s) => {
+                if let Some(re) = s.strip_prefix("re:")
+                    && let Err(e) = regex_lite::Regex::new(re)
+                {
+                    d.push(Diagnostic::new(format!("`{key}`: invalid regular expression `{re}`: {e}"), item.origin.clone()));
+                    continue;
+                }
+                out.push(Selector { text: s.clone(), origin: item.origin.clone() });
+            }
+            _ => d.push(Diagnostic::new(
+                format!("`{key}` must be a list of module names, globs or \"re:<regex>\" strings"),
+                item.origin.clone(),
+            )),
+        }
+    }
+    out
+}
+
+fn quantize_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> QuantizeParams {
+    let method = match r.choice("method", &["gptq", "rtn"], d) {
+        Some(("rtn", _)) => QuantMethod::Rtn,
+        _ => QuantMethod::Gptq,
+    };
+    let bits = r.uint_where("bits", 4, "2, 3, 4 or 8", |b| matches!(b, 2 | 3 | 4 | 8), d) as u8;
+    let group_size = match r.node("group-size") {
+        None => Some(128),
+        Some(n) => match n.value {
+            Value::Int(-1) => None,
+            Value::Int(g) if [32, 64, 128].contains(&g) => Some(g as usize),
+            _ => {
+                d.push(Diagnostic::new(
+                    format!("`group-size` in {} must be -1 (per channel), 32, 64 or 128", r.what()),
+                    n.origin.clone(),
+                ));
+                Some(128)
+            }
+        },
+    };
+    let sym = r.boolean("sym", d).is_none_or(|b| b.0);
+    let act_order = r.boolean("act-order", d).is_some_and(|b| b.0);
+    let damp = r.float_where("damp", 0.01, "in (0, 1)", |v| v > 0.0 && v < 1.0, d);
+    let block_size = r.uint_where("block-size", 128, "a positive multiple of `group-size`", |b| {
+        b > 0 && group_size.is_none_or(|g| b % g == 0)
+    }, d);
+    let true_sequential = r.boolean("true-sequential", d).is_none_or(|b| b.0);
+    let samples = r.uint_where("calibration-samples", 128, "at least 1", |v| v >= 1, d);
+    let calibration_len = match r.uint("calibration-len", d) {
+        Some((v, origin)) if v < 2 => {
+            d.push(Diagnostic::new(format!("`calibration-len` in {} must be at least 2, got {v}", r.what()), origin));
+            None
+        }
+        other => other.map(|v| v.0),
+    };
+    let batch_size = r.uint_where("batch-size", 8, "at least 1", |v| v >= 1, d);
+    let targets = selectors(r, "targets", d);
+    let ignore = selectors(r, "ignore", d);
+    QuantizeParams {
+        method,
+        bits,
+        group_size,
+        sym,
+        act_order,
+        damp,
+        block_size,
+        true_sequential,
+        samples,
+        calibration_len,
+        batch_size,
+        targets,
+        ignore,
+    }
+}
+
 fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
     let mut r = TableReader::new(n, "[export]", d)?;
     let mut formats = Vec::new();
@@ -392,12 +475,13 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
             match &item.value {
                 Value::Str(s) if s == "safetensors" => formats.push(ExportFormat::Safetensors),
                 Value::Str(s) if s == "gguf" => formats.push(ExportFormat::Gguf),
+                Value::Str(s) if s == "gptq" => formats.push(ExportFormat::Gptq),
                 Value::Str(s) => {
                     let mut diag = Diagnostic::new(
-                        format!("unknown export format `{s}`; slmc writes `safetensors` and `gguf`"),
+                        format!("unknown export format `{s}`; slmc writes `safetensors`, `gguf` and `gptq`"),
                         item.origin.clone(),
                     );
-                    if let Some(l) = did_you_mean(s, ["safetensors", "gguf"]) {
+                    if let Some(l) = did_you_mean(s, ["safetensors", "gguf", "gptq"]) {
                         diag = diag.with_label(l);
                     }
                     d.push(diag);
@@ -408,8 +492,8 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
     }
     use slmc_formats::gguf::FileType;
     let gguf_type = match r.string("gguf-type", d) {
-        None => FileType::F16,
-        Some((s, origin)) => FileType::from_name(&s).unwrap_or_else(|| {
+        None => None,
+        Some((s, origin)) => FileType::from_name(&s).or_else(|| {
             let names: Vec<&str> = FileType::all().map(FileType::name).collect();
             let mut diag = Diagnostic::new(
                 format!(
@@ -422,9 +506,10 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
                 diag = diag.with_label(l);
             }
             d.push(diag);
-            FileType::F16
+            None
         }),
     };
+    let requantize = r.boolean("requantize", d).is_some_and(|b| b.0);
     let dtype = match r.string("dtype", d) {
         Some((s, origin)) => match FloatDtype::from_name(&s) {
             Some(t) => Some(t),
@@ -439,7 +524,7 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
         None => None,
     };
     r.finish(d);
-    Some(ExportSpec { formats, dtype, gguf_type })
+    Some(ExportSpec { formats, dtype, gguf_type, requantize })
 }
 
 fn gates(n: &Node, d: &mut Diagnostics) -> Option<Gates> {
@@ -461,7 +546,8 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
             root.origin.clone(),
         ));
     }
-    let needs_data = !r.stages.is_empty() || r.gates.max_ppl.is_some() || r.gates.max_ppl_increase.is_some();
+    quantize_export_checks(r, root, d);
+    let needs_data = r.stages.iter().any(|s| !matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Rtn)) || r.gates.max_ppl.is_some() || r.gates.max_ppl_increase.is_some();
     let anchor = root.origin.clone();
     match &r.data {
         None if needs_data => d.push(Diagnostic::new(
@@ -471,6 +557,10 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         Some(data) => {
             let trains =
                 r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)));
+            let calibrates = r.stages.iter().any(|s| matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Gptq));
+            if calibrates && data.train.is_empty() {
+                d.push(Diagnostic::new("GPTQ draws its calibration windows from `train` in [data]", anchor.clone()));
+            }
             if trains && data.train.is_empty() {
                 d.push(Diagnostic::new("finetune and distill stages need `train` in [data]", anchor.clone()));
             }
@@ -479,5 +569,53 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
             }
         }
         None => {}
+    }
+}
+
+/// The exports a quantize stage feeds: GGUF must hold its codes as-is (or `requantize`), GPTQ
+/// packing needs a quantize stage with 2/4/8-bit codes, and training after quantizing would
+/// invalidate the codes.
+fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
+    use slmc_formats::gguf::FileType;
+    let last_q = r.stages.iter().rposition(|s| matches!(s.kind, StageKind::Quantize(_)));
+    if let Some(i) = last_q
+        && let Some(s) = r.stages[i..].iter().find(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)))
+    {
+        d.push(Diagnostic::new(
+            format!("stage {} ({}) would train the quantized weights of stage {i} and lose their codes; quantize last", s.index, s.kind.name()),
+            s.origin.clone(),
+        ));
+    }
+    let Some(e) = &r.export else { return };
+    let export_node = root.entries().and_then(|es| es.iter().find(|e| e.key == "export")).map(|e| e.node.origin.clone());
+    let anchor = export_node.unwrap_or_else(|| root.origin.clone());
+    let q = r.last_quantize();
+    if e.formats.contains(&ExportFormat::Gguf)
+        && let Some(q) = q
+        && !e.requantize
+    {
+        let want = FileType::for_uniform_grid(q.bits, q.group_size, q.sym);
+        let chosen = r.gguf_type();
+        if want != Some(chosen) {
+            let fix = match want {
+                Some(t) => format!("set `gguf-type = \"{}\"`", t.name()),
+                None => "use bits = 4, group-size = 32 (q4_0 when sym, q4_1 when asym) or bits = 8, group-size = 32, sym (q8_0)".into(),
+            };
+            d.push(Diagnostic::new(
+                format!(
+                    "GGUF `{}` cannot hold the {} codes of the quantize stage as-is; {fix}, or set `requantize = true` in [export] to let llama.cpp's quantizer redo them",
+                    chosen.name(),
+                    q.grid_name()
+                ),
+                anchor.clone(),
+            ));
+        }
+    }
+    if e.formats.contains(&ExportFormat::Gptq) {
+        match q {
+            None => d.push(Diagnostic::new("the `gptq` export format writes a quantize stage's codes; add a [[stage]] with kind = \"quantize\"", anchor.clone())),
+            Some(q) if q.bits == 3 => d.push(Diagnostic::new("the `gptq` export packs 2-, 4- or 8-bit codes (3-bit codes straddle 32-bit words)", anchor.clone())),
+            Some(_) => {}
+        }
     }
 }

@@ -26,7 +26,24 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some(t) => Some(model_config(t).map_err(|d| anyhow::anyhow!("[teacher]: {}", d.message))?),
         None => None,
     };
-    print!("{}", plan(&recipe, config, teacher.as_ref()));
+    let plan = plan(&recipe, config, teacher.as_ref());
+    print!("{plan}");
+    if !plan.problems.is_empty() {
+        let sources = slmc_recipe::Sources {
+            file_name: a.recipe.recipe.display().to_string(),
+            text: std::fs::read_to_string(&a.recipe.recipe).unwrap_or_default(),
+            sets: a.recipe.sets.clone(),
+        };
+        for d in &plan.problems {
+            eprint!("{}", sources.render(d));
+        }
+        anyhow::bail!(
+            "{}: {} problem{} binding the recipe to the model",
+            a.recipe.recipe.display(),
+            plan.problems.len(),
+            if plan.problems.len() == 1 { "" } else { "s" }
+        );
+    }
     println!("ok: {} is valid", a.recipe.recipe.display());
     Ok(())
 }
