@@ -312,7 +312,13 @@ fn shipped_quickstart_runs_end_to_end_on_a_tiny_model() {
     let o = slmc(dir.path(), &args);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
-    assert_eq!(ppl_lines(&out).len(), 2, "{out}");
+    let ppl = ppl_lines(&out);
+    assert_eq!(ppl.len(), 3, "{out}");
     assert!(out.contains("student 1 layers"), "{out}");
+    assert!(out.contains("quantize, GPTQ 4-bit g32 sym on 7 modules"), "{out}");
+    assert!((ppl[2] - ppl[1]).abs() / ppl[1] < 0.05, "4-bit GPTQ stays close to the student: {ppl:?}");
     assert!(dir.path().join("qs/artifacts/quickstart-safetensors/model.safetensors").is_file());
+    let gguf = dir.path().join("qs/artifacts/quickstart-q4_0.gguf");
+    let o = slmc(dir.path(), &["inspect", gguf.to_str().unwrap()]);
+    assert!(o.status.success() && text(&o).contains("Q4_0"), "{}", text(&o));
 }

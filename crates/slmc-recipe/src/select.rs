@@ -37,7 +37,10 @@ const NEVER_QUANTIZED: &[&str] = &["lm_head", "model.embed_tokens", "embed_token
 pub fn resolve(q: &QuantizeParams, modules: &[String]) -> Result<Vec<String>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let unmatched = |sel: &Selector, key: &str| {
-        let suffixes: Vec<String> = modules.iter().filter_map(|m| m.splitn(4, '.').nth(3).map(str::to_string)).collect();
+        let mut suffixes: Vec<String> = modules.iter().filter_map(|m| m.splitn(4, '.').nth(3).map(str::to_string)).collect();
+        suffixes.extend(modules.iter().filter_map(|m| m.rsplit('.').next().map(str::to_string)));
+        suffixes.sort();
+        suffixes.dedup();
         let mut d = Diagnostic::new(
             format!("`{}` in `{key}` selects none of the model's {} linear modules (e.g. `{}`)", sel.text, modules.len(), modules.first().map_or("", String::as_str)),
             sel.origin.clone(),
