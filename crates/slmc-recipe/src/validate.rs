@@ -557,9 +557,11 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         Some(data) => {
             let trains =
                 r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)));
-            let calibrates = r.stages.iter().any(|s| matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Gptq));
-            if calibrates && data.train.is_empty() {
-                d.push(Diagnostic::new("GPTQ draws its calibration windows from `train` in [data]", anchor.clone()));
+            let calibrates = r.stages.iter().find(|s| matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Gptq));
+            if let Some(s) = calibrates
+                && data.train.is_empty()
+            {
+                d.push(Diagnostic::new("GPTQ draws its calibration windows from `train` in [data]", s.origin.clone()));
             }
             if trains && data.train.is_empty() {
                 d.push(Diagnostic::new("finetune and distill stages need `train` in [data]", anchor.clone()));

@@ -81,3 +81,31 @@ fn model_needs_path_or_a_valid_config() {
     let out = render("name = \"x\"\n[model]\n", &[]);
     assert!(out.contains("needs `path`"), "{out}");
 }
+
+const QUANTIZE_MISTAKES: &str = r#"name = "q"
+[model]
+path = "data/models/teacher"
+[data]
+eval = "val.txt"
+[[stage]]
+kind = "quantize"
+method = "gptq"
+bits = 5
+group-size = 100
+act-ordr = true
+targets = ["re:(unclosed"]
+[export]
+formats = ["gguf", "gptqq"]
+"#;
+
+#[test]
+fn quantize_stage_mistakes_are_reported_with_their_positions() {
+    let out = render(QUANTIZE_MISTAKES, &[]);
+    assert!(out.contains("`bits` in stage 0 ([[stage]] #1) must be 2, 3, 4 or 8, got 5"), "{out}");
+    assert!(out.contains("must be -1 (per channel), 32, 64 or 128"), "{out}");
+    assert!(out.contains("did you mean `act-order`?"), "{out}");
+    assert!(out.contains("invalid regular expression `(unclosed`"), "{out}");
+    assert!(out.contains("did you mean `gptq`?"), "{out}");
+    assert!(out.contains("GPTQ draws its calibration windows from `train`"), "{out}");
+    snapshot("quantize_mistakes", &out);
+}
