@@ -25,8 +25,8 @@ impl RmsNorm {
     }
 }
 
-/// Where a decoder layer's linear modules read their input: the points at which the quantizer
-/// taps activations. The order is the true-sequential order of GPTQ (one group after another).
+/// Where a decoder layer's linear modules read their input: the activations the quantizer
+/// collects Hessians of. The order is the true-sequential order of GPTQ (one group after another).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Site {
     /// Normed input of `q_proj`/`k_proj`/`v_proj` (or the fused `qkv_proj`).
@@ -50,9 +50,6 @@ impl Site {
         arch.layer_linears()[self as usize]
     }
 }
-
-/// Receives the input of every linear site during a forward pass (`[batch, seq, in_features]`).
-pub type Tap<'a> = dyn FnMut(Site, &Tensor<3>) + 'a;
 
 /// Per-layer key/value cache entry: `[batch, kv_heads, positions, head_dim]` each.
 #[derive(Debug, Clone)]
@@ -92,18 +89,12 @@ impl Attention {
     /// `x: [batch, seq, hidden]` at positions `start..start+seq`; `cache` holds the keys and
     /// values of positions `0..start` and is extended in place.
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
-        self.forward_tapped(x, rope, cache, &mut |_, _| {})
+        self.o_proj.forward(self.context(x, rope, cache))
     }
 
-    /// [`Attention::forward`], showing the inputs of the projections to `tap`.
-    pub fn forward_tapped(
-        &self,
-        x: Tensor<3>,
-        rope: &RopeTables,
-        cache: Option<&mut Option<LayerKv>>,
-        tap: &mut Tap<'_>,
-    ) -> Tensor<3> {
-        tap(Site::AttnInput, &x);
+    /// The attention output before `o_proj` (`[batch, seq, heads · head_dim]`): the input the
+    /// quantizer needs for `o_proj`.
+    pub fn context(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
         let [b, s, _] = x.dims();
         let (nh, nkv, hd) = (self.num_heads, self.num_kv_heads, self.head_dim);
         let (q, k, v) = match (&self.qkv_proj, &self.q_proj, &self.k_proj, &self.v_proj) {
@@ -137,9 +128,7 @@ impl Attention {
             softcap: None,
             is_causal: mask.is_none(),
         };
-        let out = attention(q, k, v, mask, None, options).swap_dims(1, 2).reshape([b, s, nh * hd]);
-        tap(Site::AttnOutput, &out);
-        self.o_proj.forward(out)
+        attention(q, k, v, mask, None, options).swap_dims(1, 2).reshape([b, s, nh * hd])
     }
 
     /// A boolean mask (true = hidden) for `seq` queries at the end of `total` keys when a sliding
@@ -185,12 +174,11 @@ pub struct Mlp {
 impl Mlp {
     /// Applies the block to `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.forward_tapped(x, &mut |_, _| {})
+        self.down_proj.forward(self.hidden(x))
     }
 
-    /// [`Mlp::forward`], showing the inputs of the projections to `tap`.
-    pub fn forward_tapped(&self, x: Tensor<3>, tap: &mut Tap<'_>) -> Tensor<3> {
-        tap(Site::MlpInput, &x);
+    /// `silu(gate(x)) * up(x)`, the input of `down_proj`.
+    pub fn hidden(&self, x: Tensor<3>) -> Tensor<3> {
         let (gate, up) = match (&self.gate_up_proj, &self.gate_proj, &self.up_proj) {
             (Some(gate_up_proj), ..) => {
                 let gu = gate_up_proj.forward(x);
@@ -200,9 +188,7 @@ impl Mlp {
             (None, Some(gate), Some(up)) => (gate.forward(x.clone()), up.forward(x)),
             _ => unreachable!("CausalLm::new always sets gate_up_proj or gate_proj and up_proj"),
         };
-        let hidden = silu(gate) * up;
-        tap(Site::MlpHidden, &hidden);
-        self.down_proj.forward(hidden)
+        silu(gate) * up
     }
 }
 
@@ -229,21 +215,8 @@ pub struct DecoderLayer {
 impl DecoderLayer {
     /// Applies the layer.
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
-        self.forward_tapped(x, rope, cache, &mut |_, _| {})
-    }
-
-    /// [`DecoderLayer::forward`], showing the input of every linear site to `tap` (the
-    /// quantizer's Hessian capture).
-    pub fn forward_tapped(
-        &self,
-        x: Tensor<3>,
-        rope: &RopeTables,
-        cache: Option<&mut Option<LayerKv>>,
-        tap: &mut Tap<'_>,
-    ) -> Tensor<3> {
-        let attn = self.self_attn.forward_tapped(self.input_layernorm.forward(x.clone()), rope, cache, tap);
-        let h = x + attn;
-        h.clone() + self.mlp.forward_tapped(self.post_attention_layernorm.forward(h), tap)
+        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, cache);
+        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
     }
 
     /// The linear module at `name` (relative to the layer: `self_attn.q_proj`, `mlp.down_proj`…).

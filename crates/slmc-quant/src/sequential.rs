@@ -1,8 +1,10 @@
 //! The layer-wise driver of algorithms.md §0.2: calibration windows are embedded once, then one
 //! decoder block at a time has its linear modules quantized (GPTQ: from Hessians of their inputs,
 //! one true-sequential group after another, each group seeing the already-quantized earlier
-//! groups) and the block is re-run to produce the next block's inputs. Only the calibration
-//! activations and one block's Hessians are alive at a time.
+//! groups) and the quantized block produces the next block's inputs. Only the calibration
+//! activations of the current block (its input, attention context and residual) and one site's
+//! Hessian are alive at a time; walking the sites in forward order with those cached costs about
+//! one forward pass of the block, not one per group.
 //!
 //! Finished blocks are saved as record files, so an interrupted run resumes from the last
 //! finished block with identical codes.
@@ -219,16 +221,17 @@ pub fn quantize(
                 }
                 on(QuantEvent::Block { index: i, total });
                 let t0 = Instant::now();
-                let recs = quantize_block(&mut model.layers[i], i, cfg, fused, &inps, &rope, on)?;
+                let (recs, next) = quantize_block(&mut model.layers[i], i, cfg, fused, std::mem::take(&mut inps), &rope, on)?;
                 if let Some(p) = &ckpt {
                     save_records(&recs, p)?;
                 }
                 on(QuantEvent::BlockDone { index: i, total, seconds: t0.elapsed().as_secs_f64() });
+                inps = next;
                 recs
             }
         };
         records.extend(block_records);
-        if needs_data && i + 1 < total {
+        if !fresh && needs_data && i + 1 < total {
             let layer = &model.layers[i];
             inps = inps.into_iter().map(|x| layer.forward(x, &rope, None)).collect();
         }
@@ -240,56 +243,93 @@ pub fn quantize(
     Ok((model, records))
 }
 
+/// Activations of one calibration batch inside the block being quantized: its input `x`, and
+/// once computed, the attention context (input of `o_proj`) and the residual stream after
+/// attention `h`. Each is computed after the modules it depends on are final, so one walk over
+/// the sites in forward order costs about one forward pass of the block.
+struct BatchActs {
+    x: Tensor<3>,
+    context: Option<Tensor<3>>,
+    h: Option<Tensor<3>>,
+}
+
+/// The input of `site` for one batch (computing and caching what later sites reuse).
+fn site_input(layer: &DecoderLayer, site: Site, acts: &mut BatchActs, rope: &RopeTables) -> Tensor<3> {
+    match site {
+        Site::AttnInput => layer.input_layernorm.forward(acts.x.clone()),
+        Site::AttnOutput => {
+            let ctx = layer.self_attn.context(layer.input_layernorm.forward(acts.x.clone()), rope, None);
+            acts.context = Some(ctx.clone());
+            ctx
+        }
+        Site::MlpInput => {
+            let ctx = acts.context.clone().expect("AttnOutput precedes MlpInput");
+            let h = acts.x.clone() + layer.self_attn.o_proj.forward(ctx);
+            acts.h = Some(h.clone());
+            layer.post_attention_layernorm.forward(h)
+        }
+        Site::MlpHidden => {
+            let h = acts.h.clone().expect("MlpInput precedes MlpHidden");
+            layer.mlp.hidden(layer.post_attention_layernorm.forward(h))
+        }
+    }
+}
+
+/// Quantizes one block in place and returns its records and the next block's inputs.
 fn quantize_block(
     layer: &mut DecoderLayer,
     index: usize,
     cfg: &QuantizeConfig,
     fused: bool,
-    inps: &[Tensor<3>],
+    inps: Vec<Tensor<3>>,
     rope: &RopeTables,
     on: &mut dyn FnMut(QuantEvent<'_>),
-) -> Result<Records, QuantError> {
-    let groups: Vec<Vec<Site>> = match (cfg.method, cfg.true_sequential) {
-        (Method::Gptq(_), true) => Site::ALL.iter().map(|s| vec![*s]).collect(),
+) -> Result<(Records, Vec<Tensor<3>>), QuantError> {
+    let gptq_opts = match cfg.method {
+        Method::Gptq(o) => Some(o),
+        Method::Rtn => None,
+    };
+    // True-sequential: one site at a time, each seeing the already-quantized earlier ones.
+    // Otherwise every Hessian comes from the unquantized block.
+    let groups: Vec<Vec<Site>> = match (gptq_opts, cfg.true_sequential) {
+        (Some(_), true) => Site::ALL.iter().map(|s| vec![*s]).collect(),
         _ => vec![Site::ALL.to_vec()],
     };
     let device = layer.input_layernorm.weight.val().device();
+    let mut acts: Vec<BatchActs> = inps.into_iter().map(|x| BatchActs { x, context: None, h: None }).collect();
     let mut out = Records::new();
-    for group in groups {
+    for group in &groups {
         let modules: Vec<(Site, &str, String)> = group
             .iter()
             .flat_map(|&s| s.modules(fused).iter().map(move |m| (s, *m, format!("model.layers.{index}.{m}"))))
             .filter(|(_, _, name)| cfg.targets.contains(name))
             .collect();
-        if modules.is_empty() {
-            continue;
-        }
-        let mut hessians: HashMap<Site, Hessian> = HashMap::new();
-        if let Method::Gptq(_) = cfg.method {
-            for (site, m, _) in &modules {
-                let cols = layer.linear(m).expect("listed module").weight.val().dims()[0];
-                hessians.entry(*site).or_insert_with(|| Hessian::new(cols));
-            }
-            for x in inps {
-                let mut tap = |site: Site, t: &Tensor<3>| {
-                    if let Some(h) = hessians.get_mut(&site) {
-                        h.add(t);
+        let mut hessians: HashMap<Site, Vec<f64>> = HashMap::new();
+        if gptq_opts.is_some() {
+            for &site in group {
+                let wanted = modules.iter().find(|(s, _, _)| *s == site);
+                let mut h = wanted.map(|(_, m, _)| Hessian::new(layer.linear(m).expect("listed module").weight.val().dims()[0]));
+                for a in acts.iter_mut() {
+                    let input = site_input(layer, site, a, rope);
+                    if let Some(h) = h.as_mut() {
+                        h.add(&input);
                     }
-                };
-                layer.forward_tapped(x.clone(), rope, None, &mut tap);
+                }
+                if let Some(h) = h {
+                    hessians.insert(site, h.mean());
+                }
             }
         }
-        let means: HashMap<Site, Vec<f64>> = hessians.iter().map(|(s, h)| (*s, h.mean())).collect();
         for (site, m, name) in modules {
             let t0 = Instant::now();
             let (wt, rows, cols) = weight_values(layer.linear(m).expect("listed module"));
             if wt.iter().any(|v| !v.is_finite()) {
                 return Err(QuantError::Numerical(format!("{name}: the weight holds NaN or infinite values")));
             }
-            let (rec, stats, rel_error) = match cfg.method {
-                Method::Rtn => (rtn(&wt, rows, cols, cfg.grid), None, None),
-                Method::Gptq(opts) => {
-                    let h = &means[&site];
+            let (rec, stats, rel_error) = match gptq_opts {
+                None => (rtn(&wt, rows, cols, cfg.grid), None, None),
+                Some(opts) => {
+                    let h = &hessians[&site];
                     let (rec, stats) =
                         gptq(&wt, rows, cols, h, cfg.grid, opts).map_err(|e| QuantError::Numerical(format!("{name}: {e}")))?;
                     let deq_t = transpose(&rec.dequantize(), rows, cols);
@@ -306,5 +346,15 @@ fn quantize_block(
             out.insert(name, rec);
         }
     }
-    Ok(out)
+    // The next block's inputs, from the quantized block. With true-sequential GPTQ the cached
+    // residual `h` was computed after q/k/v/o were final; otherwise run the whole block.
+    let reuse_h = gptq_opts.is_some() && cfg.true_sequential;
+    let next = acts
+        .into_iter()
+        .map(|a| match (reuse_h, a.h) {
+            (true, Some(h)) => h.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(h)),
+            _ => layer.forward(a.x, rope, None),
+        })
+        .collect();
+    Ok((out, next))
 }

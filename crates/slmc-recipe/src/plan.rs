@@ -255,8 +255,9 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let calib_len = q.calibration_len.unwrap_or(seq) as u64;
                 let gptq = q.method == QuantMethod::Gptq;
                 let acts = if gptq {
-                    // Two activation buffers of every calibration window, plus one block's Hessians.
-                    2 * 4 * q.samples as u64 * calib_len * model.hidden_size as u64 + 8 * 2 * widest * widest
+                    // The block's input, attention context, residual and output for every calibration
+                    // window, plus one site's Hessian (f64, and the f32 batch product).
+                    4 * 4 * q.samples as u64 * calib_len * model.hidden_size as u64 + 12 * widest * widest
                 } else {
                     0
                 };
