@@ -14,6 +14,11 @@ in .venv-gptq (see scripts/requirements-gptq.txt), fed the very calibration wind
 (the stage's calibration.safetensors) and evaluated with the same protocol in transformers;
 its time is GPTQModel's .quantize() wall time. Both run on the same 2 threads.
 
+KL is the mean KL(f32 teacher || quantized) per scored token on the same windows, computed in
+transformers for both (scripts/kl_to_f32.py on slmc's fake-quantized stage model, which also
+re-measures slmc's perplexity independently): on this small teacher perplexity moves little even
+at 3 bits, KL separates the methods clearly.
+
 Prints a markdown table (also written to OUT/table.md) and the raw rows (OUT/rows.json).
 """
 
@@ -84,6 +89,13 @@ def run_slmc(name: str, stage: str, args) -> dict:
         calib = stages[0] / "calibration.safetensors"
         if calib.is_file():
             row["calibration"] = str(calib)
+        if args.kl:
+            proc = subprocess.run([sys.executable, str(ROOT / "scripts/kl_to_f32.py"), str(stages[0] / "model"),
+                                   "--max-tokens", str(args.max_tokens), "--threads", str(args.threads)],
+                                  cwd=ROOT, capture_output=True, text=True, check=True)
+            kl = json.loads([l for l in proc.stdout.splitlines() if l.startswith("{")][-1])
+            row["kl_to_f32"] = kl["kl_to_f32"]
+            row["ppl_transformers"] = kl["ppl"]
     return row
 
 
@@ -92,6 +104,8 @@ def run_reference(bits, group, sym, act, calib, args) -> dict:
            "--calib", calib, "--bits", str(bits), "--group-size", str(group), "--sym" if sym else "--asym",
            "--out", str(args.out / f"ref-{bits}-{group}-{sym}-{act}"), "--ctx", "256", "--stride", "128",
            "--max-tokens", str(args.max_tokens), "--threads", str(args.threads), "--skip-baselines"]
+    if args.kl:
+        cmd.append("--kl")
     if act:
         cmd.append("--act-order")
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -107,6 +121,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "runs/quant-evidence")
     ap.add_argument("--no-reference", action="store_true")
+    ap.add_argument("--no-kl", dest="kl", action="store_false",
+                    help="skip the KL(f32 || quantized) column (computed in transformers by scripts/kl_to_f32.py)")
     ap.add_argument("--only", help="comma-separated substrings of the configuration labels to run")
     args = ap.parse_args()
     args.out = args.out.resolve()
@@ -135,15 +151,17 @@ def main() -> None:
         f"Shipped teacher (11.2M, hidden 320, 8 layers); perplexity over the first {rows[0]['tokens'] + 1} tokens "
         "of the held-out works (ctx 256, stride 128); 128 × 256-token calibration windows; 2 threads.",
         "",
-        "| configuration | slmc ppl | vs f32 | slmc s | GPTQModel ppl | GPTQModel s |",
-        "|---|---|---|---|---|---|",
+        "| configuration | slmc ppl | vs f32 | slmc KL to f32 | slmc s | GPTQModel ppl | GPTQModel KL to f32 | GPTQModel s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         ref = r.get("reference") or {}
         ref_ppl = f"{ref['ppl']:.3f}" if "ppl" in ref else (f"failed: {ref['error']}" if "error" in ref else "")
         ref_s = f"{ref['quant_seconds']:.1f}" if "quant_seconds" in ref else ""
         secs = f"{r['seconds']:.1f}" if "seconds" in r else ""
-        lines.append(f"| {r['label']} | {r['ppl']:.3f} | {100 * (r['ppl'] / f32 - 1):+.2f} % | {secs} | {ref_ppl} | {ref_s} |")
+        kl = f"{r['kl_to_f32']:.2e}" if "kl_to_f32" in r else ""
+        ref_kl = f"{ref['kl_to_f32']:.2e}" if "kl_to_f32" in ref else ""
+        lines.append(f"| {r['label']} | {r['ppl']:.3f} | {100 * (r['ppl'] / f32 - 1):+.2f} % | {kl} | {secs} | {ref_ppl} | {ref_kl} | {ref_s} |")
     table = "\n".join(lines)
     (args.out / "table.md").write_text(table + "\n")
     (args.out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n")
