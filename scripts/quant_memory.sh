@@ -29,4 +29,6 @@ TOML
 target/release/slmc check "$OUT/recipe.toml" | grep -E "model|quantize|peak"
 /usr/bin/time -v target/release/slmc run "$OUT/recipe.toml" --fresh 2> "$OUT/time.txt" >/dev/null || { cat "$OUT/time.txt"; exit 1; }
 grep -E "Maximum resident set size|Elapsed \(wall clock\)" "$OUT/time.txt"
-grep -o '"summary":"[^"]*"' "$OUT"/run/stages/0-quantize/done.json
+# done.json: the stage's summary and peak_rss_bytes (VmHWM when quantization ended, before the
+# stage saved its f32 model, which the max RSS above includes).
+cat "$OUT"/run/stages/0-quantize/done.json

@@ -139,6 +139,7 @@ pub(crate) fn run(
         return Err(e);
     }
     let seconds = started.elapsed().as_secs_f64();
+    let peak_rss = peak_rss_bytes();
     let mean_err = if errors.is_empty() { None } else { Some(errors.iter().sum::<f64>() / errors.len() as f64) };
     let summary = format!(
         "stage {index}: quantize, {} {} on {} modules in {seconds:.1} s{}",
@@ -150,6 +151,16 @@ pub(crate) fn run(
     let record = json!({
         "summary": summary, "seconds": seconds, "modules": records.len(), "mean_rel_error": mean_err,
         "calibration_windows": calib.len(), "calibration_len": calib.first().map_or(0, Vec::len),
+        "peak_rss_bytes": peak_rss,
     });
     Ok(QuantOutcome { model, records, summary, record })
+}
+
+/// The process's peak resident memory so far (Linux `VmHWM`), measured when quantization ends and
+/// before the stage writes its outputs.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
