@@ -48,6 +48,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import numpy as np  # noqa: E402
+
+from llamacpp_compat import no_extra_buffers  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
@@ -147,24 +149,6 @@ def hf_logits(variant: str, ids: torch.Tensor, state=None, no_window=False) -> t
 
 FTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q8_0": 7, "q5_0": 8, "q5_1": 9, "q4_k_s": 14,
           "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18, "bf16": 32, "q4_k": 14, "q5_k": 16}
-
-
-def no_extra_buffers():
-    """llama.cpp's CPU "extra" buffer types (weight repacking / AMX) crash (SIGSEGV) on these tiny
-    quantized models on AMX machines, for llama.cpp's own llama-quantize output as well; plain CPU
-    buffers compute the same thing. Patch llama-cpp-python's default model params accordingly."""
-    import llama_cpp
-    import llama_cpp.llama as L
-
-    orig = llama_cpp.llama_model_default_params
-
-    def patched():
-        p = orig()
-        p.use_extra_bufts = False
-        return p
-
-    llama_cpp.llama_model_default_params = patched
-    L.llama_cpp.llama_model_default_params = patched
 
 
 class silenced_stderr:

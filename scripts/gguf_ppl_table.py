@@ -63,29 +63,10 @@ def windows(n: int, ctx: int, stride: int):
             break
 
 
-def without_extra_buffer_types():
-    """Load weights without llama.cpp's "extra buffer types" (weight repacking, AMX). On Intel
-    VMs advertising AMX, llama-cpp-python 0.3.36 segfaults in that path on quantized files; the
-    plain CPU kernels compute the same model."""
-    import llama_cpp.llama_cpp as c
-
-    if getattr(c.llama_model_default_params, "_slmc_patched", False):
-        return
-    default = c.llama_model_default_params
-
-    def params():
-        p = default()
-        p.use_extra_bufts = False
-        return p
-
-    params._slmc_patched = True
-    c.llama_model_default_params = params
-
-
 def llama_cpp_nll(path: Path, ids: list[int], ctx: int, stride: int) -> tuple[float, int]:
     import llama_cpp
 
-    without_extra_buffer_types()
+    no_extra_buffers()
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=ctx, n_batch=ctx, n_ubatch=ctx, logits_all=True,
                           n_threads=2, type_k=0, type_v=0, flash_attn=False, verbose=False)
     total, count = 0.0, 0
