@@ -138,3 +138,20 @@ fn check_refuses_grids_the_exports_cannot_hold_and_unknown_modules() {
     let o = slmc(dir.path(), &["check", r.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn requantize_lets_ggml_redo_a_grid_gguf_cannot_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(
+        dir.path(),
+        "method = \"gptq\"\nbits = 4\ngroup-size = 64\ncalibration-samples = 8\nignore = [\"mlp.down_proj\"]",
+        "formats = [\"gguf\"]\ngguf-type = \"q8_0\"\nrequantize = true",
+    );
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success() && out.contains("GPTQ 4-bit g64 sym on 12 modules"), "{out}");
+    let gguf = dir.path().join("runs/q/artifacts/q-q8_0.gguf");
+    let o = slmc(dir.path(), &["inspect", gguf.to_str().unwrap(), "--json"]);
+    let info = text(&o);
+    assert!(o.status.success() && info.contains("Q8_0") && !info.contains("Q4_0"), "{info}");
+}

@@ -91,4 +91,33 @@ mod tests {
         assert!(!matches(&sel("proj"), n));
         assert!(!matches(&sel("model.layers.1?.*"), n));
     }
+
+    #[test]
+    fn resolve_subtracts_ignore_and_rejects_selectors_that_select_nothing() {
+        let modules: Vec<String> =
+            ["self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj"].iter().flat_map(|m| (0..2).map(move |i| format!("model.layers.{i}.{m}"))).collect();
+        let mut q = crate::schema::QuantizeParams {
+            method: crate::schema::QuantMethod::Gptq,
+            bits: 4,
+            group_size: Some(128),
+            sym: true,
+            act_order: false,
+            damp: 0.01,
+            block_size: 128,
+            true_sequential: true,
+            samples: 8,
+            calibration_len: None,
+            batch_size: 8,
+            targets: vec![],
+            ignore: vec![sel("lm_head"), sel("model.layers.1.*")],
+        };
+        let got = resolve(&q, &modules).unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(got.iter().all(|m| m.starts_with("model.layers.0.")));
+        q.targets = vec![sel("re:.*o_proj")];
+        assert_eq!(resolve(&q, &modules).unwrap(), vec!["model.layers.0.self_attn.o_proj".to_string()]);
+        q.ignore = vec![sel("mlp.gate_proj")];
+        let err = resolve(&q, &modules).unwrap_err();
+        assert!(err[0].message.contains("`mlp.gate_proj` in `ignore` selects none"), "{}", err[0].message);
+    }
 }
