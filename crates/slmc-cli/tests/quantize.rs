@@ -125,6 +125,8 @@ fn check_refuses_grids_the_exports_cannot_hold_and_unknown_modules() {
         ("bits = 3\ngroup-size = 32", "formats = [\"gptq\"]", "packs 2-, 4- or 8-bit codes"),
         ("bits = 4\ntargets = [\"q_projj\"]", "formats = [\"safetensors\"]", "did you mean `q_proj`?"),
         ("bits = 4\ngroup-size = 128", "formats = [\"gptq\"]", "whole groups of 128 columns"),
+        ("bits = 4\ngroup-size = 32\ntargets = [\"*.mlp.*\"]", "formats = [\"gptq\"]", "8 are left out"),
+        ("bits = 4\n[[stage]]\nkind = \"quantize\"", "formats = [\"safetensors\"]", "at most one quantize stage"),
     ];
     for (stage, export, want) in cases {
         let r = recipe(dir.path(), stage, export);
@@ -154,4 +156,23 @@ fn requantize_lets_ggml_redo_a_grid_gguf_cannot_hold() {
     let o = slmc(dir.path(), &["inspect", gguf.to_str().unwrap(), "--json"]);
     let info = text(&o);
     assert!(o.status.success() && info.contains("Q8_0") && !info.contains("Q4_0"), "{info}");
+}
+
+#[test]
+fn modules_left_out_stay_full_precision_in_the_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(
+        dir.path(),
+        "method = \"rtn\"\nbits = 4\ngroup-size = 32\nignore = [\"mlp.down_proj\"]",
+        "formats = [\"gguf\"]",
+    );
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let gguf = dir.path().join("runs/q/artifacts/q-q4_0.gguf");
+    let o = slmc(dir.path(), &["inspect", gguf.to_str().unwrap(), "--json"]);
+    let info: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
+    let tensors = info["tensors"].as_array().unwrap_or_else(|| panic!("{info}"));
+    let ty = |name: &str| tensors.iter().find(|t| t["name"] == name).map(|t| t["type"].as_str().unwrap().to_string());
+    assert_eq!(ty("blk.0.ffn_down.weight").as_deref(), Some("F16"), "{info}");
+    assert_eq!(ty("blk.0.ffn_up.weight").as_deref(), Some("Q4_0"), "{info}");
 }

@@ -382,7 +382,7 @@ pub fn run(
                         tokenizer_dir: tok,
                         name: Some(recipe.name.clone()),
                         encoded: match (&records, e.requantize) {
-                            (Some(r), false) => encoded_records(r)?,
+                            (Some(r), false) => encoded_records(&model, r)?,
                             _ => Default::default(),
                         },
                     };
@@ -415,17 +415,34 @@ pub fn run(
 /// The exact codes of a quantize stage, in its directory.
 const QUANT_RECORDS: &str = "quant.safetensors";
 
-/// Records as ggml blocks for the GGUF exporter (written as-is).
+/// Records as ggml blocks for the GGUF exporter (written as-is). Decoder linears the quantize
+/// stage left out (`ignore`, `targets`) stay in full precision (F16) instead of following the
+/// file type, which would round them to its grid behind the user's back.
 fn encoded_records(
+    model: &CausalLm,
     records: &slmc_quant::Records,
 ) -> Result<std::collections::HashMap<String, slmc_model::gguf_export::EncodedTensor>, PipelineError> {
-    records
-        .iter()
-        .map(|(name, rec)| {
-            let (ggml_type, bytes) = slmc_quant::ggml_codes::encode(name, rec)?;
-            Ok((format!("{name}.weight"), slmc_model::gguf_export::EncodedTensor { ggml_type, bytes }))
-        })
-        .collect()
+    use slmc_model::gguf_export::EncodedTensor;
+    let mut out = std::collections::HashMap::new();
+    for (name, rec) in records {
+        let (ggml_type, bytes) = slmc_quant::ggml_codes::encode(name, rec)?;
+        out.insert(format!("{name}.weight"), EncodedTensor { ggml_type, bytes });
+    }
+    let left_out: std::collections::HashSet<String> = model
+        .config
+        .linear_modules()
+        .into_iter()
+        .filter(|m| !records.contains_key(m))
+        .map(|m| format!("{m}.weight"))
+        .collect();
+    if !left_out.is_empty() {
+        for t in slmc_model::weights::export(model).into_iter().filter(|t| left_out.contains(&t.name)) {
+            let ggml_type = slmc_formats::ggml::GgmlType::F16;
+            let bytes = slmc_formats::ggml::quantize(ggml_type, &t.values)?;
+            out.insert(t.name, EncodedTensor { ggml_type, bytes });
+        }
+    }
+    Ok(out)
 }
 
 /// Tokenized train and eval sequences.

@@ -51,7 +51,6 @@ impl QuantRecord {
 
     /// Checks the internal shapes (records read from disk are untrusted).
     pub fn validate(&self, name: &str) -> Result<(), QuantError> {
-        let g = self.groups();
         let bad = |reason: String| Err(QuantError::Record { name: name.into(), reason });
         if !matches!(self.grid.bits, 2 | 3 | 4 | 8) {
             return bad(format!("{} bits is not 2, 3, 4 or 8", self.grid.bits));
@@ -59,6 +58,7 @@ impl QuantRecord {
         if self.grid.group_size == Some(0) {
             return bad("group size 0".into());
         }
+        let g = self.groups();
         if self.codes.len() != self.rows * self.cols {
             return bad(format!("{} codes for a {}x{} weight", self.codes.len(), self.rows, self.cols));
         }
@@ -68,6 +68,13 @@ impl QuantRecord {
         let maxq = self.grid.maxq();
         if self.codes.iter().chain(&self.zeros).any(|&c| u32::from(c) > maxq) {
             return bad(format!("a code or zero point above {maxq}"));
+        }
+        let sym_zero = (self.grid.maxq() + 1) / 2;
+        if self.grid.sym && self.zeros.iter().any(|&z| u32::from(z) != sym_zero) {
+            return bad(format!("a symmetric grid with a zero point other than {sym_zero}"));
+        }
+        if !self.grid.sym && self.zeros.contains(&0) {
+            return bad("an asymmetric zero point of 0 (slmc keeps them ≥ 1)".into());
         }
         if self.scales.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return bad("a scale that is not a positive finite number".into());
@@ -189,8 +196,14 @@ mod tests {
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
         assert!(load_records(&path).unwrap_err().to_string().contains("not a safetensors file"));
-        let mut bad = rec;
+        let mut bad = rec.clone();
         bad.codes[0] = 16;
         assert!(bad.validate("x").unwrap_err().to_string().contains("above 15"));
+        let mut bad = rec.clone();
+        bad.grid.group_size = Some(0);
+        assert!(bad.validate("x").unwrap_err().to_string().contains("group size 0"));
+        let mut bad = rec;
+        bad.grid.sym = true;
+        assert!(bad.validate("x").unwrap_err().to_string().contains("zero point other than 8"));
     }
 }

@@ -256,8 +256,8 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let gptq = q.method == QuantMethod::Gptq;
                 let acts = if gptq {
                     // The block's input, attention context, residual and output for every calibration
-                    // window, plus one site's Hessian (f64, and the f32 batch product).
-                    4 * 4 * q.samples as u64 * calib_len * model.hidden_size as u64 + 12 * widest * widest
+                    // window, plus one site's Hessian and its factorisation (several f64 copies).
+                    4 * 4 * q.samples as u64 * calib_len * model.hidden_size as u64 + 50 * widest * widest
                 } else {
                     0
                 };
@@ -354,15 +354,33 @@ fn quantize_shape_problems(
     let formats = recipe.export.as_ref().map(|e| e.formats.clone()).unwrap_or_default();
     let is_last = recipe.last_quantize().is_some_and(|l| std::ptr::eq(l, q));
     let mut out = Vec::new();
+    let all = model.linear_modules();
+    if is_last && formats.contains(&ExportFormat::Gptq) && modules.len() < all.len() {
+        let left: Vec<&String> = all.iter().filter(|m| !modules.contains(m)).collect();
+        out.push(Diagnostic::new(
+            format!(
+                "the gptq export needs every decoder linear module quantized (GPTQ loaders replace them all), but {} are left out, e.g. {}",
+                left.len(),
+                left[0]
+            ),
+            origin.clone(),
+        ));
+    }
+    let gguf_as_is = formats.contains(&ExportFormat::Gguf)
+        && !recipe.export.as_ref().is_some_and(|e| e.requantize)
+        && slmc_formats::gguf::FileType::for_uniform_grid(q.bits, q.group_size, q.sym).is_some();
+    // The first module of each kind of problem is named (one line per kind, not per module).
+    if let Some((m, cols)) = modules
+        .iter()
+        .filter_map(|m| Some((m, model.linear_shape(m.splitn(4, '.').nth(3)?)?[1])))
+        .find(|(_, cols)| cols % 32 != 0)
+        && is_last
+        && gguf_as_is
+    {
+        out.push(Diagnostic::new(format!("{m} has {cols} input columns, not a multiple of the 32 a GGUF block holds"), origin.clone()));
+    }
     for m in modules {
         let Some([rows, cols]) = model.linear_shape(m.splitn(4, '.').nth(3).unwrap_or("")) else { continue };
-        let gguf_as_is = formats.contains(&ExportFormat::Gguf)
-            && !recipe.export.as_ref().is_some_and(|e| e.requantize)
-            && slmc_formats::gguf::FileType::for_uniform_grid(q.bits, q.group_size, q.sym).is_some();
-        if is_last && gguf_as_is && cols % 32 != 0 {
-            out.push(Diagnostic::new(format!("{m} has {cols} input columns, not a multiple of the 32 a GGUF block holds"), origin.clone()));
-            break;
-        }
         if is_last && formats.contains(&ExportFormat::Gptq) {
             let per_word = 32 / usize::from(q.bits.max(1));
             let group_ok = q.group_size.is_none_or(|g| cols % g == 0);

@@ -17,15 +17,31 @@ pub fn matches(sel: &Selector, name: &str) -> bool {
         || glob_match(sel.text.as_bytes(), name.as_bytes())
 }
 
-/// `*` (any run), `?` (one character), everything else literal.
+/// `*` (any run), `?` (one character), everything else literal. Linear in the product of the
+/// lengths (no backtracking blow-up on many `*`).
 fn glob_match(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && glob_match(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob_match(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => glob_match(&p[1..], &s[1..]),
-        _ => false,
+    // can[j]: the pattern prefix seen so far matches s[..j].
+    let mut can = vec![false; s.len() + 1];
+    can[0] = true;
+    for &c in p {
+        let mut next = vec![false; s.len() + 1];
+        match c {
+            b'*' => {
+                let mut any = false;
+                for j in 0..=s.len() {
+                    any |= can[j];
+                    next[j] = any;
+                }
+            }
+            _ => {
+                for j in 0..s.len() {
+                    next[j + 1] = can[j] && (c == b'?' || c == s[j]);
+                }
+            }
+        }
+        can = next;
     }
+    can[s.len()]
 }
 
 /// Modules names that are never quantized but commonly listed in `ignore` (llm-compressor's
@@ -90,6 +106,9 @@ mod tests {
         assert!(matches(&sel("q_proj"), n));
         assert!(!matches(&sel("proj"), n));
         assert!(!matches(&sel("model.layers.1?.*"), n));
+        assert!(matches(&sel("*layers*q_proj"), n));
+        let many = format!("{}x", "*".repeat(40));
+        assert!(!matches(&sel(&many), &"a".repeat(60)), "no exponential backtracking");
     }
 
     #[test]

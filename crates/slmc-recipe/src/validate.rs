@@ -579,6 +579,13 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
 /// invalidate the codes.
 fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
     use slmc_formats::gguf::FileType;
+    let quantizes: Vec<&Stage> = r.stages.iter().filter(|s| matches!(s.kind, StageKind::Quantize(_))).collect();
+    if let [_, second, ..] = quantizes.as_slice() {
+        d.push(Diagnostic::new(
+            "a recipe has at most one quantize stage (its codes are what the exports write)",
+            second.origin.clone(),
+        ));
+    }
     let last_q = r.stages.iter().rposition(|s| matches!(s.kind, StageKind::Quantize(_)));
     if let Some(i) = last_q
         && let Some(s) = r.stages[i..].iter().find(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)))
