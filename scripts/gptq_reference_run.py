@@ -143,6 +143,8 @@ def main() -> int:
     g.add_argument("--sym", dest="sym", action="store_true", default=True)
     g.add_argument("--asym", dest="sym", action="store_false")
     ap.add_argument("--damp", type=float, default=0.01)
+    ap.add_argument("--static-groups", action="store_true",
+                    help="group params from the original weights (slmc's act-order uses static groups)")
     ap.add_argument("--out")
     ap.add_argument("--ctx", type=int, default=128)
     ap.add_argument("--stride", type=int, default=64)
@@ -173,7 +175,7 @@ def main() -> int:
 
     qcfg = QuantizeConfig(
         bits=args.bits, group_size=args.group_size, sym=args.sym, desc_act=args.act_order,
-        static_groups=False, damp_percent=args.damp, true_sequential=True,
+        static_groups=args.static_groups, damp_percent=args.damp, true_sequential=True,
         act_group_aware=False, mse=0.0, fallback=None, offload_to_disk=False,
     )
     if args.reuse and (Path(args.out) / "model.safetensors").is_file():
@@ -196,6 +198,7 @@ def main() -> int:
     out = {
         "library": "gptqmodel", "version": gptqmodel.__version__, "bits": args.bits,
         "group_size": args.group_size, "act_order": args.act_order, "sym": args.sym,
+        "static_groups": args.static_groups,
         "quant_seconds": quant_seconds, "ppl": ppl(qmodel, ids, args), "threads": args.threads,
         "damp": args.damp, "calib_shape": list(calib.shape), "n_quant_linear": len(qmods),
         "quant_linear": sorted({type(m).__name__ for m in qmods}),
