@@ -10,7 +10,12 @@ fn root() -> PathBuf {
 }
 
 fn slmc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slmc")).current_dir(dir).args(args).env("COLUMNS", "100").output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_slmc"))
+        .current_dir(dir)
+        .args(args)
+        .env("COLUMNS", "100")
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -64,7 +69,10 @@ fn gptq_quantizes_exports_and_resumes_from_the_last_block() {
         .filter(|v| v["event"] == "quantize")
         .collect();
     assert_eq!(modules.len(), 14, "{metrics}");
-    assert!(modules.iter().all(|m| m["rel_error"].as_f64().is_some_and(|e| e > 0.0 && e < 0.05)), "{metrics}");
+    assert!(
+        modules.iter().all(|m| m["rel_error"].as_f64().is_some_and(|e| e > 0.0 && e < 0.05)),
+        "{metrics}"
+    );
     let calib = std::fs::read(stage.join("calibration.safetensors")).unwrap();
     let calib = safetensors::SafeTensors::deserialize(&calib).unwrap();
     assert_eq!(calib.tensor("input_ids").unwrap().shape(), &[16, 32]);
@@ -77,7 +85,8 @@ fn gptq_quantizes_exports_and_resumes_from_the_last_block() {
 
     // Packed GPTQ directory: v1 zeros of a symmetric 4-bit grid are the golden word 0x77777777.
     let gptq = run.join("artifacts/q-gptq");
-    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(gptq.join("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(gptq.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["quantization_config"]["bits"], 4);
     assert_eq!(cfg["quantization_config"]["group_size"], 32);
     assert!(gptq.join("quantize_config.json").is_file() && gptq.join("tokenizer.json").is_file());
@@ -107,7 +116,8 @@ fn rtn_needs_no_training_data() {
     let dir = tempfile::tempdir().unwrap();
     let r = recipe(dir.path(), "method = \"rtn\"\nbits = 8\ngroup-size = 32", "formats = [\"gguf\"]");
     let body = std::fs::read_to_string(&r).unwrap();
-    let body = body.replace(&format!("train = \"{}\"\n", root().join("tests/fixtures/eval.txt").display()), "");
+    let body =
+        body.replace(&format!("train = \"{}\"\n", root().join("tests/fixtures/eval.txt").display()), "");
     std::fs::write(&r, body).unwrap();
     let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
     let out = text(&o);
@@ -119,14 +129,26 @@ fn rtn_needs_no_training_data() {
 fn check_refuses_grids_the_exports_cannot_hold_and_unknown_modules() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("bits = 4\ngroup-size = 32", "formats = [\"gguf\"]\ngguf-type = \"q4_k_m\"", "set `gguf-type = \"q4_0\"`"),
-        ("bits = 4\ngroup-size = 32\nsym = false", "formats = [\"gguf\"]\ngguf-type = \"q4_0\"", "set `gguf-type = \"q4_1\"`"),
+        (
+            "bits = 4\ngroup-size = 32",
+            "formats = [\"gguf\"]\ngguf-type = \"q4_k_m\"",
+            "set `gguf-type = \"q4_0\"`",
+        ),
+        (
+            "bits = 4\ngroup-size = 32\nsym = false",
+            "formats = [\"gguf\"]\ngguf-type = \"q4_0\"",
+            "set `gguf-type = \"q4_1\"`",
+        ),
         ("bits = 4\ngroup-size = 128", "formats = [\"gguf\"]", "cannot hold the 4-bit g128 sym codes"),
         ("bits = 3\ngroup-size = 32", "formats = [\"gptq\"]", "packs 2-, 4- or 8-bit codes"),
         ("bits = 4\ntargets = [\"q_projj\"]", "formats = [\"safetensors\"]", "did you mean `q_proj`?"),
         ("bits = 4\ngroup-size = 128", "formats = [\"gptq\"]", "whole groups of 128 columns"),
         ("bits = 4\ngroup-size = 32\ntargets = [\"*.mlp.*\"]", "formats = [\"gptq\"]", "8 are left out"),
-        ("bits = 4\n[[stage]]\nkind = \"quantize\"", "formats = [\"safetensors\"]", "at most one quantize stage"),
+        (
+            "bits = 4\n[[stage]]\nkind = \"quantize\"",
+            "formats = [\"safetensors\"]",
+            "at most one quantize stage",
+        ),
     ];
     for (stage, export, want) in cases {
         let r = recipe(dir.path(), stage, export);
@@ -136,7 +158,11 @@ fn check_refuses_grids_the_exports_cannot_hold_and_unknown_modules() {
         assert!(out.contains(want), "{stage} / {export}: want `{want}` in\n{out}");
     }
     // The same recipe with requantize = true is accepted.
-    let r = recipe(dir.path(), "bits = 4\ngroup-size = 128", "formats = [\"gguf\"]\ngguf-type = \"q4_k_m\"\nrequantize = true");
+    let r = recipe(
+        dir.path(),
+        "bits = 4\ngroup-size = 128",
+        "formats = [\"gguf\"]\ngguf-type = \"q4_k_m\"\nrequantize = true",
+    );
     let o = slmc(dir.path(), &["check", r.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
 }
@@ -172,7 +198,9 @@ fn modules_left_out_stay_full_precision_in_the_gguf() {
     let o = slmc(dir.path(), &["inspect", gguf.to_str().unwrap(), "--json"]);
     let info: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(&o.stdout)).unwrap();
     let tensors = info["tensors"].as_array().unwrap_or_else(|| panic!("{info}"));
-    let ty = |name: &str| tensors.iter().find(|t| t["name"] == name).map(|t| t["type"].as_str().unwrap().to_string());
+    let ty = |name: &str| {
+        tensors.iter().find(|t| t["name"] == name).map(|t| t["type"].as_str().unwrap().to_string())
+    };
     assert_eq!(ty("blk.0.ffn_down.weight").as_deref(), Some("F16"), "{info}");
     assert_eq!(ty("blk.0.ffn_up.weight").as_deref(), Some("Q4_0"), "{info}");
 }

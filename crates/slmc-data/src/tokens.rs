@@ -248,7 +248,12 @@ impl Order {
 
 /// `n` calibration samples of `seq_len` tokens at seeded random offsets inside the tokens of
 /// `split` (the GPTQ/SparseGPT protocol: whole windows of real tokens, never padded).
-pub fn calibration_samples(split: &Packed, n: usize, seq_len: usize, seed: u64) -> Result<Vec<Vec<u32>>, DataError> {
+pub fn calibration_samples(
+    split: &Packed,
+    n: usize,
+    seq_len: usize,
+    seed: u64,
+) -> Result<Vec<Vec<u32>>, DataError> {
     let range = split.token_range();
     if range.len() <= seq_len {
         return Err(DataError::Invalid {
@@ -259,7 +264,9 @@ pub fn calibration_samples(split: &Packed, n: usize, seq_len: usize, seed: u64) 
     }
     let mut rng = StdRng::seed_from_u64(seed);
     let hi = range.end - seq_len;
-    Ok((0..n).map(|_| split.tokens.read(rand::RngExt::random_range(&mut rng, range.start..hi), seq_len)).collect())
+    Ok((0..n)
+        .map(|_| split.tokens.read(rand::RngExt::random_range(&mut rng, range.start..hi), seq_len))
+        .collect())
 }
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 //! (`model/` with the fake-quantized weights in f32, `quant.safetensors` with the exact codes,
 //! `calibration.safetensors` with the windows used, for reference implementations to reuse).
 
+use crate::PipelineError;
 use crate::events::{Event, Observer};
 use crate::metrics::MetricsLog;
 use crate::runner::{Prepared, RunOptions};
-use crate::PipelineError;
 use serde_json::json;
 use slmc_model::CausalLm;
 use slmc_quant::{Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, Records, quantize};
@@ -44,9 +44,11 @@ pub(crate) fn config(q: &QuantizeParams, targets: &[String]) -> QuantizeConfig {
 fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineError> {
     let len = windows.first().map_or(0, Vec::len);
     let bytes: Vec<u8> = windows.iter().flatten().flat_map(|&t| (t as i32).to_le_bytes()).collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![windows.len(), len], &bytes)
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![windows.len(), len], &bytes)
+            .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
+    let data = safetensors::serialize(vec![("input_ids", view)], None)
         .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
-    let data = safetensors::serialize(vec![("input_ids", view)], None).map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
     Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
 }
 
@@ -68,7 +70,8 @@ pub(crate) fn run(
     let calib = match (q.method, data) {
         (QuantMethod::Rtn, _) => Vec::new(),
         (QuantMethod::Gptq, Some(d)) => {
-            let train = d.train.as_ref().ok_or_else(|| PipelineError::Recipe("GPTQ needs [data] train".into()))?;
+            let train =
+                d.train.as_ref().ok_or_else(|| PipelineError::Recipe("GPTQ needs [data] train".into()))?;
             let len = q.calibration_len.unwrap_or(d.seq_len).min(model.config.max_position_embeddings);
             let windows = slmc_data::calibration_samples(train, q.samples, len, seed)?;
             write_calibration(&sdir.join("calibration.safetensors"), &windows)?;
@@ -110,7 +113,11 @@ pub(crate) fn run(
                     )));
                 }
                 errors.extend(m.rel_error);
-                observer.event(&Event::QuantModule { name: m.name.clone(), seconds: m.seconds, rel_error: m.rel_error });
+                observer.event(&Event::QuantModule {
+                    name: m.name.clone(),
+                    seconds: m.seconds,
+                    rel_error: m.rel_error,
+                });
                 Some(json!({
                     "event": "quantize", "stage": index, "module": m.name, "shape": m.shape,
                     "seconds": m.seconds, "rel_error": m.rel_error,
@@ -118,9 +125,9 @@ pub(crate) fn run(
                     "dead_columns": m.stats.map(|s| s.dead_columns), "gptq_loss": m.stats.map(|s| s.loss),
                 }))
             }
-            QuantEvent::BlockDone { index: b, total, seconds } => {
-                Some(json!({"event": "quantize_block", "stage": index, "block": b, "blocks": total, "seconds": seconds}))
-            }
+            QuantEvent::BlockDone { index: b, total, seconds } => Some(
+                json!({"event": "quantize_block", "stage": index, "block": b, "blocks": total, "seconds": seconds}),
+            ),
         };
         if let Some(l) = line
             && let Err(err) = metrics.write(&l)
@@ -140,7 +147,8 @@ pub(crate) fn run(
     }
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss = peak_rss_bytes();
-    let mean_err = if errors.is_empty() { None } else { Some(errors.iter().sum::<f64>() / errors.len() as f64) };
+    let mean_err =
+        if errors.is_empty() { None } else { Some(errors.iter().sum::<f64>() / errors.len() as f64) };
     let summary = format!(
         "stage {index}: quantize, {} {} on {} modules in {seconds:.1} s{}",
         if q.method == QuantMethod::Gptq { "GPTQ" } else { "RTN" },

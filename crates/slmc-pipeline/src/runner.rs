@@ -157,7 +157,10 @@ pub fn run(
 
     // Bind the recipe to the model (selectors, export shapes) before any work.
     let teacher_cfg = match &recipe.teacher {
-        Some(t) => Some(slmc_recipe::plan::model_config(t).map_err(|d| PipelineError::Recipe(format!("[teacher]: {}", d.message)))?),
+        Some(t) => Some(
+            slmc_recipe::plan::model_config(t)
+                .map_err(|d| PipelineError::Recipe(format!("[teacher]: {}", d.message)))?,
+        ),
         None => None,
     };
     let plan = slmc_recipe::plan(recipe, model.config.clone(), teacher_cfg.as_ref());
@@ -168,7 +171,11 @@ pub fn run(
             sets: options.sets.clone(),
         };
         let text: Vec<String> = plan.problems.iter().map(|d| sources.render(d)).collect();
-        return Err(PipelineError::Recipe(format!("{}{} cannot run on this model", text.concat(), options.recipe_file)));
+        return Err(PipelineError::Recipe(format!(
+            "{}{} cannot run on this model",
+            text.concat(),
+            options.recipe_file
+        )));
     }
     let mut records: Option<slmc_quant::Records> = None;
 

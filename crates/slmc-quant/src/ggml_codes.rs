@@ -27,7 +27,10 @@ pub fn encode(name: &str, rec: &QuantRecord) -> Result<(GgmlType, Vec<u8>), Quan
         ),
     })?;
     if rec.cols % 32 != 0 {
-        return Err(QuantError::Record { name: name.into(), reason: format!("{} input columns is not a multiple of 32", rec.cols) });
+        return Err(QuantError::Record {
+            name: name.into(),
+            reason: format!("{} input columns is not a multiple of 32", rec.cols),
+        });
     }
     let blocks = rec.cols / 32;
     let mut out = vec![0u8; rec.rows * blocks * ty.type_size()];
@@ -38,12 +41,18 @@ pub fn encode(name: &str, rec: &QuantRecord) -> Result<(GgmlType, Vec<u8>), Quan
             let codes = &rec.codes[r * rec.cols + b * 32..r * rec.cols + (b + 1) * 32];
             let dst = chunks.next().expect("sized above");
             match ty {
-                GgmlType::Q4_0 => BlockQ4_0::from_codes(p.scale, std::array::from_fn(|j| codes[j])).write(dst),
-                GgmlType::Q4_1 => {
-                    BlockQ4_1::from_codes(p.scale, -p.scale * f32::from(p.zero), std::array::from_fn(|j| codes[j])).write(dst)
+                GgmlType::Q4_0 => {
+                    BlockQ4_0::from_codes(p.scale, std::array::from_fn(|j| codes[j])).write(dst)
                 }
+                GgmlType::Q4_1 => BlockQ4_1::from_codes(
+                    p.scale,
+                    -p.scale * f32::from(p.zero),
+                    std::array::from_fn(|j| codes[j]),
+                )
+                .write(dst),
                 GgmlType::Q8_0 => {
-                    BlockQ8_0::from_codes(p.scale, std::array::from_fn(|j| (i16::from(codes[j]) - 128) as i8)).write(dst)
+                    BlockQ8_0::from_codes(p.scale, std::array::from_fn(|j| (i16::from(codes[j]) - 128) as i8))
+                        .write(dst)
                 }
                 _ => unreachable!("for_uniform_grid maps to these three"),
             }

@@ -43,7 +43,13 @@ pub struct GptqStats {
 }
 
 /// Parameters of row `r` over input columns `cols` of `wt` (`[cols_total, rows]`).
-pub(crate) fn params_of(grid: &Grid, wt: &[f32], rows: usize, r: usize, cols: std::ops::Range<usize>) -> Params {
+pub(crate) fn params_of(
+    grid: &Grid,
+    wt: &[f32],
+    rows: usize,
+    r: usize,
+    cols: std::ops::Range<usize>,
+) -> Params {
     grid.params(cols.map(|c| wt[c * rows + r]))
 }
 
@@ -190,7 +196,8 @@ pub fn gptq(
         }
         // Lazy batch update of every later column: W[i2.., :] -= U[i1..i2, i2..]ᵀ · Err.
         if i2 < cols {
-            let lhs = MatRef::from_row_major_slice(&u, cols, cols).submatrix(i1, i2, nb, cols - i2).transpose();
+            let lhs =
+                MatRef::from_row_major_slice(&u, cols, cols).submatrix(i1, i2, nb, cols - i2).transpose();
             let rhs = MatRef::from_row_major_slice(&err, nb, rows);
             let dst = MatMut::from_row_major_slice_mut(&mut w[i2 * rows..], cols - i2, rows);
             faer::linalg::matmul::matmul(dst, Accum::Add, lhs, rhs, -1.0f32, Par::rayon(0));

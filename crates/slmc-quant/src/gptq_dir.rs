@@ -30,23 +30,30 @@ pub fn save_gptq(
     tokenizer_dir: Option<PathBuf>,
     out: &Path,
 ) -> Result<Vec<PathBuf>, QuantError> {
-    let missing: Vec<String> = model.config.linear_modules().into_iter().filter(|m| !records.contains_key(m)).collect();
+    let missing: Vec<String> =
+        model.config.linear_modules().into_iter().filter(|m| !records.contains_key(m)).collect();
     if let Some(first) = missing.first() {
         return Err(QuantError::Input(format!(
             "the gptq export needs every decoder linear module quantized (GPTQ loaders replace them all); {} are not, e.g. {first}",
             missing.len()
         )));
     }
-    let first = records.values().next().ok_or_else(|| QuantError::Input("no quantized modules to export".into()))?;
+    let first =
+        records.values().next().ok_or_else(|| QuantError::Input("no quantized modules to export".into()))?;
     if let Some((name, _)) = records.iter().find(|(_, r)| r.grid != first.grid) {
-        return Err(QuantError::Input(format!("{name} is on a different grid; a GPTQ checkpoint has one quantization_config")));
+        return Err(QuantError::Input(format!(
+            "{name} is on a different grid; a GPTQ checkpoint has one quantization_config"
+        )));
     }
     let mut overlay = Overlay::default();
     for (name, rec) in records {
         overlay.replace.insert(format!("{name}.weight"), pack(name, rec)?);
     }
     let qc = quantization_config(first, settings.act_order, settings.damp, settings.true_sequential);
-    overlay.files.push(("quantize_config.json".into(), (serde_json::to_string_pretty(&qc).expect("json") + "\n").into_bytes()));
+    overlay.files.push((
+        "quantize_config.json".into(),
+        (serde_json::to_string_pretty(&qc).expect("json") + "\n").into_bytes(),
+    ));
     overlay.config.insert("quantization_config".into(), qc);
     let options = SaveOptions { dtype: Some(FloatDtype::F16), max_shard_bytes: None, tokenizer_dir };
     Ok(save_with(model, out, &options, overlay)?)

@@ -24,7 +24,8 @@ impl Hessian {
         let [b, s, c] = x.dims();
         assert_eq!(c, self.cols, "Hessian width");
         let x2 = x.clone().reshape([b * s, c]);
-        let xtx: Vec<f32> = x2.clone().transpose().matmul(x2).into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
+        let xtx: Vec<f32> =
+            x2.clone().transpose().matmul(x2).into_data().convert::<f32>().try_to_vec::<f32>().expect("f32");
         for (acc, v) in self.sum.iter_mut().zip(xtx) {
             *acc += f64::from(v);
         }

@@ -18,7 +18,10 @@ pub fn packable(rec: &QuantRecord) -> Result<(), String> {
     }
     let per_word = 32 / bits;
     if rec.cols % per_word != 0 || rec.rows % per_word != 0 {
-        return Err(format!("a {}x{} weight is not a multiple of {per_word} in both dimensions", rec.rows, rec.cols));
+        return Err(format!(
+            "a {}x{} weight is not a multiple of {per_word} in both dimensions",
+            rec.rows, rec.cols
+        ));
     }
     Ok(())
 }
@@ -71,7 +74,14 @@ pub fn pack(prefix: &str, rec: &QuantRecord) -> Result<Vec<TensorToWrite>, Quant
 
 /// Inverse of [`pack`] for one module: codes `[out, in]`, true zero points and scales
 /// `[out, groups]` (used by tests and `slmc inspect`).
-pub fn unpack(qweight: &[u32], qzeros: &[u32], scales: &[f32], bits: u32, n: usize, k: usize) -> (Vec<u8>, Vec<u8>, Vec<f32>) {
+pub fn unpack(
+    qweight: &[u32],
+    qzeros: &[u32],
+    scales: &[f32],
+    bits: u32,
+    n: usize,
+    k: usize,
+) -> (Vec<u8>, Vec<u8>, Vec<f32>) {
     let per_word = (32 / bits) as usize;
     let mask = (1u32 << bits) - 1;
     let groups = scales.len() / n;
@@ -85,7 +95,8 @@ pub fn unpack(qweight: &[u32], qzeros: &[u32], scales: &[f32], bits: u32, n: usi
     let mut sc = vec![0f32; n * groups];
     for g in 0..groups {
         for row in 0..n {
-            let stored = (qzeros[g * (n / per_word) + row / per_word] >> (bits as usize * (row % per_word))) & mask;
+            let stored =
+                (qzeros[g * (n / per_word) + row / per_word] >> (bits as usize * (row % per_word))) & mask;
             zeros[row * groups + g] = (stored + 1) as u8;
             sc[row * groups + g] = scales[g * n + row];
         }
@@ -94,7 +105,12 @@ pub fn unpack(qweight: &[u32], qzeros: &[u32], scales: &[f32], bits: u32, n: usi
 }
 
 /// The `quantization_config` entry of `config.json` (also written as `quantize_config.json`).
-pub fn quantization_config(rec: &QuantRecord, act_order: bool, damp: f64, true_sequential: bool) -> serde_json::Value {
+pub fn quantization_config(
+    rec: &QuantRecord,
+    act_order: bool,
+    damp: f64,
+    true_sequential: bool,
+) -> serde_json::Value {
     serde_json::json!({
         "quant_method": "gptq",
         "bits": rec.grid.bits,
@@ -134,12 +150,10 @@ mod tests {
             if bits == 4 && sym {
                 assert!(words(&t[1]).iter().all(|&w| w == 0x7777_7777), "sym 4-bit qzeros");
             }
-            let scales: Vec<f32> = t[2]
-                .data
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect();
-            let (codes, zeros, sc) = unpack(&words(&t[0]), &words(&t[1]), &scales, u32::from(bits), rows, cols);
+            let scales: Vec<f32> =
+                t[2].data.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect();
+            let (codes, zeros, sc) =
+                unpack(&words(&t[0]), &words(&t[1]), &scales, u32::from(bits), rows, cols);
             assert_eq!(codes, rec.codes);
             assert_eq!(zeros, rec.zeros);
             assert_eq!(sc, rec.scales);

@@ -63,7 +63,12 @@ impl QuantRecord {
             return bad(format!("{} codes for a {}x{} weight", self.codes.len(), self.rows, self.cols));
         }
         if self.scales.len() != self.rows * g || self.zeros.len() != self.rows * g {
-            return bad(format!("{} scales / {} zeros for {} rows x {g} groups", self.scales.len(), self.zeros.len(), self.rows));
+            return bad(format!(
+                "{} scales / {} zeros for {} rows x {g} groups",
+                self.scales.len(),
+                self.zeros.len(),
+                self.rows
+            ));
         }
         let maxq = self.grid.maxq();
         if self.codes.iter().chain(&self.zeros).any(|&c| u32::from(c) > maxq) {
@@ -135,20 +140,22 @@ pub fn save_records(records: &Records, path: &Path) -> Result<(), QuantError> {
 pub fn load_records(path: &Path) -> Result<Records, QuantError> {
     let bytes = std::fs::read(path).map_err(|e| QuantError::Io { path: path.into(), source: e })?;
     let bad = |reason: String| QuantError::Record { name: path.display().to_string(), reason };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
+    let (_, header) =
+        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
     let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
-    let grids_text = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("slmc.quant.grids"))
-        .ok_or_else(|| bad("no `slmc.quant.grids` metadata: not a slmc quantization record file".into()))?;
+    let grids_text =
+        header.metadata().as_ref().and_then(|m| m.get("slmc.quant.grids")).ok_or_else(|| {
+            bad("no `slmc.quant.grids` metadata: not a slmc quantization record file".into())
+        })?;
     let grids: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(grids_text).map_err(|e| bad(format!("bad grid metadata: {e}")))?;
     let mut out = Records::new();
     for (name, g) in &grids {
         let grid = grid_from_json(g).ok_or_else(|| bad(format!("bad grid for {name}")))?;
         let get = |suffix: &str, dtype: Dtype| -> Result<(Vec<usize>, Vec<u8>), QuantError> {
-            let t = st.tensor(&format!("{name}.{suffix}")).map_err(|_| bad(format!("missing {name}.{suffix}")))?;
+            let t = st
+                .tensor(&format!("{name}.{suffix}"))
+                .map_err(|_| bad(format!("missing {name}.{suffix}")))?;
             if t.dtype() != dtype || t.shape().len() != 2 {
                 return Err(bad(format!("{name}.{suffix} must be a 2-d {dtype:?} tensor")));
             }

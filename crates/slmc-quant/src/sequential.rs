@@ -127,9 +127,9 @@ fn set_weight(lin: &mut Linear, wt: Vec<f32>, cols: usize, rows: usize, device: 
 pub fn apply_records(model: &mut CausalLm, records: &Records) -> Result<(), QuantError> {
     let device = model.device();
     for (name, rec) in records {
-        let (layer, module) = split_name(name)
-            .filter(|(l, _)| *l < model.layers.len())
-            .ok_or_else(|| QuantError::Input(format!("`{name}` is not a decoder-layer module of this model")))?;
+        let (layer, module) = split_name(name).filter(|(l, _)| *l < model.layers.len()).ok_or_else(|| {
+            QuantError::Input(format!("`{name}` is not a decoder-layer module of this model"))
+        })?;
         apply_one(&mut model.layers[layer], module, name, rec, &device)?;
     }
     Ok(())
@@ -141,7 +141,13 @@ fn split_name(name: &str) -> Option<(usize, &str)> {
     Some((i.parse().ok()?, module))
 }
 
-fn apply_one(layer: &mut DecoderLayer, module: &str, name: &str, rec: &QuantRecord, device: &Device) -> Result<(), QuantError> {
+fn apply_one(
+    layer: &mut DecoderLayer,
+    module: &str,
+    name: &str,
+    rec: &QuantRecord,
+    device: &Device,
+) -> Result<(), QuantError> {
     let lin = layer
         .linear_mut(module)
         .ok_or_else(|| QuantError::Input(format!("`{name}` is not a linear module of this model")))?;
@@ -177,7 +183,9 @@ pub fn quantize(
     }
     let vocab = model.config.vocab_size;
     if let Some(t) = calib.iter().flatten().find(|&&t| t as usize >= vocab) {
-        return Err(QuantError::Input(format!("calibration token id {t} is outside the vocabulary ({vocab})")));
+        return Err(QuantError::Input(format!(
+            "calibration token id {t} is outside the vocabulary ({vocab})"
+        )));
     }
     let c = model.config.clone();
     let rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq.max(1), &device);
@@ -186,7 +194,9 @@ pub fn quantize(
             .chunks(cfg.batch_size.max(1))
             .map(|batch| {
                 let ids: Vec<i32> = batch.iter().flatten().map(|&t| t as i32).collect();
-                model.embed_tokens.forward(Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq]), &device))
+                model
+                    .embed_tokens
+                    .forward(Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq]), &device))
             })
             .collect()
     } else {
@@ -206,10 +216,13 @@ pub fn quantize(
         let block_records = match restored {
             Some(recs) => {
                 for (name, rec) in &recs {
-                    let module = split_name(name)
-                        .filter(|(l, _)| *l == i)
-                        .map(|(_, m)| m)
-                        .ok_or_else(|| QuantError::Record { name: name.clone(), reason: format!("not a module of block {i}") })?;
+                    let module =
+                        split_name(name).filter(|(l, _)| *l == i).map(|(_, m)| m).ok_or_else(|| {
+                            QuantError::Record {
+                                name: name.clone(),
+                                reason: format!("not a module of block {i}"),
+                            }
+                        })?;
                     apply_one(&mut model.layers[i], module, name, rec, &device)?;
                 }
                 resumed += 1;
@@ -221,7 +234,15 @@ pub fn quantize(
                 }
                 on(QuantEvent::Block { index: i, total });
                 let t0 = Instant::now();
-                let (recs, next) = quantize_block(&mut model.layers[i], i, cfg, fused, std::mem::take(&mut inps), &rope, on)?;
+                let (recs, next) = quantize_block(
+                    &mut model.layers[i],
+                    i,
+                    cfg,
+                    fused,
+                    std::mem::take(&mut inps),
+                    &rope,
+                    on,
+                )?;
                 if let Some(p) = &ckpt {
                     save_records(&recs, p)?;
                 }
@@ -235,7 +256,8 @@ pub fn quantize(
             let layer = &model.layers[i];
             inps = inps.into_iter().map(|x| layer.forward(x, &rope, None)).collect();
         }
-        let stop = ctl.stop_after_block == Some(i) || ctl.interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
+        let stop =
+            ctl.stop_after_block == Some(i) || ctl.interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
         if fresh && stop && i + 1 < total {
             return Err(QuantError::Interrupted { block: i });
         }
@@ -296,7 +318,8 @@ fn quantize_block(
         _ => vec![Site::ALL.to_vec()],
     };
     let device = layer.input_layernorm.weight.val().device();
-    let mut acts: Vec<BatchActs> = inps.into_iter().map(|x| BatchActs { x, context: None, h: None }).collect();
+    let mut acts: Vec<BatchActs> =
+        inps.into_iter().map(|x| BatchActs { x, context: None, h: None }).collect();
     let mut out = Records::new();
     for group in &groups {
         let modules: Vec<(Site, &str, String)> = group
@@ -308,7 +331,9 @@ fn quantize_block(
         if gptq_opts.is_some() {
             for &site in group {
                 let wanted = modules.iter().find(|(s, _, _)| *s == site);
-                let mut h = wanted.map(|(_, m, _)| Hessian::new(layer.linear(m).expect("listed module").weight.val().dims()[0]));
+                let mut h = wanted.map(|(_, m, _)| {
+                    Hessian::new(layer.linear(m).expect("listed module").weight.val().dims()[0])
+                });
                 for a in acts.iter_mut() {
                     let input = site_input(layer, site, a, rope);
                     if let Some(h) = h.as_mut() {
@@ -324,24 +349,40 @@ fn quantize_block(
             let t0 = Instant::now();
             let (wt, rows, cols) = weight_values(layer.linear(m).expect("listed module"));
             if wt.iter().any(|v| !v.is_finite()) {
-                return Err(QuantError::Numerical(format!("{name}: the weight holds NaN or infinite values")));
+                return Err(QuantError::Numerical(format!(
+                    "{name}: the weight holds NaN or infinite values"
+                )));
             }
             let (rec, stats, rel_error) = match gptq_opts {
                 None => (rtn(&wt, rows, cols, cfg.grid), None, None),
                 Some(opts) => {
                     let h = &hessians[&site];
-                    let (rec, stats) =
-                        gptq(&wt, rows, cols, h, cfg.grid, opts).map_err(|e| QuantError::Numerical(format!("{name}: {e}")))?;
+                    let (rec, stats) = gptq(&wt, rows, cols, h, cfg.grid, opts)
+                        .map_err(|e| QuantError::Numerical(format!("{name}: {e}")))?;
                     let deq_t = transpose(&rec.dequantize(), rows, cols);
                     let rel = relative_output_error(&wt, &deq_t, rows, cols, h);
                     if !rel.is_finite() {
-                        return Err(QuantError::Numerical(format!("{name}: the quantized output error is not finite")));
+                        return Err(QuantError::Numerical(format!(
+                            "{name}: the quantized output error is not finite"
+                        )));
                     }
                     (rec, Some(stats), Some(rel))
                 }
             };
-            set_weight(layer.linear_mut(m).expect("listed module"), transpose(&rec.dequantize(), rows, cols), cols, rows, &device);
-            let report = ModuleReport { name: name.clone(), shape: [rows, cols], seconds: t0.elapsed().as_secs_f64(), rel_error, stats };
+            set_weight(
+                layer.linear_mut(m).expect("listed module"),
+                transpose(&rec.dequantize(), rows, cols),
+                cols,
+                rows,
+                &device,
+            );
+            let report = ModuleReport {
+                name: name.clone(),
+                shape: [rows, cols],
+                seconds: t0.elapsed().as_secs_f64(),
+                rel_error,
+                stats,
+            };
             on(QuantEvent::Module(&report));
             out.insert(name, rec);
         }

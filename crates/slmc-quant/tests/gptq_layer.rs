@@ -53,7 +53,8 @@ fn gptq_beats_rtn_on_the_calibration_objective_at_every_setting() {
         (8, Some(32), true, false),
     ] {
         let grid = Grid { bits, group_size, sym, f16_scales: true };
-        let (q, stats) = gptq(&wt, rows, cols, &h, grid, GptqOptions { act_order, ..Default::default() }).unwrap();
+        let (q, stats) =
+            gptq(&wt, rows, cols, &h, grid, GptqOptions { act_order, ..Default::default() }).unwrap();
         let (e_gptq, e_rtn) = (error_of(&q, &wt, &h), error_of(&rtn(&wt, rows, cols, grid), &wt, &h));
         assert_eq!(stats.retries, 0);
         assert!(
@@ -69,11 +70,20 @@ fn gptq_loss_estimate_equals_the_output_error_without_damping() {
     let (rows, cols) = (16, 64);
     let (wt, h) = layer(rows, cols, 300, 2);
     let grid = Grid { bits: 3, group_size: None, sym: false, f16_scales: false };
-    let (q, stats) = gptq(&wt, rows, cols, &h, grid, GptqOptions { damp: 1e-9, ..Default::default() }).unwrap();
+    let (q, stats) =
+        gptq(&wt, rows, cols, &h, grid, GptqOptions { damp: 1e-9, ..Default::default() }).unwrap();
     let deq_t = transpose(&q.dequantize(), rows, cols);
     let energy: f64 = {
         let w: Vec<f64> = wt.iter().map(|&v| f64::from(v)).collect();
-        (0..rows).map(|r| (0..cols).map(|i| (0..cols).map(|j| w[i * rows + r] * h[i * cols + j] * w[j * rows + r]).sum::<f64>()).sum::<f64>()).sum()
+        (0..rows)
+            .map(|r| {
+                (0..cols)
+                    .map(|i| {
+                        (0..cols).map(|j| w[i * rows + r] * h[i * cols + j] * w[j * rows + r]).sum::<f64>()
+                    })
+                    .sum::<f64>()
+            })
+            .sum()
     };
     let out_err = relative_output_error(&wt, &deq_t, rows, cols, &h) * energy;
     assert!((stats.loss - 0.5 * out_err).abs() < 2e-3 * out_err, "{} vs {}", stats.loss, 0.5 * out_err);
@@ -85,10 +95,16 @@ fn block_size_changes_rounding_only() {
     let (wt, h) = layer(rows, cols, 500, 3);
     for group_size in [None, Some(32)] {
         let grid = Grid { bits: 4, group_size, sym: true, f16_scales: true };
-        let run = |block_size| gptq(&wt, rows, cols, &h, grid, GptqOptions { block_size, ..Default::default() }).unwrap().0;
+        let run = |block_size| {
+            gptq(&wt, rows, cols, &h, grid, GptqOptions { block_size, ..Default::default() }).unwrap().0
+        };
         let (a, b) = (run(32), run(128));
         let differ = a.codes.iter().zip(&b.codes).filter(|(x, y)| x != y).count();
-        assert!(differ * 200 <= a.codes.len(), "group {group_size:?}: {differ} of {} codes differ", a.codes.len());
+        assert!(
+            differ * 200 <= a.codes.len(),
+            "group {group_size:?}: {differ} of {} codes differ",
+            a.codes.len()
+        );
     }
 }
 
@@ -108,6 +124,7 @@ fn dead_columns_are_zeroed_and_a_singular_hessian_raises_damping() {
     // Rank-1 Hessian, no damping: the factorisation fails until damping is raised.
     let v: Vec<f64> = (0..cols).map(|c| 1.0 + c as f64).collect();
     let h1: Vec<f64> = (0..cols * cols).map(|k| v[k / cols] * v[k % cols]).collect();
-    let (_, stats) = gptq(&wt, rows, cols, &h1, grid, GptqOptions { damp: 0.0, ..Default::default() }).unwrap();
+    let (_, stats) =
+        gptq(&wt, rows, cols, &h1, grid, GptqOptions { damp: 0.0, ..Default::default() }).unwrap();
     assert!(stats.retries >= 1 && stats.damp > 0.0, "{stats:?}");
 }

@@ -16,11 +16,21 @@ const SCALE_RTOL: f32 = 1e-4;
 const OBJECTIVE_RTOL: f64 = 1e-3;
 
 fn f32s(st: &SafeTensors<'_>, name: &str) -> Vec<f32> {
-    st.tensor(name).unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 fn i32s(st: &SafeTensors<'_>, name: &str) -> Vec<i32> {
-    st.tensor(name).unwrap().data().chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
 }
 
 #[test]
@@ -28,8 +38,10 @@ fn gptq_matches_gptqmodel_on_a_single_layer() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/gptq");
     let bytes = std::fs::read(dir.join("layer.safetensors")).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("layer.json")).unwrap()).unwrap();
-    let (rows, cols) = (meta["shapes"]["R"].as_u64().unwrap() as usize, meta["shapes"]["C"].as_u64().unwrap() as usize);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("layer.json")).unwrap()).unwrap();
+    let (rows, cols) =
+        (meta["shapes"]["R"].as_u64().unwrap() as usize, meta["shapes"]["C"].as_u64().unwrap() as usize);
     let tokens = meta["shapes"]["T"].as_u64().unwrap() as usize;
     let w = f32s(&st, "weight");
     let x = f32s(&st, "inputs");
@@ -46,7 +58,15 @@ fn gptq_matches_gptqmodel_on_a_single_layer() {
     }
     h.iter_mut().for_each(|v| *v /= tokens as f64);
     let energy: f64 = (0..rows)
-        .map(|r| (0..cols).map(|i| (0..cols).map(|j| f64::from(w[r * cols + i]) * h[i * cols + j] * f64::from(w[r * cols + j])).sum::<f64>()).sum::<f64>())
+        .map(|r| {
+            (0..cols)
+                .map(|i| {
+                    (0..cols)
+                        .map(|j| f64::from(w[r * cols + i]) * h[i * cols + j] * f64::from(w[r * cols + j]))
+                        .sum::<f64>()
+                })
+                .sum::<f64>()
+        })
         .sum();
 
     for case in meta["cases"].as_array().unwrap() {
@@ -61,7 +81,11 @@ fn gptq_matches_gptqmodel_on_a_single_layer() {
         };
         let act_order = c["act_order"].as_bool().unwrap();
         assert_eq!(c["static_groups"].as_bool().unwrap(), act_order, "slmc's act-order uses static groups");
-        let opts = GptqOptions { damp: c["damp"].as_f64().unwrap(), block_size: c["blocksize"].as_u64().unwrap() as usize, act_order };
+        let opts = GptqOptions {
+            damp: c["damp"].as_f64().unwrap(),
+            block_size: c["blocksize"].as_u64().unwrap() as usize,
+            act_order,
+        };
         let (rec, _) = gptq(&wt, rows, cols, &h, grid, opts).unwrap();
 
         let want_codes = i32s(&st, &format!("{name}.codes"));
@@ -74,11 +98,18 @@ fn gptq_matches_gptqmodel_on_a_single_layer() {
             for g in 0..groups {
                 let p = rec.params(r, g);
                 let (ws, wz) = (want_scales[r * groups + g], want_zeros[r * groups + g]);
-                assert!((p.scale - ws).abs() <= SCALE_RTOL * ws, "{name} row {r} group {g}: scale {} vs {ws}", p.scale);
+                assert!(
+                    (p.scale - ws).abs() <= SCALE_RTOL * ws,
+                    "{name} row {r} group {g}: scale {} vs {ws}",
+                    p.scale
+                );
                 assert_eq!(f32::from(p.zero), wz, "{name} row {r} group {g}: zero");
             }
         }
-        assert_eq!(i32s(&st, &format!("{name}.g_idx")), (0..cols).map(|c| grid.group_of(c) as i32).collect::<Vec<_>>());
+        assert_eq!(
+            i32s(&st, &format!("{name}.g_idx")),
+            (0..cols).map(|c| grid.group_of(c) as i32).collect::<Vec<_>>()
+        );
         let deq_t: Vec<f32> = {
             let d = rec.dequantize();
             (0..rows * cols).map(|k| d[(k % rows) * cols + k / rows]).collect()

@@ -3,7 +3,9 @@
 
 use burn::prelude::Device;
 use slmc_model::HfModel;
-use slmc_quant::{Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, quantizable_modules, quantize};
+use slmc_quant::{
+    Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, quantizable_modules, quantize,
+};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -68,7 +70,8 @@ fn gptq_records_are_the_model_weights_and_beat_rtn() {
         assert_eq!(w.values, rec.dequantize(), "{name}");
     }
     let (rtn_model, _) =
-        quantize(hf.model.clone(), &config(&hf.model, Method::Rtn), &[], Control::default(), &mut |_| {}).unwrap();
+        quantize(hf.model.clone(), &config(&hf.model, Method::Rtn), &[], Control::default(), &mut |_| {})
+            .unwrap();
     let (g, r) = (nll(&gptq_model, &held_out) - dense, nll(&rtn_model, &held_out) - dense);
     assert!(g < r, "NLL increase: GPTQ {g:.5} vs RTN {r:.5}");
 }

@@ -274,7 +274,11 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     }
                 );
                 quantized_modules.push((s.index, modules.clone()));
-                (summary, (modules.len(), params), Memory { weights, activations: acts, ..Default::default() })
+                (
+                    summary,
+                    (modules.len(), params),
+                    Memory { weights, activations: acts, ..Default::default() },
+                )
             }
             StageKind::Eval(e) => {
                 let ctx = e.ctx.unwrap_or(seq);
@@ -310,7 +314,10 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 }
                 ExportFormat::Gptq => {
                     let bits = recipe.last_quantize().map_or(4, |q| q.bits) as f64 + 0.3;
-                    exports.push(("gptq (packed safetensors)".into(), (model.num_params() as f64 * bits / 8.0) as u64));
+                    exports.push((
+                        "gptq (packed safetensors)".into(),
+                        (model.num_params() as f64 * bits / 8.0) as u64,
+                    ));
                 }
                 ExportFormat::Gguf => {
                     let t = recipe.gguf_type();
@@ -377,7 +384,10 @@ fn quantize_shape_problems(
         && is_last
         && gguf_as_is
     {
-        out.push(Diagnostic::new(format!("{m} has {cols} input columns, not a multiple of the 32 a GGUF block holds"), origin.clone()));
+        out.push(Diagnostic::new(
+            format!("{m} has {cols} input columns, not a multiple of the 32 a GGUF block holds"),
+            origin.clone(),
+        ));
     }
     for m in modules {
         let Some([rows, cols]) = model.linear_shape(m.splitn(4, '.').nth(3).unwrap_or("")) else { continue };

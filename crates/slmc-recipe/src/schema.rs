@@ -43,7 +43,9 @@ impl Recipe {
         self.export
             .as_ref()
             .and_then(|e| e.gguf_type)
-            .or_else(|| self.last_quantize().and_then(|q| FileType::for_uniform_grid(q.bits, q.group_size, q.sym)))
+            .or_else(|| {
+                self.last_quantize().and_then(|q| FileType::for_uniform_grid(q.bits, q.group_size, q.sym))
+            })
             .unwrap_or(FileType::F16)
     }
 

@@ -53,15 +53,24 @@ const NEVER_QUANTIZED: &[&str] = &["lm_head", "model.embed_tokens", "embed_token
 pub fn resolve(q: &QuantizeParams, modules: &[String]) -> Result<Vec<String>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let unmatched = |sel: &Selector, key: &str| {
-        let mut suffixes: Vec<String> = modules.iter().filter_map(|m| m.splitn(4, '.').nth(3).map(str::to_string)).collect();
+        let mut suffixes: Vec<String> =
+            modules.iter().filter_map(|m| m.splitn(4, '.').nth(3).map(str::to_string)).collect();
         suffixes.extend(modules.iter().filter_map(|m| m.rsplit('.').next().map(str::to_string)));
         suffixes.sort();
         suffixes.dedup();
         let mut d = Diagnostic::new(
-            format!("`{}` in `{key}` selects none of the model's {} linear modules (e.g. `{}`)", sel.text, modules.len(), modules.first().map_or("", String::as_str)),
+            format!(
+                "`{}` in `{key}` selects none of the model's {} linear modules (e.g. `{}`)",
+                sel.text,
+                modules.len(),
+                modules.first().map_or("", String::as_str)
+            ),
             sel.origin.clone(),
         );
-        if let Some(l) = did_you_mean(&sel.text, modules.iter().map(String::as_str).chain(suffixes.iter().map(String::as_str))) {
+        if let Some(l) = did_you_mean(
+            &sel.text,
+            modules.iter().map(String::as_str).chain(suffixes.iter().map(String::as_str)),
+        ) {
             d = d.with_label(l);
         }
         d
@@ -113,8 +122,10 @@ mod tests {
 
     #[test]
     fn resolve_subtracts_ignore_and_rejects_selectors_that_select_nothing() {
-        let modules: Vec<String> =
-            ["self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj"].iter().flat_map(|m| (0..2).map(move |i| format!("model.layers.{i}.{m}"))).collect();
+        let modules: Vec<String> = ["self_attn.q_proj", "self_attn.o_proj", "mlp.down_proj"]
+            .iter()
+            .flat_map(|m| (0..2).map(move |i| format!("model.layers.{i}.{m}")))
+            .collect();
         let mut q = crate::schema::QuantizeParams {
             method: crate::schema::QuantMethod::Gptq,
             bits: 4,

@@ -394,7 +394,10 @@ fn selectors(r: &mut TableReader<'_>, key: &'static str, d: &mut Diagnostics) ->
                 if let Some(re) = s.strip_prefix("re:")
                     && let Err(e) = regex_lite::Regex::new(re)
                 {
-                    d.push(Diagnostic::new(format!("`{key}`: invalid regular expression `{re}`: {e}"), item.origin.clone()));
+                    d.push(Diagnostic::new(
+                        format!("`{key}`: invalid regular expression `{re}`: {e}"),
+                        item.origin.clone(),
+                    ));
                     continue;
                 }
                 out.push(Selector { text: s.clone(), origin: item.origin.clone() });
@@ -431,14 +434,21 @@ fn quantize_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> QuantizePara
     let sym = r.boolean("sym", d).is_none_or(|b| b.0);
     let act_order = r.boolean("act-order", d).is_some_and(|b| b.0);
     let damp = r.float_where("damp", 0.01, "in (0, 1)", |v| v > 0.0 && v < 1.0, d);
-    let block_size = r.uint_where("block-size", 128, "a positive multiple of `group-size`", |b| {
-        b > 0 && group_size.is_none_or(|g| b % g == 0)
-    }, d);
+    let block_size = r.uint_where(
+        "block-size",
+        128,
+        "a positive multiple of `group-size`",
+        |b| b > 0 && group_size.is_none_or(|g| b % g == 0),
+        d,
+    );
     let true_sequential = r.boolean("true-sequential", d).is_none_or(|b| b.0);
     let samples = r.uint_where("calibration-samples", 128, "at least 1", |v| v >= 1, d);
     let calibration_len = match r.uint("calibration-len", d) {
         Some((v, origin)) if v < 2 => {
-            d.push(Diagnostic::new(format!("`calibration-len` in {} must be at least 2, got {v}", r.what()), origin));
+            d.push(Diagnostic::new(
+                format!("`calibration-len` in {} must be at least 2, got {v}", r.what()),
+                origin,
+            ));
             None
         }
         other => other.map(|v| v.0),
@@ -547,7 +557,10 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         ));
     }
     quantize_export_checks(r, root, d);
-    let needs_data = r.stages.iter().any(|s| !matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Rtn)) || r.gates.max_ppl.is_some() || r.gates.max_ppl_increase.is_some();
+    let needs_data =
+        r.stages.iter().any(|s| !matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Rtn))
+            || r.gates.max_ppl.is_some()
+            || r.gates.max_ppl_increase.is_some();
     let anchor = root.origin.clone();
     match &r.data {
         None if needs_data => d.push(Diagnostic::new(
@@ -557,11 +570,17 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         Some(data) => {
             let trains =
                 r.stages.iter().any(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)));
-            let calibrates = r.stages.iter().find(|s| matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Gptq));
+            let calibrates = r
+                .stages
+                .iter()
+                .find(|s| matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Gptq));
             if let Some(s) = calibrates
                 && data.train.is_empty()
             {
-                d.push(Diagnostic::new("GPTQ draws its calibration windows from `train` in [data]", s.origin.clone()));
+                d.push(Diagnostic::new(
+                    "GPTQ draws its calibration windows from `train` in [data]",
+                    s.origin.clone(),
+                ));
             }
             if trains && data.train.is_empty() {
                 d.push(Diagnostic::new("finetune and distill stages need `train` in [data]", anchor.clone()));
@@ -579,7 +598,8 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
 /// invalidate the codes.
 fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
     use slmc_formats::gguf::FileType;
-    let quantizes: Vec<&Stage> = r.stages.iter().filter(|s| matches!(s.kind, StageKind::Quantize(_))).collect();
+    let quantizes: Vec<&Stage> =
+        r.stages.iter().filter(|s| matches!(s.kind, StageKind::Quantize(_))).collect();
     if let [_, second, ..] = quantizes.as_slice() {
         d.push(Diagnostic::new(
             "a recipe has at most one quantize stage (its codes are what the exports write)",
@@ -588,7 +608,8 @@ fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
     }
     let last_q = r.stages.iter().rposition(|s| matches!(s.kind, StageKind::Quantize(_)));
     if let Some(i) = last_q
-        && let Some(s) = r.stages[i..].iter().find(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)))
+        && let Some(s) =
+            r.stages[i..].iter().find(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)))
     {
         d.push(Diagnostic::new(
             format!("stage {} ({}) would train the quantized weights of stage {i} and lose their codes; quantize last", s.index, s.kind.name()),
@@ -596,7 +617,8 @@ fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         ));
     }
     let Some(e) = &r.export else { return };
-    let export_node = root.entries().and_then(|es| es.iter().find(|e| e.key == "export")).map(|e| e.node.origin.clone());
+    let export_node =
+        root.entries().and_then(|es| es.iter().find(|e| e.key == "export")).map(|e| e.node.origin.clone());
     let anchor = export_node.unwrap_or_else(|| root.origin.clone());
     let q = r.last_quantize();
     if e.formats.contains(&ExportFormat::Gguf)
