@@ -8,8 +8,8 @@ perplexity as the fake-quantized model slmc evaluates.
 The stage model directory holds the fake-quantized weights in f32 (scale x (code - zero)); the
 GGUF file holds the same codes as Q4_0 / Q4_1 / Q8_0 blocks. Both are scored on the same token
 ids (scripts/gguf_ppl_table.py's protocol): llama.cpp (llama-cpp-python) on the GGUF file,
-`slmc eval` on the stage model (torch is not imported: it and llama-cpp-python crash when loaded
-into one process here). Also reports the GGUF tensor types (gguf-py) and checks
+`slmc eval` on the stage model. Weights are compared through check_llamacpp.py's GGUF →
+Hugging Face conversion (dequantized, q/k permutation undone). Also reports the GGUF tensor types (gguf-py) and checks
 that every quantized linear dequantizes exactly to the stage model's weight (Q4_0 / Q8_0 are
 exact; Q4_1 within the f16 rounding of its minimum). Prints one JSON line.
 """
@@ -32,18 +32,8 @@ import tempfile  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from check_llamacpp import gguf_to_hf_state, validate  # noqa: E402
 from gguf_ppl_table import llama_cpp_nll, token_ids  # noqa: E402
-
-NAMES = {"self_attn.q_proj": "attn_q", "self_attn.k_proj": "attn_k", "self_attn.v_proj": "attn_v",
-         "self_attn.o_proj": "attn_output", "mlp.gate_proj": "ffn_gate", "mlp.up_proj": "ffn_up",
-         "mlp.down_proj": "ffn_down"}
-
-
-def unpermute(w, n_head):
-    # llama.cpp stores q/k rows permuted for its rope layout; undo it (convert_hf_to_gguf's inverse).
-    rows = w.shape[0]
-    return w.reshape(n_head, rows // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,27 +45,21 @@ def main() -> None:
     ap.add_argument("--stride", type=int, default=128)
     ap.add_argument("--slmc", type=Path, default=HERE.parent / "target/release/slmc")
     args = ap.parse_args()
-    from gguf import GGUFReader
-    from gguf.quants import dequantize
     from safetensors.numpy import load_file
 
-    cfg = json.loads((args.model / "config.json").read_text())
     dense = load_file(args.model / "model.safetensors")
-    reader = GGUFReader(args.gguf)
-    types, worst = {}, 0.0
+    reader, kv = validate(args.gguf)
+    types: dict[str, int] = {}
     for t in reader.tensors:
         types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
-        parts = t.name.split(".")
-        if parts[0] != "blk" or parts[2] not in NAMES.values():
-            continue
-        module = [k for k, v in NAMES.items() if v == parts[2]][0]
-        want = dense[f"model.layers.{parts[1]}.{module}.weight"]
-        got = dequantize(t.data, t.tensor_type).reshape(want.shape)
-        if parts[2] == "attn_q":
-            got = unpermute(got, cfg["num_attention_heads"])
-        elif parts[2] == "attn_k":
-            got = unpermute(got, cfg.get("num_key_value_heads", cfg["num_attention_heads"]))
-        worst = max(worst, float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)))
+    # Dequantized GGUF tensors under Hugging Face names, q/k permutation undone.
+    state = gguf_to_hf_state(reader, kv, kv["general.architecture"])
+    worst = 0.0
+    for name, got in state.items():
+        if ".layers." in name and name.endswith("proj.weight"):
+            want = dense[name]
+            got = got.float().numpy().reshape(want.shape)
+            worst = max(worst, float(np.abs(got - want).max() / max(np.abs(want).max(), 1e-30)))
     ids = token_ids(args.model, args.data, args.max_tokens)
     total, count = llama_cpp_nll(args.gguf, ids, args.ctx, args.stride)
     with tempfile.TemporaryDirectory() as tmp:

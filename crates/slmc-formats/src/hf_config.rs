@@ -183,8 +183,13 @@ impl ModelConfig {
             .collect()
     }
 
-    /// `[out, in]` of a module named by [`ModelConfig::linear_modules`] (relative name).
+    /// `[out, in]` of a module named by [`ModelConfig::linear_modules`]
+    /// (`model.layers.3.mlp.down_proj`, or relative to its layer: `mlp.down_proj`).
     pub fn linear_shape(&self, module: &str) -> Option<[usize; 2]> {
+        let module = module
+            .strip_prefix("model.layers.")
+            .and_then(|rest| rest.split_once('.'))
+            .map_or(module, |(_, relative)| relative);
         let (h, i) = (self.hidden_size, self.intermediate_size);
         let (q, kv) = (self.q_dim(), self.kv_dim());
         Some(match module {

@@ -43,10 +43,9 @@ impl Site {
     /// Every site, in forward (true-sequential) order.
     pub const ALL: [Site; 4] = [Site::AttnInput, Site::AttnOutput, Site::MlpInput, Site::MlpHidden];
 
-    /// The module names (relative to the layer, e.g. `self_attn.q_proj`) fed by this site, for
-    /// the separate or fused layout.
-    pub fn modules(self, fused: bool) -> &'static [&'static str] {
-        let arch = if fused { crate::config::Arch::Phi3 } else { crate::config::Arch::Llama };
+    /// The module names (relative to the layer, e.g. `self_attn.q_proj`) fed by this site in
+    /// architecture `arch` (separate or fused projections).
+    pub fn modules(self, arch: crate::config::Arch) -> &'static [&'static str] {
         arch.layer_linears()[self as usize]
     }
 }

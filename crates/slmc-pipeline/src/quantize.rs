@@ -67,17 +67,17 @@ pub(crate) fn run(
     observer: &mut dyn Observer,
 ) -> Result<QuantOutcome, PipelineError> {
     let cfg = config(q, targets);
-    let calib = match (q.method, data) {
-        (QuantMethod::Rtn, _) => Vec::new(),
-        (QuantMethod::Gptq, Some(d)) => {
-            let train =
-                d.train.as_ref().ok_or_else(|| PipelineError::Recipe("GPTQ needs [data] train".into()))?;
+    let calib = match q.method {
+        QuantMethod::Rtn => Vec::new(),
+        QuantMethod::Gptq => {
+            let (d, train) = data
+                .and_then(|d| Some((d, d.train.as_ref()?)))
+                .ok_or_else(|| PipelineError::Recipe("GPTQ needs [data] train".into()))?;
             let len = q.calibration_len.unwrap_or(d.seq_len).min(model.config.max_position_embeddings);
             let windows = slmc_data::calibration_samples(train, q.samples, len, seed)?;
             write_calibration(&sdir.join("calibration.safetensors"), &windows)?;
             windows
         }
-        (QuantMethod::Gptq, None) => return Err(PipelineError::Recipe("GPTQ needs [data] train".into())),
     };
     let blocks = sdir.join("blocks");
     std::fs::create_dir_all(&blocks).map_err(|e| PipelineError::io(&blocks, e))?;

@@ -209,10 +209,8 @@ pub fn run(
                 model = HfModel::load(&sdir.join("model"), device)?.model;
             }
             if sdir.join(QUANT_RECORDS).is_file() {
-                let r = slmc_quant::load_records(&sdir.join(QUANT_RECORDS))?;
-                // The saved model is f32, but apply the exact codes anyway: they are the truth.
-                slmc_quant::apply_records(&mut model, &r)?;
-                records = Some(r);
+                // The stage's model was saved in f32: it already holds the dequantized codes.
+                records = Some(slmc_quant::load_records(&sdir.join(QUANT_RECORDS))?);
             }
             final_eval = eval_from_json(&record).or(final_eval);
             summary_lines.push(record.get("summary").and_then(Value::as_str).unwrap_or("").to_string());
@@ -389,7 +387,7 @@ pub fn run(
                         tokenizer_dir: tok,
                         name: Some(recipe.name.clone()),
                         encoded: match (&records, e.requantize) {
-                            (Some(r), false) => encoded_records(&model, r)?,
+                            (Some(r), false) => slmc_quant::ggml_codes::gguf_tensors(&model, r)?,
                             _ => Default::default(),
                         },
                     };
@@ -421,36 +419,6 @@ pub fn run(
 
 /// The exact codes of a quantize stage, in its directory.
 const QUANT_RECORDS: &str = "quant.safetensors";
-
-/// Records as ggml blocks for the GGUF exporter (written as-is). Decoder linears the quantize
-/// stage left out (`ignore`, `targets`) stay in full precision (F16) instead of following the
-/// file type, which would round them to its grid behind the user's back.
-fn encoded_records(
-    model: &CausalLm,
-    records: &slmc_quant::Records,
-) -> Result<std::collections::HashMap<String, slmc_model::gguf_export::EncodedTensor>, PipelineError> {
-    use slmc_model::gguf_export::EncodedTensor;
-    let mut out = std::collections::HashMap::new();
-    for (name, rec) in records {
-        let (ggml_type, bytes) = slmc_quant::ggml_codes::encode(name, rec)?;
-        out.insert(format!("{name}.weight"), EncodedTensor { ggml_type, bytes });
-    }
-    let left_out: std::collections::HashSet<String> = model
-        .config
-        .linear_modules()
-        .into_iter()
-        .filter(|m| !records.contains_key(m))
-        .map(|m| format!("{m}.weight"))
-        .collect();
-    if !left_out.is_empty() {
-        for t in slmc_model::weights::export(model).into_iter().filter(|t| left_out.contains(&t.name)) {
-            let ggml_type = slmc_formats::ggml::GgmlType::F16;
-            let bytes = slmc_formats::ggml::quantize(ggml_type, &t.values)?;
-            out.insert(t.name, EncodedTensor { ggml_type, bytes });
-        }
-    }
-    Ok(out)
-}
 
 /// Tokenized train and eval sequences.
 pub struct Prepared {

@@ -6,9 +6,13 @@
 //! f16, so its dequantized values differ from the record's by at most that rounding.
 
 use crate::QuantError;
-use crate::record::QuantRecord;
+use crate::record::{QuantRecord, Records};
+use crate::sequential::{split_name, weight_values};
 use slmc_formats::ggml::{Block, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
 use slmc_formats::gguf::FileType;
+use slmc_model::CausalLm;
+use slmc_model::gguf_export::EncodedTensor;
+use std::collections::HashMap;
 
 /// The ggml type holding `rec`'s grid exactly, if any.
 pub fn ggml_type_of(rec: &QuantRecord) -> Option<GgmlType> {
@@ -59,6 +63,30 @@ pub fn encode(name: &str, rec: &QuantRecord) -> Result<(GgmlType, Vec<u8>), Quan
         }
     }
     Ok((ty, out))
+}
+
+/// The pre-encoded tensors a GGUF export of a quantized `model` needs (by Hugging Face weight
+/// name): every record as-is, and the decoder linears the quantize stage left out (`ignore`,
+/// `targets`) as F16, so they stay full precision instead of following the file type's grid.
+pub fn gguf_tensors(
+    model: &CausalLm,
+    records: &Records,
+) -> Result<HashMap<String, EncodedTensor>, QuantError> {
+    let mut out = HashMap::new();
+    for (name, rec) in records {
+        let (ggml_type, bytes) = encode(name, rec)?;
+        out.insert(format!("{name}.weight"), EncodedTensor { ggml_type, bytes });
+    }
+    for name in model.config.linear_modules().into_iter().filter(|m| !records.contains_key(m)) {
+        let lin = split_name(&name)
+            .and_then(|(l, m)| model.layers.get(l)?.linear(m))
+            .ok_or_else(|| QuantError::Input(format!("`{name}` is not a linear module of this model")))?;
+        let (wt, rows, cols) = weight_values(lin);
+        let bytes =
+            slmc_formats::ggml::quantize(GgmlType::F16, &slmc_model::weights::transpose(&wt, cols, rows))?;
+        out.insert(format!("{name}.weight"), EncodedTensor { ggml_type: GgmlType::F16, bytes });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -109,19 +109,8 @@ pub fn gptq(
     }
 
     // Static parameters (per channel, or every group up front under act-order).
-    let static_params: Option<Vec<Params>> = (grid.group_size.is_none() || opts.act_order).then(|| {
-        let mut p = Vec::with_capacity(rows * groups);
-        for r in 0..rows {
-            for g in 0..groups {
-                let range = match grid.group_size {
-                    None => 0..cols,
-                    Some(gs) => g * gs..((g + 1) * gs).min(cols),
-                };
-                p.push(params_of(&grid, &w0, rows, r, range));
-            }
-        }
-        p
-    });
+    let static_params =
+        (grid.group_size.is_none() || opts.act_order).then(|| all_params(&grid, &w0, rows, cols));
 
     // Column order.
     let perm: Vec<usize> = if opts.act_order {
@@ -163,7 +152,7 @@ pub fn gptq(
             {
                 // The group's rows (all inside this block) already carry every earlier update.
                 for (r, cur) in current.iter_mut().enumerate() {
-                    *cur = params_of(&grid, &w, rows, r, i..(i + gs).min(cols));
+                    *cur = params_of(&grid, &w, rows, r, grid.columns(g, cols));
                     scales[r * groups + g] = cur.scale;
                     zeros[r * groups + g] = cur.zero;
                 }
@@ -207,42 +196,43 @@ pub fn gptq(
     Ok((record, GptqStats { damp, retries, dead_columns, loss }))
 }
 
+/// Scale and zero of every (row, group), row-major `[rows, groups]`, from `wt` as it is.
+fn all_params(grid: &Grid, wt: &[f32], rows: usize, cols: usize) -> Vec<Params> {
+    let groups = grid.groups(cols);
+    (0..rows * groups)
+        .map(|k| params_of(grid, wt, rows, k / groups, grid.columns(k % groups, cols)))
+        .collect()
+}
+
 /// Round-to-nearest on the same grid (no error feedback): the baseline GPTQ must beat.
 pub fn rtn(wt: &[f32], rows: usize, cols: usize, grid: Grid) -> QuantRecord {
+    let params = all_params(&grid, wt, rows, cols);
     let groups = grid.groups(cols);
-    let mut scales = Vec::with_capacity(rows * groups);
-    let mut zeros = Vec::with_capacity(rows * groups);
-    let mut codes = vec![0u8; rows * cols];
-    for r in 0..rows {
-        for g in 0..groups {
-            let range = match grid.group_size {
-                None => 0..cols,
-                Some(gs) => g * gs..((g + 1) * gs).min(cols),
-            };
-            let p = params_of(&grid, wt, rows, r, range.clone());
-            for c in range {
-                codes[r * cols + c] = grid.code(wt[c * rows + r], p);
-            }
-            scales.push(p.scale);
-            zeros.push(p.zero);
-        }
-    }
+    let codes = (0..rows * cols)
+        .map(|k| {
+            let (r, c) = (k / cols, k % cols);
+            grid.code(wt[c * rows + r], params[r * groups + grid.group_of(c)])
+        })
+        .collect();
+    let (scales, zeros) = params.iter().map(|p| (p.scale, p.zero)).unzip();
     QuantRecord { grid, rows, cols, codes, scales, zeros }
 }
 
-/// `tr(Δ H Δᵀ) / tr(W H Wᵀ)` with `Δ = W − Ŵ`: the output error of the quantized layer on the
-/// calibration inputs relative to the output energy (`H ∝ Σ x xᵀ`). Both weights in `[in, out]`
-/// layout.
-pub fn relative_output_error(wt: &[f32], deq_t: &[f32], rows: usize, cols: usize, h: &[f64]) -> f64 {
+/// `tr(M H Mᵀ)` for `M` in `[in, out]` layout (`mt`, `[cols, rows]`): the output energy
+/// `Σ ‖M x‖²` of the calibration inputs when `H = Σ x xᵀ` (or its mean).
+pub fn output_energy(mt: &[f64], rows: usize, cols: usize, h: &[f64]) -> f64 {
     let hm = MatRef::from_row_major_slice(h, cols, cols);
-    let quad = |m: &[f64]| -> f64 {
-        let x = MatRef::from_row_major_slice(m, cols, rows);
-        let mut hx = Mat::<f64>::zeros(cols, rows);
-        faer::linalg::matmul::matmul(hx.as_mut(), Accum::Replace, hm, x, 1.0, Par::rayon(0));
-        (0..cols).map(|c| (0..rows).map(|r| x[(c, r)] * hx[(c, r)]).sum::<f64>()).sum()
-    };
+    let x = MatRef::from_row_major_slice(mt, cols, rows);
+    let mut hx = Mat::<f64>::zeros(cols, rows);
+    faer::linalg::matmul::matmul(hx.as_mut(), Accum::Replace, hm, x, 1.0, Par::rayon(0));
+    (0..cols).map(|c| (0..rows).map(|r| x[(c, r)] * hx[(c, r)]).sum::<f64>()).sum()
+}
+
+/// `tr(Δ H Δᵀ) / tr(W H Wᵀ)` with `Δ = W − Ŵ`: the output error of the quantized layer on the
+/// calibration inputs relative to the output energy. Both weights in `[in, out]` layout.
+pub fn relative_output_error(wt: &[f32], deq_t: &[f32], rows: usize, cols: usize, h: &[f64]) -> f64 {
     let w: Vec<f64> = wt.iter().map(|&v| f64::from(v)).collect();
     let delta: Vec<f64> = wt.iter().zip(deq_t).map(|(&a, &b)| f64::from(a) - f64::from(b)).collect();
-    let energy = quad(&w);
-    if energy > 0.0 { quad(&delta) / energy } else { 0.0 }
+    let energy = output_energy(&w, rows, cols, h);
+    if energy > 0.0 { output_energy(&delta, rows, cols, h) / energy } else { 0.0 }
 }

@@ -43,6 +43,14 @@ impl Grid {
         self.group_size.map_or(0, |g| col / g)
     }
 
+    /// The input columns of group `g` (all of them per channel).
+    pub fn columns(&self, g: usize, cols: usize) -> std::ops::Range<usize> {
+        match self.group_size {
+            None => 0..cols,
+            Some(gs) => g * gs..((g + 1) * gs).min(cols),
+        }
+    }
+
     /// Chooses scale and zero for `values` (one row's slice of a group). The range always holds
     /// 0; symmetric grids use `[-absmax, absmax]` even when every value has one sign; an
     /// all-zero slice gets the range `[-1, 1]`. Asymmetric zero points are kept ≥ 1 so that the

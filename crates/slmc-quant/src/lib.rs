@@ -17,10 +17,8 @@ pub mod record;
 pub mod sequential;
 
 pub use error::QuantError;
-pub use gptq::{GptqOptions, GptqStats, gptq, relative_output_error, rtn};
+pub use gptq::{GptqOptions, GptqStats, gptq, output_energy, relative_output_error, rtn};
 pub use gptq_dir::{GptqSettings, save_gptq};
 pub use grid::{Grid, Params};
 pub use record::{QuantRecord, Records, load_records, save_records};
-pub use sequential::{
-    Control, Method, ModuleReport, QuantEvent, QuantizeConfig, apply_records, quantizable_modules, quantize,
-};
+pub use sequential::{Control, Method, ModuleReport, QuantEvent, QuantizeConfig, apply_records, quantize};

@@ -72,38 +72,6 @@ pub fn pack(prefix: &str, rec: &QuantRecord) -> Result<Vec<TensorToWrite>, Quant
     ])
 }
 
-/// Inverse of [`pack`] for one module: codes `[out, in]`, true zero points and scales
-/// `[out, groups]` (used by tests and `slmc inspect`).
-pub fn unpack(
-    qweight: &[u32],
-    qzeros: &[u32],
-    scales: &[f32],
-    bits: u32,
-    n: usize,
-    k: usize,
-) -> (Vec<u8>, Vec<u8>, Vec<f32>) {
-    let per_word = (32 / bits) as usize;
-    let mask = (1u32 << bits) - 1;
-    let groups = scales.len() / n;
-    let codes = (0..n * k)
-        .map(|i| {
-            let (row, c) = (i / k, i % k);
-            ((qweight[(c / per_word) * n + row] >> (bits as usize * (c % per_word))) & mask) as u8
-        })
-        .collect();
-    let mut zeros = vec![0u8; n * groups];
-    let mut sc = vec![0f32; n * groups];
-    for g in 0..groups {
-        for row in 0..n {
-            let stored =
-                (qzeros[g * (n / per_word) + row / per_word] >> (bits as usize * (row % per_word))) & mask;
-            zeros[row * groups + g] = (stored + 1) as u8;
-            sc[row * groups + g] = scales[g * n + row];
-        }
-    }
-    (codes, zeros, sc)
-}
-
 /// The `quantization_config` entry of `config.json` (also written as `quantize_config.json`).
 pub fn quantization_config(
     rec: &QuantRecord,
@@ -132,6 +100,39 @@ pub fn quantization_config(
 mod tests {
     use super::*;
     use crate::grid::Grid;
+
+    /// Inverse of [`pack`] for one module: codes `[out, in]`, true zero points and scales
+    /// `[out, groups]`.
+    fn unpack(
+        qweight: &[u32],
+        qzeros: &[u32],
+        scales: &[f32],
+        bits: u32,
+        n: usize,
+        k: usize,
+    ) -> (Vec<u8>, Vec<u8>, Vec<f32>) {
+        let per_word = (32 / bits) as usize;
+        let mask = (1u32 << bits) - 1;
+        let groups = scales.len() / n;
+        let codes = (0..n * k)
+            .map(|i| {
+                let (row, c) = (i / k, i % k);
+                ((qweight[(c / per_word) * n + row] >> (bits as usize * (c % per_word))) & mask) as u8
+            })
+            .collect();
+        let mut zeros = vec![0u8; n * groups];
+        let mut sc = vec![0f32; n * groups];
+        for g in 0..groups {
+            for row in 0..n {
+                let stored = (qzeros[g * (n / per_word) + row / per_word]
+                    >> (bits as usize * (row % per_word)))
+                    & mask;
+                zeros[row * groups + g] = (stored + 1) as u8;
+                sc[row * groups + g] = scales[g * n + row];
+            }
+        }
+        (codes, zeros, sc)
+    }
 
     fn words(t: &TensorToWrite) -> Vec<u32> {
         t.data.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()

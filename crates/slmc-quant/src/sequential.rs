@@ -13,14 +13,14 @@ use crate::QuantError;
 use crate::gptq::{GptqOptions, GptqStats, gptq, relative_output_error, rtn};
 use crate::grid::Grid;
 use crate::hessian::Hessian;
-use crate::record::{QuantRecord, Records, load_records, save_records};
+use crate::record::{Records, load_records, save_records};
 use burn::module::Param;
 use burn::nn::Linear;
 use burn::prelude::*;
-use slmc_model::CausalLm;
 use slmc_model::layers::{DecoderLayer, Site};
 use slmc_model::rope::RopeTables;
 use slmc_model::weights::transpose;
+use slmc_model::{Arch, CausalLm};
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +44,8 @@ pub struct QuantizeConfig {
     pub grid: Grid,
     /// Quantize q/k/v, then o, then gate/up, then down, re-running the block in between (GPTQ).
     pub true_sequential: bool,
-    /// Module names to quantize (`model.layers.3.self_attn.q_proj`), from [`quantizable_modules`].
+    /// Module names to quantize (`model.layers.3.self_attn.q_proj`), from
+    /// `ModelConfig::linear_modules`.
     pub targets: BTreeSet<String>,
     /// Calibration windows per forward pass.
     pub batch_size: usize,
@@ -104,13 +105,8 @@ pub struct Control<'a> {
     pub stop_after_block: Option<usize>,
 }
 
-/// Every linear module of the decoder blocks, in forward order (the candidates of
-/// `targets`/`ignore`; embeddings and the LM head are not quantized).
-pub fn quantizable_modules(model: &CausalLm) -> Vec<String> {
-    model.config.linear_modules()
-}
-
-fn weight_values(lin: &Linear) -> (Vec<f32>, usize, usize) {
+/// A linear weight in burn's `[in, out]` layout, with `rows` = out and `cols` = in.
+pub(crate) fn weight_values(lin: &Linear) -> (Vec<f32>, usize, usize) {
     let w = lin.weight.val();
     let [cols, rows] = w.dims();
     (w.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 weights"), rows, cols)
@@ -127,39 +123,30 @@ fn set_weight(lin: &mut Linear, wt: Vec<f32>, cols: usize, rows: usize, device: 
 pub fn apply_records(model: &mut CausalLm, records: &Records) -> Result<(), QuantError> {
     let device = model.device();
     for (name, rec) in records {
-        let (layer, module) = split_name(name).filter(|(l, _)| *l < model.layers.len()).ok_or_else(|| {
-            QuantError::Input(format!("`{name}` is not a decoder-layer module of this model"))
-        })?;
-        apply_one(&mut model.layers[layer], module, name, rec, &device)?;
+        let n_layers = model.layers.len();
+        let lin = split_name(name)
+            .filter(|(l, _)| *l < n_layers)
+            .and_then(|(l, module)| model.layers[l].linear_mut(module))
+            .ok_or_else(|| {
+                QuantError::Input(format!("`{name}` is not a decoder linear module of this model"))
+            })?;
+        let [cols, rows] = lin.weight.val().dims();
+        if [rows, cols] != [rec.rows, rec.cols] {
+            return Err(QuantError::Record {
+                name: name.clone(),
+                reason: format!("record is {}x{} but the weight is {rows}x{cols}", rec.rows, rec.cols),
+            });
+        }
+        set_weight(lin, transpose(&rec.dequantize(), rows, cols), cols, rows, &device);
     }
     Ok(())
 }
 
-fn split_name(name: &str) -> Option<(usize, &str)> {
+/// `model.layers.3.mlp.down_proj` → `(3, "mlp.down_proj")`.
+pub(crate) fn split_name(name: &str) -> Option<(usize, &str)> {
     let rest = name.strip_prefix("model.layers.")?;
     let (i, module) = rest.split_once('.')?;
     Some((i.parse().ok()?, module))
-}
-
-fn apply_one(
-    layer: &mut DecoderLayer,
-    module: &str,
-    name: &str,
-    rec: &QuantRecord,
-    device: &Device,
-) -> Result<(), QuantError> {
-    let lin = layer
-        .linear_mut(module)
-        .ok_or_else(|| QuantError::Input(format!("`{name}` is not a linear module of this model")))?;
-    let [cols, rows] = lin.weight.val().dims();
-    if [rows, cols] != [rec.rows, rec.cols] {
-        return Err(QuantError::Record {
-            name: name.into(),
-            reason: format!("record is {}x{} but the weight is {rows}x{cols}", rec.rows, rec.cols),
-        });
-    }
-    set_weight(lin, transpose(&rec.dequantize(), rows, cols), cols, rows, device);
-    Ok(())
 }
 
 /// Quantizes the `targets` of `model`, block by block, on calibration windows `calib` (all the
@@ -171,7 +158,7 @@ pub fn quantize(
     ctl: Control<'_>,
     on: &mut dyn FnMut(QuantEvent<'_>),
 ) -> Result<(CausalLm, Records), QuantError> {
-    let known: BTreeSet<String> = quantizable_modules(&model).into_iter().collect();
+    let known: BTreeSet<String> = model.config.linear_modules().into_iter().collect();
     if let Some(bad) = cfg.targets.iter().find(|t| !known.contains(*t)) {
         return Err(QuantError::Input(format!("`{bad}` is not a quantizable module of this model")));
     }
@@ -203,7 +190,6 @@ pub fn quantize(
         Vec::new()
     };
     let total = model.layers.len();
-    let fused = c.arch.fused_projections();
     let mut records = Records::new();
     let mut resumed = 0;
     for i in 0..total {
@@ -215,16 +201,11 @@ pub fn quantize(
         let fresh = restored.is_none();
         let block_records = match restored {
             Some(recs) => {
-                for (name, rec) in &recs {
-                    let module =
-                        split_name(name).filter(|(l, _)| *l == i).map(|(_, m)| m).ok_or_else(|| {
-                            QuantError::Record {
-                                name: name.clone(),
-                                reason: format!("not a module of block {i}"),
-                            }
-                        })?;
-                    apply_one(&mut model.layers[i], module, name, rec, &device)?;
+                if let Some(name) = recs.keys().find(|n| split_name(n).is_none_or(|(l, _)| l != i)) {
+                    let reason = format!("not a module of block {i}");
+                    return Err(QuantError::Record { name: name.clone(), reason });
                 }
+                apply_records(&mut model, &recs)?;
                 resumed += 1;
                 recs
             }
@@ -238,7 +219,7 @@ pub fn quantize(
                     &mut model.layers[i],
                     i,
                     cfg,
-                    fused,
+                    c.arch,
                     std::mem::take(&mut inps),
                     &rope,
                     on,
@@ -302,7 +283,7 @@ fn quantize_block(
     layer: &mut DecoderLayer,
     index: usize,
     cfg: &QuantizeConfig,
-    fused: bool,
+    arch: Arch,
     inps: Vec<Tensor<3>>,
     rope: &RopeTables,
     on: &mut dyn FnMut(QuantEvent<'_>),
@@ -324,7 +305,7 @@ fn quantize_block(
     for group in &groups {
         let modules: Vec<(Site, &str, String)> = group
             .iter()
-            .flat_map(|&s| s.modules(fused).iter().map(move |m| (s, *m, format!("model.layers.{index}.{m}"))))
+            .flat_map(|&s| s.modules(arch).iter().map(move |m| (s, *m, format!("model.layers.{index}.{m}"))))
             .filter(|(_, _, name)| cfg.targets.contains(name))
             .collect();
         let mut hessians: HashMap<Site, Vec<f64>> = HashMap::new();
@@ -353,29 +334,22 @@ fn quantize_block(
                     "{name}: the weight holds NaN or infinite values"
                 )));
             }
-            let (rec, stats, rel_error) = match gptq_opts {
-                None => (rtn(&wt, rows, cols, cfg.grid), None, None),
+            let (rec, stats) = match gptq_opts {
+                None => (rtn(&wt, rows, cols, cfg.grid), None),
                 Some(opts) => {
-                    let h = &hessians[&site];
-                    let (rec, stats) = gptq(&wt, rows, cols, h, cfg.grid, opts)
+                    let (rec, stats) = gptq(&wt, rows, cols, &hessians[&site], cfg.grid, opts)
                         .map_err(|e| QuantError::Numerical(format!("{name}: {e}")))?;
-                    let deq_t = transpose(&rec.dequantize(), rows, cols);
-                    let rel = relative_output_error(&wt, &deq_t, rows, cols, h);
-                    if !rel.is_finite() {
-                        return Err(QuantError::Numerical(format!(
-                            "{name}: the quantized output error is not finite"
-                        )));
-                    }
-                    (rec, Some(stats), Some(rel))
+                    (rec, Some(stats))
                 }
             };
-            set_weight(
-                layer.linear_mut(m).expect("listed module"),
-                transpose(&rec.dequantize(), rows, cols),
-                cols,
-                rows,
-                &device,
-            );
+            let deq_t = transpose(&rec.dequantize(), rows, cols);
+            let rel_error = hessians.get(&site).map(|h| relative_output_error(&wt, &deq_t, rows, cols, h));
+            if rel_error.is_some_and(|e| !e.is_finite()) {
+                return Err(QuantError::Numerical(format!(
+                    "{name}: the quantized output error is not finite"
+                )));
+            }
+            set_weight(layer.linear_mut(m).expect("listed module"), deq_t, cols, rows, &device);
             let report = ModuleReport {
                 name: name.clone(),
                 shape: [rows, cols],

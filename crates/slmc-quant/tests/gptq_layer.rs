@@ -1,7 +1,8 @@
 //! GPTQ on a single synthetic layer: the properties algorithms.md §2.7/§11 lists as oracles.
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
-use slmc_quant::{GptqOptions, Grid, gptq, relative_output_error, rtn};
+use slmc_model::weights::transpose;
+use slmc_quant::{GptqOptions, Grid, gptq, output_energy, relative_output_error, rtn};
 
 /// A `[rows, cols]` weight in `[cols, rows]` layout and the Hessian `(1/T) XᵀX` of correlated
 /// inputs with uneven column scales (so error feedback and act-order both matter).
@@ -29,10 +30,6 @@ fn layer(rows: usize, cols: usize, tokens: usize, seed: u64) -> (Vec<f32>, Vec<f
     }
     h.iter_mut().for_each(|v| *v /= tokens as f64);
     (wt, h)
-}
-
-fn transpose(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    (0..rows * cols).map(|k| v[(k % rows) * cols + k / rows]).collect()
 }
 
 fn error_of(rec: &slmc_quant::QuantRecord, wt: &[f32], h: &[f64]) -> f64 {
@@ -73,19 +70,8 @@ fn gptq_loss_estimate_equals_the_output_error_without_damping() {
     let (q, stats) =
         gptq(&wt, rows, cols, &h, grid, GptqOptions { damp: 1e-9, ..Default::default() }).unwrap();
     let deq_t = transpose(&q.dequantize(), rows, cols);
-    let energy: f64 = {
-        let w: Vec<f64> = wt.iter().map(|&v| f64::from(v)).collect();
-        (0..rows)
-            .map(|r| {
-                (0..cols)
-                    .map(|i| {
-                        (0..cols).map(|j| w[i * rows + r] * h[i * cols + j] * w[j * rows + r]).sum::<f64>()
-                    })
-                    .sum::<f64>()
-            })
-            .sum()
-    };
-    let out_err = relative_output_error(&wt, &deq_t, rows, cols, &h) * energy;
+    let delta: Vec<f64> = wt.iter().zip(&deq_t).map(|(&a, &b)| f64::from(a) - f64::from(b)).collect();
+    let out_err = output_energy(&delta, rows, cols, &h);
     assert!((stats.loss - 0.5 * out_err).abs() < 2e-3 * out_err, "{} vs {}", stats.loss, 0.5 * out_err);
 }
 

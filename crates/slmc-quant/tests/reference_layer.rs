@@ -5,7 +5,8 @@
 //! rounding boundary; everything else must agree.
 
 use safetensors::SafeTensors;
-use slmc_quant::{GptqOptions, Grid, gptq, relative_output_error};
+use slmc_model::weights::transpose;
+use slmc_quant::{GptqOptions, Grid, gptq, output_energy};
 use std::path::Path;
 
 /// Share of codes that must equal the reference's.
@@ -45,7 +46,7 @@ fn gptq_matches_gptqmodel_on_a_single_layer() {
     let tokens = meta["shapes"]["T"].as_u64().unwrap() as usize;
     let w = f32s(&st, "weight");
     let x = f32s(&st, "inputs");
-    let wt: Vec<f32> = (0..rows * cols).map(|k| w[(k % rows) * cols + k / rows]).collect();
+    let wt = transpose(&w, rows, cols);
     let mut h = vec![0f64; cols * cols];
     for t in 0..tokens {
         let row = &x[t * cols..(t + 1) * cols];
@@ -57,17 +58,6 @@ fn gptq_matches_gptqmodel_on_a_single_layer() {
         }
     }
     h.iter_mut().for_each(|v| *v /= tokens as f64);
-    let energy: f64 = (0..rows)
-        .map(|r| {
-            (0..cols)
-                .map(|i| {
-                    (0..cols)
-                        .map(|j| f64::from(w[r * cols + i]) * h[i * cols + j] * f64::from(w[r * cols + j]))
-                        .sum::<f64>()
-                })
-                .sum::<f64>()
-        })
-        .sum();
 
     for case in meta["cases"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
@@ -110,11 +100,9 @@ fn gptq_matches_gptqmodel_on_a_single_layer() {
             i32s(&st, &format!("{name}.g_idx")),
             (0..cols).map(|c| grid.group_of(c) as i32).collect::<Vec<_>>()
         );
-        let deq_t: Vec<f32> = {
-            let d = rec.dequantize();
-            (0..rows * cols).map(|k| d[(k % rows) * cols + k / rows]).collect()
-        };
-        let objective = relative_output_error(&wt, &deq_t, rows, cols, &h) * energy;
+        let deq_t = transpose(&rec.dequantize(), rows, cols);
+        let delta: Vec<f64> = wt.iter().zip(&deq_t).map(|(&a, &b)| f64::from(a) - f64::from(b)).collect();
+        let objective = output_energy(&delta, rows, cols, &h);
         let want = case["objective_gptq"].as_f64().unwrap();
         eprintln!("{name}: codes agree {:.4}, objective {objective:.6} vs GPTQModel {want:.6}", agreement);
         assert!(agreement >= MIN_CODE_AGREEMENT, "{name}: only {agreement:.4} of the codes agree");

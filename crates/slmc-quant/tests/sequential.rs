@@ -3,9 +3,7 @@
 
 use burn::prelude::Device;
 use slmc_model::HfModel;
-use slmc_quant::{
-    Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, quantizable_modules, quantize,
-};
+use slmc_quant::{Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, quantize};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
@@ -33,7 +31,7 @@ fn config(model: &slmc_model::CausalLm, method: Method) -> QuantizeConfig {
         method,
         grid: Grid { bits: 4, group_size: Some(32), sym: true, f16_scales: true },
         true_sequential: true,
-        targets: quantizable_modules(model).into_iter().collect(),
+        targets: model.config.linear_modules().into_iter().collect(),
         batch_size: 4,
     }
 }
@@ -61,7 +59,7 @@ fn gptq_records_are_the_model_weights_and_beat_rtn() {
         }
     })
     .unwrap();
-    assert_eq!(records.len(), quantizable_modules(&gptq_model).len());
+    assert_eq!(records.len(), gptq_model.config.linear_modules().len());
     assert!(modules.iter().all(|m| m.rel_error.is_some_and(|e| e > 0.0 && e < 0.1)), "{modules:?}");
     // The model carries exactly the dequantized codes.
     let weights = slmc_model::weights::export(&gptq_model);

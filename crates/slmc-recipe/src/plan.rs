@@ -246,10 +246,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     }
                 };
                 problems.extend(quantize_shape_problems(recipe, q, &model, &modules, &s.origin));
-                let shapes: Vec<[usize; 2]> = modules
-                    .iter()
-                    .filter_map(|m| model.linear_shape(m.splitn(4, '.').nth(3).unwrap_or("")))
-                    .collect();
+                let shapes: Vec<[usize; 2]> = modules.iter().filter_map(|m| model.linear_shape(m)).collect();
                 let params: usize = shapes.iter().map(|[o, i]| o * i).sum();
                 let widest = shapes.iter().map(|s| s[1]).max().unwrap_or(0) as u64;
                 let calib_len = q.calibration_len.unwrap_or(seq) as u64;
@@ -377,10 +374,8 @@ fn quantize_shape_problems(
         && !recipe.export.as_ref().is_some_and(|e| e.requantize)
         && slmc_formats::gguf::FileType::for_uniform_grid(q.bits, q.group_size, q.sym).is_some();
     // The first module of each kind of problem is named (one line per kind, not per module).
-    if let Some((m, cols)) = modules
-        .iter()
-        .filter_map(|m| Some((m, model.linear_shape(m.splitn(4, '.').nth(3)?)?[1])))
-        .find(|(_, cols)| cols % 32 != 0)
+    if let Some((m, cols)) =
+        modules.iter().filter_map(|m| Some((m, model.linear_shape(m)?[1]))).find(|(_, cols)| cols % 32 != 0)
         && is_last
         && gguf_as_is
     {
@@ -390,7 +385,7 @@ fn quantize_shape_problems(
         ));
     }
     for m in modules {
-        let Some([rows, cols]) = model.linear_shape(m.splitn(4, '.').nth(3).unwrap_or("")) else { continue };
+        let Some([rows, cols]) = model.linear_shape(m) else { continue };
         if is_last && formats.contains(&ExportFormat::Gptq) {
             let per_word = 32 / usize::from(q.bits.max(1));
             let group_ok = q.group_size.is_none_or(|g| cols % g == 0);
