@@ -30,7 +30,7 @@ pub fn encode(name: &str, rec: &QuantRecord) -> Result<(GgmlType, Vec<u8>), Quan
             rec.grid.group_size
         ),
     })?;
-    if rec.cols % 32 != 0 {
+    if !rec.cols.is_multiple_of(32) {
         return Err(QuantError::Record {
             name: name.into(),
             reason: format!("{} input columns is not a multiple of 32", rec.cols),

@@ -90,7 +90,7 @@ pub fn gptq(
     assert_eq!(h.len(), cols * cols, "Hessian size");
     let bs = opts.block_size.max(1);
     if let Some(gs) = grid.group_size
-        && bs % gs != 0
+        && !bs.is_multiple_of(gs)
     {
         return Err(QuantError::Numerical(format!("block size {bs} is not a multiple of group size {gs}")));
     }
@@ -148,7 +148,7 @@ pub fn gptq(
             let g = grid.group_of(col);
             if static_params.is_none()
                 && let Some(gs) = grid.group_size
-                && col % gs == 0
+                && col.is_multiple_of(gs)
             {
                 // The group's rows (all inside this block) already carry every earlier update.
                 for (r, cur) in current.iter_mut().enumerate() {

@@ -32,6 +32,11 @@ impl Grid {
         (1u32 << self.bits) - 1
     }
 
+    /// The zero point of a symmetric grid, `2^(bits-1)` (8 for 4-bit).
+    pub fn sym_zero(&self) -> u32 {
+        1 << (self.bits - 1)
+    }
+
     /// Groups per row for `cols` input columns.
     pub fn groups(&self, cols: usize) -> usize {
         self.group_size.map_or(1, |g| cols.div_ceil(g))
@@ -70,7 +75,7 @@ impl Grid {
             scale = half::f16::from_f32(scale).to_f32().max(half::f16::MIN_POSITIVE_SUBNORMAL.to_f32());
         }
         let zero = if self.sym {
-            (self.maxq() + 1) / 2
+            self.sym_zero()
         } else {
             ((-lo / scale).round_ties_even() as u32).clamp(1, self.maxq())
         };

@@ -17,7 +17,7 @@ pub fn packable(rec: &QuantRecord) -> Result<(), String> {
         return Err(format!("{bits}-bit codes cannot be packed in the GPTQ layout (2, 4 or 8 bits)"));
     }
     let per_word = 32 / bits;
-    if rec.cols % per_word != 0 || rec.rows % per_word != 0 {
+    if !rec.cols.is_multiple_of(per_word) || !rec.rows.is_multiple_of(per_word) {
         return Err(format!(
             "a {}x{} weight is not a multiple of {per_word} in both dimensions",
             rec.rows, rec.cols

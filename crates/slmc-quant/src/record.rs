@@ -74,7 +74,7 @@ impl QuantRecord {
         if self.codes.iter().chain(&self.zeros).any(|&c| u32::from(c) > maxq) {
             return bad(format!("a code or zero point above {maxq}"));
         }
-        let sym_zero = (self.grid.maxq() + 1) / 2;
+        let sym_zero = self.grid.sym_zero();
         if self.grid.sym && self.zeros.iter().any(|&z| u32::from(z) != sym_zero) {
             return bad(format!("a symmetric grid with a zero point other than {sym_zero}"));
         }
