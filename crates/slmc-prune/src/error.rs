@@ -1,0 +1,36 @@
+//! The error type of `slmc-prune`.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong pruning.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// A file problem below us.
+    #[error(transparent)]
+    Format(#[from] slmc_formats::FormatError),
+    /// A model problem below us.
+    #[error(transparent)]
+    Model(#[from] slmc_model::ModelError),
+    /// A mask record or mask file that does not hold together.
+    #[error("sparsity mask {name}: {reason}")]
+    Mask {
+        /// The module or file.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A factorisation that failed for good, or a non-finite value.
+    #[error("{0}")]
+    Numerical(String),
+    /// Invalid settings or input (unknown module, impossible target shape…).
+    #[error("{0}")]
+    Input(String),
+    /// An OS error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
