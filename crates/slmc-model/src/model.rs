@@ -84,7 +84,28 @@ fn normal_values(n: usize, std: f64, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
     out
 }
 
+/// `model.layers.3.mlp.down_proj` → `(3, "mlp.down_proj")`: the layer and the module name within
+/// it of a decoder linear module's Hugging Face name.
+pub fn split_layer_name(name: &str) -> Option<(usize, &str)> {
+    let rest = name.strip_prefix("model.layers.")?;
+    let (i, module) = rest.split_once('.')?;
+    Some((i.parse().ok()?, module))
+}
+
 impl CausalLm {
+    /// The decoder linear module with Hugging Face name `name`
+    /// (`model.layers.3.mlp.down_proj`), if the model has it.
+    pub fn decoder_linear(&self, name: &str) -> Option<&Linear> {
+        let (l, module) = split_layer_name(name)?;
+        self.layers.get(l)?.linear(module)
+    }
+
+    /// [`CausalLm::decoder_linear`], mutable.
+    pub fn decoder_linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
+        let (l, module) = split_layer_name(name)?;
+        self.layers.get_mut(l)?.linear_mut(module)
+    }
+
     /// Builds a model with the shapes `config` describes.
     pub fn new(config: &ModelConfig, init: Init, device: &Device) -> Self {
         let c = config;

@@ -7,16 +7,22 @@
 //! stage, from the stage's newest checkpoint; a changed recipe or input is refused unless
 //! `fresh` is set.
 
-mod distill;
+mod context;
+pub mod data;
 pub mod error;
+pub mod evaluation;
 pub mod events;
+mod exports;
 pub mod fingerprint;
+mod gates;
 pub mod metrics;
-mod quantize;
 pub mod report;
 pub mod run_dir;
 pub mod runner;
+mod stages;
+pub mod state;
 
 pub use error::PipelineError;
 pub use events::{Event, Observer};
-pub use runner::{RunOptions, RunSummary, run};
+pub use runner::{EvalResult, RunOptions, RunSummary, run};
+pub use state::{Records, State};

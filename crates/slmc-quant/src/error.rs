@@ -40,3 +40,13 @@ pub enum QuantError {
         source: std::io::Error,
     },
 }
+
+impl From<slmc_calib::CalibError> for QuantError {
+    fn from(e: slmc_calib::CalibError) -> Self {
+        match e {
+            slmc_calib::CalibError::Input(m) => Self::Input(m),
+            slmc_calib::CalibError::Numerical(m) => Self::Numerical(m),
+            slmc_calib::CalibError::Interrupted { block } => Self::Interrupted { block },
+        }
+    }
+}

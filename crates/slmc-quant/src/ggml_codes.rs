@@ -7,7 +7,7 @@
 
 use crate::QuantError;
 use crate::record::{QuantRecord, Records};
-use crate::sequential::{split_name, weight_values};
+use slmc_calib::weight_values;
 use slmc_formats::ggml::{Block, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
 use slmc_formats::gguf::FileType;
 use slmc_model::CausalLm;
@@ -78,8 +78,8 @@ pub fn gguf_tensors(
         out.insert(format!("{name}.weight"), EncodedTensor { ggml_type, bytes });
     }
     for name in model.config.linear_modules().into_iter().filter(|m| !records.contains_key(m)) {
-        let lin = split_name(&name)
-            .and_then(|(l, m)| model.layers.get(l)?.linear(m))
+        let lin = model
+            .decoder_linear(&name)
             .ok_or_else(|| QuantError::Input(format!("`{name}` is not a linear module of this model")))?;
         let (wt, rows, cols) = weight_values(lin);
         let bytes =

@@ -8,8 +8,7 @@
 use crate::QuantError;
 use crate::grid::{Grid, Params};
 use crate::record::QuantRecord;
-use faer::linalg::solvers::DenseSolveCore;
-use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
+use faer::{Accum, MatMut, MatRef, Par};
 
 /// GPTQ settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,30 +52,6 @@ pub(crate) fn params_of(
     grid.params(cols.map(|c| wt[c * rows + r]))
 }
 
-/// Upper factor `U` (row-major f32, `H⁻¹ = Uᵀ U`) of the damped Hessian, raising the
-/// dampening by 0.01 of the mean diagonal after every Cholesky failure.
-fn inverse_factor(h: &[f64], n: usize, damp: f64) -> Result<(Vec<f32>, f64, u32), QuantError> {
-    let mean_diag = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
-    let mut damp = damp;
-    let mut retries = 0;
-    while damp < 1.0 + 1e-9 {
-        let m = Mat::<f64>::from_fn(n, n, |i, j| h[i * n + j] + if i == j { damp * mean_diag } else { 0.0 });
-        let factored = m.llt(Side::Lower).ok().map(|l| l.inverse()).and_then(|inv| inv.llt(Side::Lower).ok());
-        if let Some(l) = factored {
-            let l = l.L();
-            let u: Vec<f32> = (0..n * n).map(|k| l[(k % n, k / n)] as f32).collect();
-            if u.iter().all(|v| v.is_finite()) && (0..n).all(|i| u[i * n + i] > 0.0) {
-                return Ok((u, damp, retries));
-            }
-        }
-        retries += 1;
-        damp += 0.01;
-    }
-    Err(QuantError::Numerical(format!(
-        "the Hessian stayed singular with dampening up to 1.0 (x mean diagonal {mean_diag:.3e}) after {retries} tries"
-    )))
-}
-
 /// Quantizes `wt` (`[cols, rows]`: burn's `[in, out]` layout) with Hessian `h` (`[cols, cols]`).
 pub fn gptq(
     wt: &[f32],
@@ -86,7 +61,30 @@ pub fn gptq(
     grid: Grid,
     opts: GptqOptions,
 ) -> Result<(QuantRecord, GptqStats), QuantError> {
+    gptq_masked(wt, rows, cols, h, grid, opts, None)
+}
+
+/// [`gptq`] keeping a sparsity mask (llm-compressor's `preserve_sparsity_mask`): where `keep`
+/// (row-major `[rows, cols]`) is false the code is the zero point, so the weight dequantizes to
+/// exactly 0, and its rounding error is compensated by the columns after it like any other.
+pub fn gptq_masked(
+    wt: &[f32],
+    rows: usize,
+    cols: usize,
+    h: &[f64],
+    grid: Grid,
+    opts: GptqOptions,
+    keep: Option<&[bool]>,
+) -> Result<(QuantRecord, GptqStats), QuantError> {
     assert_eq!(wt.len(), rows * cols, "weight size");
+    if let Some(k) = keep
+        && k.len() != rows * cols
+    {
+        return Err(QuantError::Input(format!(
+            "sparsity mask of {} entries for a {rows}x{cols} weight",
+            k.len()
+        )));
+    }
     assert_eq!(h.len(), cols * cols, "Hessian size");
     let bs = opts.block_size.max(1);
     if let Some(gs) = grid.group_size
@@ -126,7 +124,8 @@ pub fn gptq(
         h
     };
     let mut w: Vec<f32> = perm.iter().flat_map(|&c| w0[c * rows..(c + 1) * rows].iter().copied()).collect();
-    let (u, damp, retries) = inverse_factor(&hp, cols, opts.damp)?;
+    let slmc_calib::InverseFactor { u, damp, retries } =
+        slmc_calib::inverse_upper_factor(&hp, cols, opts.damp)?;
 
     let mut codes = vec![0u8; rows * cols];
     let mut scales = vec![0f32; rows * groups];
@@ -166,7 +165,10 @@ pub fn gptq(
                     Some(sp) => sp[r * groups + g],
                     None => current[r],
                 };
-                let q = grid.code(wi[r], p);
+                let q = match keep {
+                    Some(k) if !k[r * cols + col] => p.zero,
+                    _ => grid.code(wi[r], p),
+                };
                 codes[r * cols + col] = q;
                 let diff = wi[r] - Grid::dequant(q, p);
                 ei[r] = diff / d;
@@ -218,21 +220,4 @@ pub fn rtn(wt: &[f32], rows: usize, cols: usize, grid: Grid) -> QuantRecord {
     QuantRecord { grid, rows, cols, codes, scales, zeros }
 }
 
-/// `tr(M H Mᵀ)` for `M` in `[in, out]` layout (`mt`, `[cols, rows]`): the output energy
-/// `Σ ‖M x‖²` of the calibration inputs when `H = Σ x xᵀ` (or its mean).
-pub fn output_energy(mt: &[f64], rows: usize, cols: usize, h: &[f64]) -> f64 {
-    let hm = MatRef::from_row_major_slice(h, cols, cols);
-    let x = MatRef::from_row_major_slice(mt, cols, rows);
-    let mut hx = Mat::<f64>::zeros(cols, rows);
-    faer::linalg::matmul::matmul(hx.as_mut(), Accum::Replace, hm, x, 1.0, Par::rayon(0));
-    (0..cols).map(|c| (0..rows).map(|r| x[(c, r)] * hx[(c, r)]).sum::<f64>()).sum()
-}
-
-/// `tr(Δ H Δᵀ) / tr(W H Wᵀ)` with `Δ = W − Ŵ`: the output error of the quantized layer on the
-/// calibration inputs relative to the output energy. Both weights in `[in, out]` layout.
-pub fn relative_output_error(wt: &[f32], deq_t: &[f32], rows: usize, cols: usize, h: &[f64]) -> f64 {
-    let w: Vec<f64> = wt.iter().map(|&v| f64::from(v)).collect();
-    let delta: Vec<f64> = wt.iter().zip(deq_t).map(|(&a, &b)| f64::from(a) - f64::from(b)).collect();
-    let energy = output_energy(&w, rows, cols, h);
-    if energy > 0.0 { output_energy(&delta, rows, cols, h) / energy } else { 0.0 }
-}
+pub use slmc_calib::{output_energy, relative_output_error};

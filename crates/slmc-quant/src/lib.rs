@@ -11,14 +11,14 @@ pub mod ggml_codes;
 pub mod gptq;
 pub mod gptq_dir;
 pub mod grid;
-pub mod hessian;
 pub mod pack;
 pub mod record;
 pub mod sequential;
 
 pub use error::QuantError;
-pub use gptq::{GptqOptions, GptqStats, gptq, output_energy, relative_output_error, rtn};
+pub use gptq::{GptqOptions, GptqStats, gptq, gptq_masked, output_energy, relative_output_error, rtn};
 pub use gptq_dir::{GptqSettings, save_gptq};
 pub use grid::{Grid, Params};
 pub use record::{QuantRecord, Records, load_records, save_records};
 pub use sequential::{Control, Method, ModuleReport, QuantEvent, QuantizeConfig, apply_records, quantize};
+pub use slmc_calib::hessian;

@@ -33,6 +33,7 @@ fn config(model: &slmc_model::CausalLm, method: Method) -> QuantizeConfig {
         true_sequential: true,
         targets: model.config.linear_modules().into_iter().collect(),
         batch_size: 4,
+        keep_masks: Default::default(),
     }
 }
 

@@ -63,8 +63,8 @@ pub struct Plan {
     /// Problems found binding the recipe to the model (selectors that select nothing, shapes
     /// an export cannot hold): `slmc check` and `slmc run` refuse the recipe when non-empty.
     pub problems: Vec<Diagnostic>,
-    /// Modules each quantize stage touches, by stage index.
-    pub quantized_modules: Vec<(usize, Vec<String>)>,
+    /// Modules each quantize or prune stage touches, by stage index.
+    pub stage_modules: Vec<(usize, Vec<String>)>,
 }
 
 /// Reads the configuration of a model source (its `config.json`, or the inline table).
@@ -156,7 +156,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
     let seq = recipe.data.as_ref().map_or(256, |d| d.seq_len);
     let mut stages = Vec::new();
     let mut problems = Vec::new();
-    let mut quantized_modules = Vec::new();
+    let mut stage_modules = Vec::new();
     for s in &recipe.stages {
         let params = model.num_params() as u64;
         let weights = 4 * params;
@@ -238,7 +238,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 (summary, (tensor_count(&model), model.num_params()), mem)
             }
             StageKind::Quantize(q) => {
-                let modules = match crate::select::resolve(q, &model.linear_modules()) {
+                let modules = match crate::select::resolve(&q.select, &model.linear_modules()) {
                     Ok(m) => m,
                     Err(p) => {
                         problems.extend(p);
@@ -249,12 +249,13 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let shapes: Vec<[usize; 2]> = modules.iter().filter_map(|m| model.linear_shape(m)).collect();
                 let params: usize = shapes.iter().map(|[o, i]| o * i).sum();
                 let widest = shapes.iter().map(|s| s[1]).max().unwrap_or(0) as u64;
-                let calib_len = q.calibration_len.unwrap_or(seq) as u64;
+                let calib_len = q.calibration.len.unwrap_or(seq) as u64;
                 let gptq = q.method == QuantMethod::Gptq;
                 let acts = if gptq {
                     // The block's input, attention context, residual and output for every calibration
                     // window, plus one site's Hessian and its factorisation (several f64 copies).
-                    4 * 4 * q.samples as u64 * calib_len * model.hidden_size as u64 + 50 * widest * widest
+                    4 * 4 * q.calibration.samples as u64 * calib_len * model.hidden_size as u64
+                        + 50 * widest * widest
                 } else {
                     0
                 };
@@ -265,12 +266,15 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     modules.len(),
                     model.linear_modules().len(),
                     if gptq {
-                        format!(", {} calibration windows × {calib_len} tokens, damp {}", q.samples, q.damp)
+                        format!(
+                            ", {} calibration windows × {calib_len} tokens, damp {}",
+                            q.calibration.samples, q.damp
+                        )
                     } else {
                         String::new()
                     }
                 );
-                quantized_modules.push((s.index, modules.clone()));
+                stage_modules.push((s.index, modules.clone()));
                 (
                     summary,
                     (modules.len(), params),
@@ -342,7 +346,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
         exports,
         run_dir: recipe.run_dir().display().to_string(),
         problems,
-        quantized_modules,
+        stage_modules,
     }
 }
 

@@ -288,6 +288,26 @@ pub struct Selector {
     pub origin: Origin,
 }
 
+/// Calibration windows of a quantize or prune stage, drawn from the training data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationParams {
+    /// Windows drawn (`calibration-samples`).
+    pub samples: usize,
+    /// Tokens per window (`calibration-len`; default: `data.seq-len`).
+    pub len: Option<usize>,
+    /// Windows per forward pass (`batch-size`).
+    pub batch_size: usize,
+}
+
+/// The decoder linear modules a stage acts on.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Selection {
+    /// Modules selected (default: every linear module of the decoder layers).
+    pub targets: Vec<Selector>,
+    /// Modules left alone.
+    pub ignore: Vec<Selector>,
+}
+
 /// Settings of a quantize stage.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeParams {
@@ -307,16 +327,10 @@ pub struct QuantizeParams {
     pub block_size: usize,
     /// Quantize q/k/v → o → gate/up → down in turn, re-running the block in between.
     pub true_sequential: bool,
-    /// Calibration windows drawn from the training data.
-    pub samples: usize,
-    /// Tokens per calibration window (default: `data.seq-len`).
-    pub calibration_len: Option<usize>,
-    /// Windows per forward pass.
-    pub batch_size: usize,
-    /// Modules to quantize (default: every linear module of the decoder layers).
-    pub targets: Vec<Selector>,
-    /// Modules to leave in full precision.
-    pub ignore: Vec<Selector>,
+    /// Calibration windows (GPTQ).
+    pub calibration: CalibrationParams,
+    /// Modules to quantize and to leave in full precision.
+    pub select: Selection,
 }
 
 impl QuantizeParams {

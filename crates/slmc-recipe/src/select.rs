@@ -4,7 +4,7 @@
 //! (`mlp.down_proj` selects `model.layers.*.mlp.down_proj`).
 
 use crate::diag::Diagnostic;
-use crate::schema::{QuantizeParams, Selector};
+use crate::schema::{Selection, Selector};
 use crate::suggest::did_you_mean;
 
 /// Whether `sel` selects module `name`.
@@ -48,9 +48,9 @@ fn glob_match(p: &[u8], s: &[u8]) -> bool {
 /// default `ignore = ["lm_head"]`).
 const NEVER_QUANTIZED: &[&str] = &["lm_head", "model.embed_tokens", "embed_tokens"];
 
-/// The modules a quantize stage touches: `targets` (default: all of `modules`) minus `ignore`.
-/// A selector that selects nothing is an error (with the closest module name as a hint).
-pub fn resolve(q: &QuantizeParams, modules: &[String]) -> Result<Vec<String>, Vec<Diagnostic>> {
+/// The modules a quantize or prune stage touches: `targets` (default: all of `modules`) minus
+/// `ignore`. A selector that selects nothing is an error (with the closest module name as a hint).
+pub fn resolve(q: &Selection, modules: &[String]) -> Result<Vec<String>, Vec<Diagnostic>> {
     let mut problems = Vec::new();
     let unmatched = |sel: &Selector, key: &str| {
         let mut suffixes: Vec<String> =
@@ -126,21 +126,7 @@ mod tests {
             .iter()
             .flat_map(|m| (0..2).map(move |i| format!("model.layers.{i}.{m}")))
             .collect();
-        let mut q = crate::schema::QuantizeParams {
-            method: crate::schema::QuantMethod::Gptq,
-            bits: 4,
-            group_size: Some(128),
-            sym: true,
-            act_order: false,
-            damp: 0.01,
-            block_size: 128,
-            true_sequential: true,
-            samples: 8,
-            calibration_len: None,
-            batch_size: 8,
-            targets: vec![],
-            ignore: vec![sel("lm_head"), sel("model.layers.1.*")],
-        };
+        let mut q = Selection { targets: vec![], ignore: vec![sel("lm_head"), sel("model.layers.1.*")] };
         let got = resolve(&q, &modules).unwrap();
         assert_eq!(got.len(), 3);
         assert!(got.iter().all(|m| m.starts_with("model.layers.0.")));

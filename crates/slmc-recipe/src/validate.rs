@@ -442,8 +442,26 @@ fn quantize_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> QuantizePara
         d,
     );
     let true_sequential = r.boolean("true-sequential", d).is_none_or(|b| b.0);
+    let calibration = calibration(r, d);
+    let select = selection(r, d);
+    QuantizeParams {
+        method,
+        bits,
+        group_size,
+        sym,
+        act_order,
+        damp,
+        block_size,
+        true_sequential,
+        calibration,
+        select,
+    }
+}
+
+/// `calibration-samples`, `calibration-len` and `batch-size` of a stage that calibrates.
+pub(crate) fn calibration(r: &mut TableReader<'_>, d: &mut Diagnostics) -> CalibrationParams {
     let samples = r.uint_where("calibration-samples", 128, "at least 1", |v| v >= 1, d);
-    let calibration_len = match r.uint("calibration-len", d) {
+    let len = match r.uint("calibration-len", d) {
         Some((v, origin)) if v < 2 => {
             d.push(Diagnostic::new(
                 format!("`calibration-len` in {} must be at least 2, got {v}", r.what()),
@@ -454,23 +472,12 @@ fn quantize_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> QuantizePara
         other => other.map(|v| v.0),
     };
     let batch_size = r.uint_where("batch-size", 8, "at least 1", |v| v >= 1, d);
-    let targets = selectors(r, "targets", d);
-    let ignore = selectors(r, "ignore", d);
-    QuantizeParams {
-        method,
-        bits,
-        group_size,
-        sym,
-        act_order,
-        damp,
-        block_size,
-        true_sequential,
-        samples,
-        calibration_len,
-        batch_size,
-        targets,
-        ignore,
-    }
+    CalibrationParams { samples, len, batch_size }
+}
+
+/// `targets` and `ignore` of a stage that acts on linear modules.
+pub(crate) fn selection(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Selection {
+    Selection { targets: selectors(r, "targets", d), ignore: selectors(r, "ignore", d) }
 }
 
 fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
@@ -557,10 +564,13 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         ));
     }
     quantize_export_checks(r, root, d);
-    let needs_data =
-        r.stages.iter().any(|s| !matches!(&s.kind, StageKind::Quantize(q) if q.method == QuantMethod::Rtn))
-            || r.gates.max_ppl.is_some()
-            || r.gates.max_ppl_increase.is_some();
+    let data_free = |k: &StageKind| match k {
+        StageKind::Quantize(q) => q.method == QuantMethod::Rtn,
+        _ => false,
+    };
+    let needs_data = r.stages.iter().any(|s| !data_free(&s.kind))
+        || r.gates.max_ppl.is_some()
+        || r.gates.max_ppl_increase.is_some();
     let anchor = root.origin.clone();
     match &r.data {
         None if needs_data => d.push(Diagnostic::new(
@@ -611,8 +621,9 @@ fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         && let Some(s) =
             r.stages[i..].iter().find(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)))
     {
+        let verb = "train";
         d.push(Diagnostic::new(
-            format!("stage {} ({}) would train the quantized weights of stage {i} and lose their codes; quantize last", s.index, s.kind.name()),
+            format!("stage {} ({}) would {verb} the quantized weights of stage {i} and lose their codes; quantize last", s.index, s.kind.name()),
             s.origin.clone(),
         ));
     }

@@ -12,8 +12,10 @@ pub mod eval;
 pub mod kd;
 pub mod loss;
 pub mod schedule;
+pub mod sparse;
 pub mod teacher_cache;
 pub mod trainer;
 
 pub use error::TrainError;
+pub use sparse::GradMask;
 pub use trainer::{Batch, CrossEntropy, Event, StepLoss, TrainData, TrainModel, TrainOptions, train};

@@ -111,6 +111,9 @@ pub struct TrainOptions<'a> {
     pub interrupt: Option<&'a AtomicBool>,
     /// Testing hook: stop after this step without writing anything, as a killed process would.
     pub kill_after: Option<usize>,
+    /// Sparse fine-tuning: `(module name, keep)` pairs (row-major `[out, in]`, true = trains);
+    /// the other weights of those modules are zero and stay exactly zero.
+    pub keep_masks: Option<&'a [(String, Vec<bool>)]>,
 }
 
 /// Progress reported by [`train`].
@@ -199,6 +202,8 @@ pub fn train<M: TrainModel>(
                 TrainState { step: 0, tokens_seen: 0, sequences_drawn: 0, seed: options.seed },
             ),
         };
+    // Built after any checkpoint is loaded: parameter ids come from the loaded record.
+    let grad_mask = options.keep_masks.map(|k| crate::sparse::GradMask::new(model.lm(), k)).transpose()?;
     let mut order = Order::new(data.train.len(), state.seed);
     let mut model = model.train();
     let tokens_per_seq = data.train.seq_len() as u64;
@@ -230,6 +235,9 @@ pub fn train<M: TrainModel>(
             accum.accumulate(&model, grads);
         }
         let mut grads = accum.grads();
+        if let Some(mask) = &grad_mask {
+            mask.apply(&mut grads);
+        }
         let grad_norm = clip_grad_norm(&model, &mut grads, p.clip_grad_norm);
         if !grad_norm.is_finite() {
             return Err(TrainError::NonFiniteLoss {

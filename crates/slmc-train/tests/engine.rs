@@ -64,8 +64,14 @@ fn run(
 ) -> (Result<CausalLm, TrainError>, Vec<Event>) {
     let data = data(dir);
     let mut events = Vec::new();
-    let options =
-        TrainOptions { params: p, seed: 11, checkpoint_dir: dir.join("ckpt"), interrupt: None, kill_after };
+    let options = TrainOptions {
+        params: p,
+        seed: 11,
+        checkpoint_dir: dir.join("ckpt"),
+        interrupt: None,
+        kill_after,
+        keep_masks: None,
+    };
     let r = train(fresh_model(), &data, &options, objective, &mut |e| events.push(e.clone()));
     (r, events)
 }

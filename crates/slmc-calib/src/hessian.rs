@@ -1,6 +1,7 @@
 //! Streaming Hessian `H = (1/N) Σ x xᵀ` of a linear module's inputs (algorithms.md §0.3): each
 //! batch's `XᵀX` is one f32 matmul on the device, summed on the host in f64. The overall scale is
-//! irrelevant to GPTQ (damping is relative to the mean diagonal).
+//! irrelevant to GPTQ and SparseGPT (damping is relative to the mean diagonal) and to Wanda (which
+//! reads its diagonal: per-column input norms compared within one output row).
 
 use burn::prelude::*;
 

@@ -3,27 +3,15 @@
 //! (`model/` with the fake-quantized weights in f32, `quant.safetensors` with the exact codes,
 //! `calibration.safetensors` with the windows used, for reference implementations to reuse).
 
+use super::StageOutcome;
 use crate::PipelineError;
-use crate::events::{Event, Observer};
-use crate::metrics::MetricsLog;
-use crate::runner::{Prepared, RunOptions};
+use crate::context::StageContext;
+use crate::events::Event;
+use crate::state::State;
 use serde_json::json;
-use slmc_model::CausalLm;
-use slmc_quant::{Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, Records, quantize};
+use slmc_quant::{Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, quantize};
 use slmc_recipe::{QuantMethod, QuantizeParams};
 use std::path::Path;
-
-/// What one quantize stage did.
-pub(crate) struct QuantOutcome {
-    /// The model with fake-quantized weights.
-    pub model: CausalLm,
-    /// Exact codes.
-    pub records: Records,
-    /// One-line summary.
-    pub summary: String,
-    /// Details for done.json.
-    pub record: serde_json::Value,
-}
 
 /// The grid and algorithm settings of a recipe stage.
 pub(crate) fn config(q: &QuantizeParams, targets: &[String]) -> QuantizeConfig {
@@ -37,7 +25,8 @@ pub(crate) fn config(q: &QuantizeParams, targets: &[String]) -> QuantizeConfig {
         grid: Grid { bits: q.bits, group_size: q.group_size, sym: q.sym, f16_scales: true },
         true_sequential: q.true_sequential,
         targets: targets.iter().cloned().collect(),
-        batch_size: q.batch_size,
+        batch_size: q.calibration.batch_size,
+        keep_masks: Default::default(),
     }
 }
 
@@ -52,36 +41,33 @@ fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineEr
     Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
 }
 
-/// Runs a quantize stage on `model`.
-#[allow(clippy::too_many_arguments)]
+/// Runs a quantize stage on the state's model.
 pub(crate) fn run(
-    model: CausalLm,
+    state: State,
     q: &QuantizeParams,
-    targets: &[String],
-    index: usize,
-    seed: u64,
-    data: Option<&Prepared>,
-    sdir: &Path,
-    metrics: &MetricsLog,
-    options: &RunOptions<'_>,
-    observer: &mut dyn Observer,
-) -> Result<QuantOutcome, PipelineError> {
-    let cfg = config(q, targets);
+    ctx: &mut StageContext<'_>,
+) -> Result<StageOutcome, PipelineError> {
+    let model = state.model;
+    let index = ctx.index;
+    let cfg = config(q, &ctx.modules());
+    let (sdir, metrics, observer) = (&ctx.sdir, ctx.metrics, &mut *ctx.observer);
     let calib = match q.method {
         QuantMethod::Rtn => Vec::new(),
         QuantMethod::Gptq => {
-            let (d, train) = data
+            let (d, train) = ctx
+                .data
                 .and_then(|d| Some((d, d.train.as_ref()?)))
                 .ok_or_else(|| PipelineError::Recipe("GPTQ needs [data] train".into()))?;
-            let len = q.calibration_len.unwrap_or(d.seq_len).min(model.config.max_position_embeddings);
-            let windows = slmc_data::calibration_samples(train, q.samples, len, seed)?;
+            let len = q.calibration.len.unwrap_or(d.seq_len).min(model.config.max_position_embeddings);
+            let windows = slmc_data::calibration_samples(train, q.calibration.samples, len, ctx.recipe.seed)?;
             write_calibration(&sdir.join("calibration.safetensors"), &windows)?;
             windows
         }
     };
     let blocks = sdir.join("blocks");
     std::fs::create_dir_all(&blocks).map_err(|e| PipelineError::io(&blocks, e))?;
-    let ctl = Control { checkpoint_dir: Some(&blocks), interrupt: options.interrupt, stop_after_block: None };
+    let ctl =
+        Control { checkpoint_dir: Some(&blocks), interrupt: ctx.options.interrupt, stop_after_block: None };
     let started = std::time::Instant::now();
     let mut write_err = None;
     let mut errors = Vec::new();
@@ -96,7 +82,7 @@ pub(crate) fn run(
                 None
             }
             QuantEvent::Module(m) => {
-                if let Some(s) = m.stats
+                if let Some(s) = m.detail
                     && s.retries > 0
                 {
                     observer.event(&Event::Warning(format!(
@@ -104,7 +90,7 @@ pub(crate) fn run(
                         m.name, s.retries, s.damp
                     )));
                 }
-                if let Some(s) = m.stats
+                if let Some(s) = m.detail
                     && s.dead_columns > 0
                 {
                     observer.event(&Event::Warning(format!(
@@ -121,8 +107,8 @@ pub(crate) fn run(
                 Some(json!({
                     "event": "quantize", "stage": index, "module": m.name, "shape": m.shape,
                     "seconds": m.seconds, "rel_error": m.rel_error,
-                    "damp": m.stats.map(|s| s.damp), "retries": m.stats.map(|s| s.retries),
-                    "dead_columns": m.stats.map(|s| s.dead_columns), "gptq_loss": m.stats.map(|s| s.loss),
+                    "damp": m.detail.map(|s| s.damp), "retries": m.detail.map(|s| s.retries),
+                    "dead_columns": m.detail.map(|s| s.dead_columns), "gptq_loss": m.detail.map(|s| s.loss),
                 }))
             }
             QuantEvent::BlockDone { index: b, total, seconds } => Some(
@@ -157,11 +143,13 @@ pub(crate) fn run(
         mean_err.map_or(String::new(), |e| format!(", mean relative output error {e:.2e}"))
     );
     let record = json!({
-        "summary": summary, "seconds": seconds, "modules": records.len(), "mean_rel_error": mean_err,
+        "seconds": seconds, "modules": records.len(), "mean_rel_error": mean_err,
         "calibration_windows": calib.len(), "calibration_len": calib.first().map_or(0, Vec::len),
         "peak_rss_bytes": peak_rss,
     });
-    Ok(QuantOutcome { model, records, summary, record })
+    let mut kept = state.records;
+    kept.quant = Some(records);
+    Ok(StageOutcome { state: State { model, records: kept }, changed: true, summary, record, eval: None })
 }
 
 /// The process's peak resident memory so far (Linux `VmHWM`), measured when quantization ends and

@@ -1,30 +1,32 @@
 //! The distill stage: build the student, check the shared vocabulary, optionally precompute the
 //! teacher's top-K cache, and train the student against the frozen teacher.
 
+use super::StageOutcome;
+use super::training::{options, train_logged};
 use crate::PipelineError;
-use crate::events::{Event, Observer};
-use crate::runner::{DistillContext, RunOptions, train_logged};
+use crate::context::StageContext;
+use crate::events::Event;
+use crate::state::State;
+use serde_json::json;
 use slmc_model::model::Init;
 use slmc_model::{CausalLm, HfModel, Tokenizer, weights};
 use slmc_recipe::plan::{student_config, student_layers};
-use slmc_recipe::{DistillParams, KdLoss, ModelSource, StudentInit};
+use slmc_recipe::{DistillParams, KdLoss, StudentInit};
+use slmc_train::TrainData;
 use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
 use slmc_train::kd::{Divergence, HiddenLoss};
 use slmc_train::teacher_cache::{TopKCache, sequences_drawn};
-use slmc_train::{TrainData, TrainOptions};
 
-/// Runs one distill stage on `current` (the pipeline's model) and returns the trained student.
+/// Runs one distill stage on the pipeline's model and returns the trained student.
 pub(crate) fn run(
-    current: CausalLm,
-    tokenizer: Option<&Tokenizer>,
-    teacher_src: &ModelSource,
+    state: State,
     dp: &DistillParams,
-    ctx: &DistillContext<'_>,
-    options: &RunOptions<'_>,
-    observer: &mut dyn Observer,
-) -> Result<CausalLm, PipelineError> {
+    ctx: &mut StageContext<'_>,
+) -> Result<StageOutcome, PipelineError> {
+    let current = state.model;
     let device = current.device();
-    let ModelSource::Path { path: teacher_dir, .. } = teacher_src else {
+    let tokenizer = ctx.tokenizer;
+    let Some(slmc_recipe::ModelSource::Path { path: teacher_dir, .. }) = ctx.recipe.teacher.as_ref() else {
         return Err(PipelineError::Recipe("[teacher] must be a `path` to a trained model".into()));
     };
     let teacher = HfModel::load(teacher_dir, &device)?;
@@ -39,7 +41,7 @@ pub(crate) fn run(
     let (student, init_layers) = match &dp.init {
         StudentInit::Current => (current, None),
         StudentInit::Config(_) => {
-            (CausalLm::new(&student_cfg, Init::Normal { std: 0.02, seed: ctx.seed }, &device), None)
+            (CausalLm::new(&student_cfg, Init::Normal { std: 0.02, seed: ctx.seed() }, &device), None)
         }
         StudentInit::TeacherLayers(l) => {
             let layers = student_layers(l, teacher.config.num_layers);
@@ -70,9 +72,8 @@ pub(crate) fn run(
     };
     let pairs = hidden.as_ref().map_or(0, |h| h.2.len());
     let distilled = Distilled::new(student, pairs, student_cfg.hidden_size, teacher.config.hidden_size);
-    let train_seqs =
-        ctx.data.train.as_ref().ok_or_else(|| PipelineError::Recipe("distill needs [data] train".into()))?;
-    let data = TrainData { train: train_seqs.view()?, eval: Some(ctx.data.eval.view()?) };
+    let train_seqs = ctx.train("distill")?;
+    let data = TrainData { train: train_seqs.view()?, eval: Some(ctx.data()?.eval.view()?) };
     let divergence = match dp.loss {
         KdLoss::ForwardKl => Divergence::ForwardKl,
         KdLoss::ReverseKl => Divergence::ReverseKl,
@@ -88,14 +89,14 @@ pub(crate) fn run(
                 "topk={k} tau={} vocab={vocab} seq_len={} seed={} draws={draws}",
                 dp.temperature,
                 train_seqs.seq_len(),
-                ctx.seed
+                ctx.seed()
             );
             let path = ctx.sdir.join(format!("teacher-top{k}.cache"));
             match TopKCache::load(&path, &fingerprint)? {
                 Some(c) => Some(c),
                 None => {
-                    let seqs = sequences_drawn(train_seqs.len(), ctx.seed, draws);
-                    observer.event(&Event::Info(format!(
+                    let seqs = sequences_drawn(train_seqs.len(), ctx.seed(), draws);
+                    ctx.observer.event(&Event::Info(format!(
                         "caching the teacher's top-{k} log-probabilities for {} sequences",
                         seqs.len()
                     )));
@@ -107,10 +108,10 @@ pub(crate) fn run(
                         dp.temperature,
                         vocab,
                         t.batch_size,
-                        &mut |done, total| observer.event(&Event::Evaluating { done, total }),
+                        &mut |done, total| ctx.observer.event(&Event::Evaluating { done, total }),
                     );
                     c.save(&path, &fingerprint)?;
-                    observer.event(&Event::Info(format!(
+                    ctx.observer.event(&Event::Info(format!(
                         "teacher cache: {:.1} MB at {}",
                         c.bytes() as f64 / 1e6,
                         path.display()
@@ -132,19 +133,23 @@ pub(crate) fn run(
         vocab,
         hidden,
     };
-    let ckpt = ctx.sdir.join("checkpoints");
-    if let Some((step, _)) = slmc_train::checkpoint::list(&ckpt).pop() {
-        ctx.metrics.truncate_stage_after(ctx.index, step)?;
-    }
-    let opts = TrainOptions {
-        params: t,
-        seed: ctx.seed,
-        checkpoint_dir: ckpt,
-        interrupt: options.interrupt,
-        kill_after: None,
-    };
-    let trained = train_logged(distilled, &data, &opts, &mut objective, ctx.index, ctx.metrics, observer)?;
-    Ok(trained.student)
+    let opts = options(t, ctx)?;
+    let trained = train_logged(distilled, &data, &opts, &mut objective, ctx)?;
+    let model = trained.student;
+    let summary = format!(
+        "stage {}: distill, {} steps, student {} layers ({:.2}M parameters)",
+        ctx.index,
+        t.steps,
+        model.config.num_layers,
+        model.config.num_params() as f64 / 1e6
+    );
+    Ok(StageOutcome {
+        state: State { model, records: state.records },
+        changed: true,
+        summary,
+        record: json!({}),
+        eval: None,
+    })
 }
 
 /// The vocabulary entries teacher and student logits are compared over. Identical vocabularies

@@ -1,0 +1,86 @@
+//! Perplexity of the current model on the held-out stream, and its JSON form in stage results.
+
+use crate::PipelineError;
+use crate::data::Prepared;
+use crate::events::{Event, Observer};
+use serde_json::{Value, json};
+use slmc_data::TokenFile;
+use slmc_formats::fsutil::atomic_write;
+use slmc_model::CausalLm;
+use slmc_model::perplexity::{WindowSpec, evaluate};
+use slmc_recipe::EvalParams;
+use std::path::Path;
+
+/// A perplexity measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EvalResult {
+    /// Mean NLL per token.
+    pub mean_nll: f64,
+    /// Perplexity.
+    pub ppl: f64,
+    /// Tokens scored.
+    pub tokens: usize,
+}
+
+impl EvalResult {
+    /// `{"mean_nll", "ppl", "tokens"}`.
+    pub fn to_json(&self) -> Value {
+        json!({"mean_nll": self.mean_nll, "ppl": self.ppl, "tokens": self.tokens})
+    }
+
+    /// Reads the fields [`EvalResult::to_json`] writes (from a stage's `done.json` too).
+    pub fn from_json(v: &Value) -> Option<Self> {
+        Some(Self {
+            mean_nll: v.get("mean_nll")?.as_f64()?,
+            ppl: v.get("ppl")?.as_f64()?,
+            tokens: v.get("tokens")?.as_u64()? as usize,
+        })
+    }
+}
+
+/// The whole-stream evaluation gates and baselines use.
+pub(crate) const FULL_STREAM: EvalParams = EvalParams { ctx: None, stride: None, max_tokens: 0 };
+
+/// Perplexity of `model` on the held-out stream with the sliding-window protocol of `e`.
+pub(crate) fn eval_model(
+    model: &CausalLm,
+    data: &Prepared,
+    e: &EvalParams,
+    observer: &mut dyn Observer,
+) -> Result<EvalResult, PipelineError> {
+    let tokens = TokenFile::open(&data.eval_tokens)?;
+    let ctx = e.ctx.unwrap_or(data.seq_len).min(model.config.max_position_embeddings);
+    let stride = e.stride.unwrap_or((ctx / 2).max(1)).min(ctx);
+    let n = if e.max_tokens == 0 { tokens.len() } else { e.max_tokens.min(tokens.len()) };
+    // The eval stream of a held-out tail starts where the training sequences end.
+    let start = data.eval.token_range().start.min(tokens.len());
+    let n = n.min(tokens.len() - start);
+    let rows = vec![tokens.read(start, n)];
+    let s = evaluate(model, &rows, WindowSpec { max_length: ctx, stride }, 4, &mut |done, total| {
+        observer.event(&Event::Evaluating { done, total })
+    })?;
+    Ok(EvalResult { mean_nll: s.mean_nll(), ppl: s.ppl(), tokens: s.tokens })
+}
+
+/// [`eval_model`] over the whole stream, cached in the JSON file at `path`.
+pub(crate) fn cached_eval(
+    path: &Path,
+    model: &CausalLm,
+    data: &Prepared,
+    observer: &mut dyn Observer,
+) -> Result<EvalResult, PipelineError> {
+    if path.is_file()
+        && let Some(r) = EvalResult::from_json(&read_json(path)?)
+    {
+        return Ok(r);
+    }
+    let r = eval_model(model, data, &FULL_STREAM, observer)?;
+    atomic_write(path, (r.to_json().to_string() + "\n").as_bytes())?;
+    Ok(r)
+}
+
+/// A JSON file of the run directory.
+pub(crate) fn read_json(path: &Path) -> Result<Value, PipelineError> {
+    let text = std::fs::read_to_string(path).map_err(|e| PipelineError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| PipelineError::io(path, e))
+}

@@ -1,0 +1,82 @@
+//! `[export]`: the artifacts written from the final state into `artifacts/`.
+
+use crate::PipelineError;
+use crate::events::{Event, Observer};
+use crate::state::State;
+use slmc_formats::FloatDtype;
+use slmc_model::hf_dir::{SaveOptions, save};
+use slmc_recipe::{ExportFormat, Recipe};
+use std::path::{Path, PathBuf};
+
+/// Where exports go and what they copy from the input model.
+pub(crate) struct ExportTarget<'a> {
+    /// `artifacts/` of the run directory.
+    pub dir: PathBuf,
+    /// The directory whose tokenizer files the exports carry.
+    pub tokenizer_dir: Option<&'a Path>,
+    /// The input model's stored dtype (the default of the safetensors export).
+    pub stored_dtype: FloatDtype,
+}
+
+/// Writes every format of the recipe's `[export]` table; returns the paths written.
+pub(crate) fn write_all(
+    recipe: &Recipe,
+    state: &State,
+    target: &ExportTarget<'_>,
+    observer: &mut dyn Observer,
+) -> Result<Vec<PathBuf>, PipelineError> {
+    let Some(e) = &recipe.export else {
+        return Ok(Vec::new());
+    };
+    let model = &state.model;
+    let tokenizer_dir = target.tokenizer_dir.map(Path::to_path_buf);
+    let mut artifacts = Vec::new();
+    for f in &e.formats {
+        let out = match f {
+            ExportFormat::Safetensors => {
+                let out = target.dir.join(format!("{}-safetensors", recipe.name));
+                let opts = SaveOptions {
+                    dtype: Some(e.dtype.unwrap_or(target.stored_dtype)),
+                    max_shard_bytes: None,
+                    tokenizer_dir: tokenizer_dir.clone(),
+                };
+                save(model, &out, &opts)?;
+                out
+            }
+            ExportFormat::Gguf => {
+                let tok = tokenizer_dir.clone().ok_or_else(|| {
+                    PipelineError::Recipe("GGUF export needs the model's tokenizer.json".into())
+                })?;
+                let file_type = recipe.gguf_type();
+                let out = target.dir.join(format!("{}-{}.gguf", recipe.name, file_type.name()));
+                let opts = slmc_model::gguf_export::GgufOptions {
+                    file_type,
+                    tokenizer_dir: tok,
+                    name: Some(recipe.name.clone()),
+                    encoded: match (&state.records.quant, e.requantize) {
+                        (Some(r), false) => slmc_quant::ggml_codes::gguf_tensors(model, r)?,
+                        _ => Default::default(),
+                    },
+                };
+                slmc_model::gguf_export::export_model_gguf(model, &opts, &out)?;
+                out
+            }
+            ExportFormat::Gptq => {
+                let (Some(r), Some(q)) = (&state.records.quant, recipe.last_quantize()) else {
+                    return Err(PipelineError::Recipe("the gptq export needs a quantize stage".into()));
+                };
+                let out = target.dir.join(format!("{}-gptq", recipe.name));
+                let settings = slmc_quant::GptqSettings {
+                    act_order: q.act_order,
+                    damp: q.damp,
+                    true_sequential: q.true_sequential,
+                };
+                slmc_quant::save_gptq(model, r, settings, tokenizer_dir.clone(), &out)?;
+                out
+            }
+        };
+        observer.event(&Event::Artifact(out.display().to_string()));
+        artifacts.push(out);
+    }
+    Ok(artifacts)
+}

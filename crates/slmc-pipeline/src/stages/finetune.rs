@@ -1,0 +1,32 @@
+//! The finetune stage: full fine-tuning with cross-entropy on the training sequences.
+
+use super::StageOutcome;
+use super::training::{options, train_logged};
+use crate::PipelineError;
+use crate::context::StageContext;
+use crate::state::State;
+use serde_json::json;
+use slmc_recipe::TrainParams;
+use slmc_train::{CrossEntropy, TrainData};
+
+/// Trains every parameter of the model.
+pub(crate) fn run(
+    state: State,
+    params: &TrainParams,
+    ctx: &mut StageContext<'_>,
+) -> Result<StageOutcome, PipelineError> {
+    let data = ctx.data()?;
+    let train_seqs = ctx.train("finetune")?;
+    // Views over the same token files: the prepared data stays with the runner.
+    let train_data = TrainData { train: train_seqs.view()?, eval: Some(data.eval.view()?) };
+    let opts = options(params, ctx)?;
+    let model = train_logged(state.model, &train_data, &opts, &mut CrossEntropy, ctx)?;
+    let summary = format!("stage {}: finetune, {} steps", ctx.index, params.steps);
+    Ok(StageOutcome {
+        state: State { model, records: state.records },
+        changed: true,
+        summary,
+        record: json!({}),
+        eval: None,
+    })
+}
