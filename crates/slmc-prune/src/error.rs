@@ -25,6 +25,12 @@ pub enum PruneError {
     /// Invalid settings or input (unknown module, impossible target shape…).
     #[error("{0}")]
     Input(String),
+    /// Stopped on request after a finished block of the calibration walk.
+    #[error("interrupted after block {block}; run again to resume")]
+    Interrupted {
+        /// The last finished block (0-based).
+        block: usize,
+    },
     /// An OS error on a named file.
     #[error("{path}: {source}")]
     Io {
@@ -33,4 +39,14 @@ pub enum PruneError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl From<slmc_calib::CalibError> for PruneError {
+    fn from(e: slmc_calib::CalibError) -> Self {
+        match e {
+            slmc_calib::CalibError::Input(m) => Self::Input(m),
+            slmc_calib::CalibError::Numerical(m) => Self::Numerical(m),
+            slmc_calib::CalibError::Interrupted { block } => Self::Interrupted { block },
+        }
+    }
 }
