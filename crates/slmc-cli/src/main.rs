@@ -32,7 +32,8 @@ const EXIT_INTERNAL: u8 = 2;
         slmc export tests/fixtures/models/llama_gqa --format safetensors --dtype bfloat16 -o out/llama\n  \
         slmc export tests/fixtures/models/llama_gqa --format gguf --type q8_0 -o out/llama.gguf\n  \
         slmc run recipes/quickstart.toml\n  \
-        slmc quantize recipes/gptq-4bit.toml --set model.path=path/to/hf-model"
+        slmc quantize recipes/gptq-4bit.toml --set model.path=path/to/hf-model\n  \
+        slmc prune recipes/sparse-2of4.toml"
 )]
 struct Cli {
     /// Compute backend: flex (CPU, always available), cuda or tch (when built with those features).
@@ -68,6 +69,8 @@ enum Command {
     Distill(commands::run::Args),
     /// Run only the quantize stages of a recipe (RTN or GPTQ, block by block; resumes from the last finished block).
     Quantize(commands::run::Args),
+    /// Run only the prune stages of a recipe (magnitude, Wanda, SparseGPT, 2:4; or width/depth pruning to a smaller model).
+    Prune(commands::run::Args),
     /// Tokenizer utilities.
     #[command(subcommand)]
     Tokenizer(commands::tokenizer::TokenizerCmd),
@@ -117,6 +120,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Finetune(a) => commands::run::run(a, &device, &cli.device, Some("finetune")),
         Command::Distill(a) => commands::run::run(a, &device, &cli.device, Some("distill")),
         Command::Quantize(a) => commands::run::run(a, &device, &cli.device, Some("quantize")),
+        Command::Prune(a) => commands::run::run(a, &device, &cli.device, Some("prune")),
         Command::Tokenizer(t) => commands::tokenizer::run(t).map(|_| true),
     }
 }

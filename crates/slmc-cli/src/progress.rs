@@ -94,21 +94,22 @@ impl RunProgress {
                 eprintln!("{summary}");
             }
             E::Artifact(p) => self.println(format!("wrote {p}")),
-            E::QuantBlock { index, total } => {
+            E::CalibBlock { kind, index, total } => {
                 if self.bar.as_ref().is_none_or(|b| b.length() != Some(*total as u64)) {
-                    self.replace_bar(Some(bar(*total as u64, "quantize", "blocks")));
+                    self.replace_bar(Some(bar(*total as u64, kind, "blocks")));
                 }
                 if let Some(b) = &self.bar {
                     b.set_position(*index as u64);
-                    b.set_message(format!("quantize block {index}"));
+                    b.set_message(format!("{kind} block {index}"));
                 }
             }
-            E::QuantModule { name, seconds, rel_error } => {
+            E::CalibModule { name, seconds, rel_error, sparsity } => {
                 if let Some(b) = &self.bar {
                     let short = name.strip_prefix("model.layers.").unwrap_or(name);
+                    let zeros = sparsity.map_or(String::new(), |s| format!(" {:.1} % zeros,", s * 100.0));
                     b.set_message(match rel_error {
-                        Some(e) => format!("{short}: rel. error {e:.2e} ({seconds:.2} s)"),
-                        None => format!("{short} ({seconds:.2} s)"),
+                        Some(e) => format!("{short}:{zeros} rel. error {e:.2e} ({seconds:.2} s)"),
+                        None => format!("{short}:{zeros} ({seconds:.2} s)"),
                     });
                 }
             }

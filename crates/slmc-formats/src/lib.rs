@@ -15,6 +15,7 @@ pub mod fsutil;
 pub mod ggml;
 pub mod gguf;
 pub mod hf_config;
+pub mod prune_shape;
 
 pub use checkpoint::{Checkpoint, TensorMeta, TensorToWrite, write_checkpoint};
 pub use dtype::FloatDtype;

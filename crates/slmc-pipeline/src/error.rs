@@ -39,6 +39,9 @@ pub enum PipelineError {
     /// Quantization problems.
     #[error(transparent)]
     Quant(#[from] slmc_quant::QuantError),
+    /// Pruning problems.
+    #[error(transparent)]
+    Prune(#[from] slmc_prune::PruneError),
 }
 
 impl PipelineError {

@@ -48,21 +48,25 @@ pub enum Event {
     },
     /// An artifact was written.
     Artifact(String),
-    /// A quantize stage starts a decoder block.
-    QuantBlock {
+    /// A quantize or prune stage starts a decoder block.
+    CalibBlock {
+        /// The stage kind.
+        kind: &'static str,
         /// 0-based block.
         index: usize,
         /// Blocks in the model.
         total: usize,
     },
-    /// A module was quantized.
-    QuantModule {
+    /// A module was quantized or pruned.
+    CalibModule {
         /// Module name.
         name: String,
         /// Wall time of its solve.
         seconds: f64,
-        /// Output error on the calibration inputs, relative (GPTQ).
+        /// Output error on the calibration inputs, relative (GPTQ, Wanda, SparseGPT).
         rel_error: Option<f64>,
+        /// Fraction of its weights that are zero (pruning).
+        sparsity: Option<f64>,
     },
     /// Something the user should know that does not stop the run.
     Warning(String),

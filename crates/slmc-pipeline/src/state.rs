@@ -1,5 +1,5 @@
 //! What one stage hands to the next: the model plus the exact records earlier stages made
-//! (quantization codes), saved and loaded once per stage directory.
+//! (quantization codes, sparsity masks), saved and loaded once per stage directory.
 
 use crate::PipelineError;
 use slmc_model::hf_dir::{SaveOptions, save};
@@ -8,18 +8,32 @@ use std::path::Path;
 
 /// The exact codes of a quantize stage, in a stage directory.
 pub(crate) const QUANT_RECORDS: &str = "quant.safetensors";
+/// The sparsity masks of an unstructured prune stage (kept by every later stage).
+pub(crate) const MASK_RECORDS: &str = "masks.safetensors";
 
 /// Records the exporters consume, beside the model's dense f32 weights.
 #[derive(Debug, Clone, Default)]
 pub struct Records {
     /// Quantization codes, scales and zero points per module (after a quantize stage).
     pub quant: Option<slmc_quant::Records>,
+    /// Which weights are pruned, per module (after an unstructured prune stage).
+    pub masks: Option<slmc_prune::Masks>,
 }
 
 impl Records {
     /// Whether no stage has left records yet.
     pub fn is_empty(&self) -> bool {
-        self.quant.is_none()
+        self.quant.is_none() && self.masks.is_none()
+    }
+
+    /// The masks as `(module, keep)` pairs (row-major `[out, in]`, true = not pruned), the form
+    /// training and GPTQ take.
+    pub fn keep_masks(&self) -> Vec<(String, Vec<bool>)> {
+        self.masks
+            .iter()
+            .flatten()
+            .map(|(name, m)| (name.clone(), m.to_pruned().into_iter().map(|p| !p).collect()))
+            .collect()
     }
 }
 
@@ -43,6 +57,9 @@ impl State {
         if let Some(q) = &self.records.quant {
             slmc_quant::save_records(q, &sdir.join(QUANT_RECORDS))?;
         }
+        if let Some(m) = &self.records.masks {
+            slmc_prune::save_masks(m, &sdir.join(MASK_RECORDS))?;
+        }
         Ok(())
     }
 
@@ -54,6 +71,8 @@ impl State {
         let model = HfModel::load(&sdir.join("model"), device)?.model;
         let quant_file = sdir.join(QUANT_RECORDS);
         let quant = if quant_file.is_file() { Some(slmc_quant::load_records(&quant_file)?) } else { None };
-        Ok(Some(Self { model, records: Records { quant } }))
+        let mask_file = sdir.join(MASK_RECORDS);
+        let masks = if mask_file.is_file() { Some(slmc_prune::load_masks(&mask_file)?) } else { None };
+        Ok(Some(Self { model, records: Records { quant, masks } }))
     }
 }

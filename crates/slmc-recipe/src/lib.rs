@@ -9,16 +9,20 @@
 
 pub mod diag;
 pub mod plan;
+mod plan_prune;
 mod reader;
 pub mod schema;
+mod schema_prune;
 pub mod select;
 mod suggest;
 pub mod tree;
 mod validate;
+mod validate_prune;
 
 pub use diag::{Diagnostic, Diagnostics, Sources};
 pub use plan::{Plan, plan};
 pub use schema::*;
+pub use schema_prune::*;
 
 use std::path::Path;
 

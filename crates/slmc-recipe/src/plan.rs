@@ -248,14 +248,11 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 problems.extend(quantize_shape_problems(recipe, q, &model, &modules, &s.origin));
                 let shapes: Vec<[usize; 2]> = modules.iter().filter_map(|m| model.linear_shape(m)).collect();
                 let params: usize = shapes.iter().map(|[o, i]| o * i).sum();
-                let widest = shapes.iter().map(|s| s[1]).max().unwrap_or(0) as u64;
-                let calib_len = q.calibration.len.unwrap_or(seq) as u64;
+                let widest = shapes.iter().map(|s| s[1]).max().unwrap_or(0);
+                let calib_len = q.calibration.len.unwrap_or(seq);
                 let gptq = q.method == QuantMethod::Gptq;
                 let acts = if gptq {
-                    // The block's input, attention context, residual and output for every calibration
-                    // window, plus one site's Hessian and its factorisation (several f64 copies).
-                    4 * 4 * q.calibration.samples as u64 * calib_len * model.hidden_size as u64
-                        + 50 * widest * widest
+                    calibration_memory(q.calibration.samples, calib_len, model.hidden_size, widest)
                 } else {
                     0
                 };
@@ -281,6 +278,19 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     Memory { weights, activations: acts, ..Default::default() },
                 )
             }
+            StageKind::Prune(p) => match crate::plan_prune::plan(p, &model, seq, &s.origin) {
+                Ok(pp) => {
+                    if p.is_unstructured() {
+                        stage_modules.push((s.index, pp.modules));
+                    }
+                    model = pp.model;
+                    (pp.summary, pp.touched, pp.memory)
+                }
+                Err(p) => {
+                    problems.extend(p);
+                    ("prune: cannot be planned on this model".into(), (0, 0), Memory::default())
+                }
+            },
             StageKind::Eval(e) => {
                 let ctx = e.ctx.unwrap_or(seq);
                 let acts = 4
@@ -348,6 +358,13 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
         problems,
         stage_modules,
     }
+}
+
+/// Peak memory of a calibration walk: the block's input, attention context, residual and output
+/// for every calibration window, plus one site's Hessian and its factorisation (several f64
+/// copies of the widest input).
+pub(crate) fn calibration_memory(samples: usize, len: usize, hidden: usize, widest: usize) -> u64 {
+    4 * 4 * samples as u64 * len as u64 * hidden as u64 + 50 * (widest * widest) as u64
 }
 
 /// Shape constraints of the exports a quantize stage feeds: ggml blocks of 32 input columns,

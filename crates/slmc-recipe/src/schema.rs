@@ -1,5 +1,6 @@
 //! The validated recipe.
 
+pub use crate::schema_prune::PruneParams;
 use crate::tree::Origin;
 use slmc_formats::FloatDtype;
 use std::path::PathBuf;
@@ -244,6 +245,8 @@ pub enum StageKind {
     Eval(EvalParams),
     /// Weight quantization (RTN or GPTQ) of the decoder layers' linear modules.
     Quantize(QuantizeParams),
+    /// Pruning: weights zeroed in place, or heads, channels and layers removed.
+    Prune(PruneParams),
 }
 
 impl StageKind {
@@ -254,6 +257,7 @@ impl StageKind {
             Self::Distill(_) => "distill",
             Self::Eval(_) => "eval",
             Self::Quantize(_) => "quantize",
+            Self::Prune(_) => "prune",
         }
     }
 }

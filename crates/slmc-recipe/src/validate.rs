@@ -9,7 +9,7 @@ use slmc_formats::FloatDtype;
 use std::path::PathBuf;
 
 /// Stage kinds this build implements.
-pub const STAGE_KINDS: &[&str] = &["finetune", "distill", "eval", "quantize"];
+pub const STAGE_KINDS: &[&str] = &["finetune", "distill", "eval", "quantize", "prune"];
 
 pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
     let mut r = TableReader::new(root, "the recipe", d)?;
@@ -208,6 +208,13 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
                 }
             },
             "quantize" => StageKind::Quantize(quantize_params(&mut r, d)),
+            "prune" => match crate::validate_prune::prune_params(&mut r, d) {
+                Some(p) => StageKind::Prune(p),
+                None => {
+                    r.finish(d);
+                    return None;
+                }
+            },
             "eval" => {
                 let mut positive = |key: &'static str, min: usize, d: &mut Diagnostics| match r.uint(key, d) {
                     Some((v, origin)) if v < min => {
@@ -564,8 +571,10 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         ));
     }
     quantize_export_checks(r, root, d);
+    crate::validate_prune::mask_checks(r, d);
     let data_free = |k: &StageKind| match k {
         StageKind::Quantize(q) => q.method == QuantMethod::Rtn,
+        StageKind::Prune(p) => !p.needs_data(),
         _ => false,
     };
     let needs_data = r.stages.iter().any(|s| !data_free(&s.kind))
@@ -589,6 +598,16 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
             {
                 d.push(Diagnostic::new(
                     "GPTQ draws its calibration windows from `train` in [data]",
+                    s.origin.clone(),
+                ));
+            }
+            let prune_calibrates =
+                r.stages.iter().find(|s| matches!(&s.kind, StageKind::Prune(p) if p.needs_data()));
+            if let Some(s) = prune_calibrates
+                && data.train.is_empty()
+            {
+                d.push(Diagnostic::new(
+                    "this prune stage draws its calibration windows from `train` in [data]",
                     s.origin.clone(),
                 ));
             }
@@ -618,10 +637,11 @@ fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
     }
     let last_q = r.stages.iter().rposition(|s| matches!(s.kind, StageKind::Quantize(_)));
     if let Some(i) = last_q
-        && let Some(s) =
-            r.stages[i..].iter().find(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_)))
+        && let Some(s) = r.stages[i..]
+            .iter()
+            .find(|s| matches!(s.kind, StageKind::Finetune(_) | StageKind::Distill(_) | StageKind::Prune(_)))
     {
-        let verb = "train";
+        let verb = if matches!(s.kind, StageKind::Prune(_)) { "prune" } else { "train" };
         d.push(Diagnostic::new(
             format!("stage {} ({}) would {verb} the quantized weights of stage {i} and lose their codes; quantize last", s.index, s.kind.name()),
             s.origin.clone(),

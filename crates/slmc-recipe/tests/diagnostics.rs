@@ -109,3 +109,80 @@ fn quantize_stage_mistakes_are_reported_with_their_positions() {
     assert!(out.contains("GPTQ draws its calibration windows from `train`"), "{out}");
     snapshot("quantize_mistakes", &out);
 }
+
+const PRUNE_MISTAKES: &str = r#"name = "p"
+[model]
+path = "data/models/teacher"
+[teacher]
+path = "data/models/teacher"
+[data]
+eval = "val.txt"
+[[stage]]
+kind = "prune"
+method = "sparse-gpt"
+[[stage]]
+kind = "prune"
+method = "wanda"
+sparsity = 1.2
+pattern = "2:5"
+[[stage]]
+kind = "prune"
+method = "width"
+keep = 0.5
+hidden-size = 128
+sparsity = 0.5
+[[stage]]
+kind = "distill"
+init = "teacher-layers"
+[[stage]]
+kind = "prune"
+method = "magnitude"
+pattern = "2:4"
+"#;
+
+#[test]
+fn prune_stage_mistakes_are_reported_with_their_positions() {
+    let out = render(PRUNE_MISTAKES, &[]);
+    assert!(out.contains("did you mean `sparsegpt`?"), "{out}");
+    assert!(out.contains("sets both `sparsity` and `pattern`"), "{out}");
+    assert!(out.contains("needs `keep` (a fraction of parameters) or target sizes"), "{out}");
+    assert!(out.contains("unknown key `sparsity` in stage 2"), "{out}");
+    assert!(out.contains("draws its calibration windows from `train`"), "{out}");
+    assert!(out.contains("at most one unstructured prune stage"), "{out}");
+    assert!(out.contains("builds a new student, dropping the pruned model of stage 1"), "{out}");
+    snapshot("prune_mistakes", &out);
+}
+
+#[test]
+fn prune_methods_take_their_keys() {
+    let base =
+        "name = \"p\"\n[model]\npath = \"m\"\n[data]\ntrain = \"t.txt\"\n[[stage]]\nkind = \"prune\"\n";
+    let ok = |extra: &str| match load_str(&format!("{base}{extra}"), "r.toml", &[]) {
+        Ok(r) => r.stages[0].kind.clone(),
+        Err((s, d)) => panic!("{}", s.render_all(&d)),
+    };
+    let StageKind::Prune(p) = ok("method = \"sparsegpt\"\nsparsity = 0.6\nowl = { lambda = 0.05 }\n") else {
+        panic!()
+    };
+    assert!(p.needs_data() && p.is_unstructured());
+    // An N:M pattern and OWL's per-layer ratios cannot both hold.
+    assert!(
+        load_str(&format!("{base}method = \"wanda\"\npattern = \"2:4\"\nowl = {{}}\n"), "r.toml", &[])
+            .is_err()
+    );
+    let StageKind::Prune(p) = ok("method = \"magnitude\"\nsparsity = 0.5\n") else { panic!() };
+    assert!(!p.needs_data(), "magnitude pruning needs no calibration data");
+    let StageKind::Prune(p) = ok("method = \"depth\"\nnum-hidden-layers = 4\nimportance = \"magnitude\"\n")
+    else {
+        panic!()
+    };
+    assert!(!p.needs_data() && !p.is_unstructured());
+    assert_eq!(
+        p.shape_targets(),
+        Some(slmc_formats::prune_shape::Targets::Sizes(slmc_formats::prune_shape::TargetSizes {
+            num_hidden_layers: Some(4),
+            ..Default::default()
+        }))
+    );
+    assert!(load_str(&format!("{base}method = \"depth\"\n"), "r.toml", &[]).is_err(), "depth needs a size");
+}

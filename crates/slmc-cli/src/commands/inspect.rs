@@ -37,6 +37,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let dtypes: Vec<String> =
         ckpt.dtype_histogram().into_iter().map(|(d, n)| format!("{d} ({n} values)")).collect();
     let rope = format!("{:?}", config.rope.scaling);
+    let sparsity = sparsity_of(&ckpt)?;
     if a.json {
         let v = serde_json::json!({
             "architecture": config.arch.model_type(),
@@ -54,6 +55,11 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "kv_heads": config.num_kv_heads,
             "head_dim": config.head_dim,
             "tied_embeddings": config.tie_word_embeddings,
+            "sparsity": {
+                "overall": sparsity.overall(),
+                "by_module": sparsity.by_kind.iter().map(|(k, (z, t))| (k.clone(), serde_json::json!({"zeros": z, "weights": t, "fraction": *z as f64 / (*t).max(1) as f64}))).collect::<serde_json::Map<_, _>>(),
+                "pattern": sparsity.pattern,
+            },
         });
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
@@ -88,7 +94,36 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             config.sliding_windows.iter().map(|w| w.map_or("full".into(), |w| w.to_string())).collect();
         row("sliding window", w.join(","));
     }
+    // Pruned models: zeros per module kind (dense checkpoints hold next to none).
+    if sparsity.overall() >= 0.01 {
+        let kinds: Vec<String> = sparsity
+            .by_kind
+            .iter()
+            .map(|(k, (z, t))| format!("{k} {:.1} %", 100.0 * *z as f64 / (*t).max(1) as f64))
+            .collect();
+        row(
+            "sparsity",
+            format!(
+                "{:.2} % of decoder linear weights are zero{}",
+                sparsity.overall() * 100.0,
+                sparsity.pattern.as_ref().map_or(String::new(), |p| format!(", every row {p}"))
+            ),
+        );
+        row("  by module", kinds.join(", "));
+    }
     Ok(())
+}
+
+/// Exact zeros of the decoder linear weights, per module kind, and their N:M pattern.
+fn sparsity_of(ckpt: &Checkpoint) -> anyhow::Result<slmc_prune::SparsitySummary> {
+    let mut weights = Vec::new();
+    for name in ckpt.names().filter(|n| n.starts_with("model.layers.") && n.ends_with("_proj.weight")) {
+        let (shape, _, values) = ckpt.read_f32(name)?;
+        if let [rows, cols] = shape[..] {
+            weights.push((name.to_string(), rows, cols, values));
+        }
+    }
+    Ok(slmc_prune::SparsitySummary::of(weights.iter().map(|(n, r, c, v)| (n.as_str(), *r, *c, v.as_slice()))))
 }
 
 fn is_gguf(path: &Path) -> bool {

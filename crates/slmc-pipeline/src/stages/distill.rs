@@ -133,7 +133,8 @@ pub(crate) fn run(
         vocab,
         hidden,
     };
-    let opts = options(t, ctx)?;
+    let keep = state.records.keep_masks();
+    let opts = options(t, &keep, ctx)?;
     let trained = train_logged(distilled, &data, &opts, &mut objective, ctx)?;
     let model = trained.student;
     let summary = format!(

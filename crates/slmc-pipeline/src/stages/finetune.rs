@@ -19,9 +19,15 @@ pub(crate) fn run(
     let train_seqs = ctx.train("finetune")?;
     // Views over the same token files: the prepared data stays with the runner.
     let train_data = TrainData { train: train_seqs.view()?, eval: Some(data.eval.view()?) };
-    let opts = options(params, ctx)?;
+    let keep = state.records.keep_masks();
+    let opts = options(params, &keep, ctx)?;
     let model = train_logged(state.model, &train_data, &opts, &mut CrossEntropy, ctx)?;
-    let summary = format!("stage {}: finetune, {} steps", ctx.index, params.steps);
+    let summary = format!(
+        "stage {}: finetune, {} steps{}",
+        ctx.index,
+        params.steps,
+        if keep.is_empty() { "" } else { " (sparse: pruned weights stay zero)" }
+    );
     Ok(StageOutcome {
         state: State { model, records: state.records },
         changed: true,

@@ -1,9 +1,12 @@
 //! One module per stage kind. Each takes the state the previous stage left (model + records) and
 //! the run's [`StageContext`], and returns the new state with its result.
 
+mod calibration;
 mod distill;
 mod eval;
 mod finetune;
+mod prune;
+mod prune_structured;
 mod quantize;
 mod training;
 
@@ -38,6 +41,7 @@ pub(crate) fn run(
         StageKind::Distill(p) => distill::run(state, p, ctx),
         StageKind::Quantize(p) => quantize::run(state, p, ctx),
         StageKind::Eval(p) => eval::run(state, p, ctx),
+        StageKind::Prune(p) => prune::run(state, p, ctx),
     }
 }
 
@@ -46,6 +50,6 @@ pub(crate) fn steps(kind: &StageKind) -> Option<usize> {
     match kind {
         StageKind::Finetune(p) => Some(p.steps),
         StageKind::Distill(p) => Some(p.train.steps),
-        StageKind::Quantize(_) | StageKind::Eval(_) => None,
+        StageKind::Quantize(_) | StageKind::Eval(_) | StageKind::Prune(_) => None,
     }
 }

@@ -2,19 +2,23 @@
 //! of `slmc-quant` with record files for resume, per-module metrics, and the stage's outputs
 //! (`model/` with the fake-quantized weights in f32, `quant.safetensors` with the exact codes,
 //! `calibration.safetensors` with the windows used, for reference implementations to reuse).
+//! Masks of an earlier prune stage are kept: pruned weights get the zero point's code.
 
 use super::StageOutcome;
+use super::calibration::{WalkLog, interrupted, peak_rss_bytes, windows};
 use crate::PipelineError;
 use crate::context::StageContext;
-use crate::events::Event;
 use crate::state::State;
 use serde_json::json;
-use slmc_quant::{Control, GptqOptions, Grid, Method, QuantEvent, QuantizeConfig, quantize};
+use slmc_quant::{Control, GptqOptions, Grid, Method, QuantizeConfig, quantize};
 use slmc_recipe::{QuantMethod, QuantizeParams};
-use std::path::Path;
 
 /// The grid and algorithm settings of a recipe stage.
-pub(crate) fn config(q: &QuantizeParams, targets: &[String]) -> QuantizeConfig {
+pub(crate) fn config(
+    q: &QuantizeParams,
+    targets: &[String],
+    keep_masks: Vec<(String, Vec<bool>)>,
+) -> QuantizeConfig {
     QuantizeConfig {
         method: match q.method {
             QuantMethod::Rtn => Method::Rtn,
@@ -26,19 +30,8 @@ pub(crate) fn config(q: &QuantizeParams, targets: &[String]) -> QuantizeConfig {
         true_sequential: q.true_sequential,
         targets: targets.iter().cloned().collect(),
         batch_size: q.calibration.batch_size,
-        keep_masks: Default::default(),
+        keep_masks: keep_masks.into_iter().collect(),
     }
-}
-
-fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineError> {
-    let len = windows.first().map_or(0, Vec::len);
-    let bytes: Vec<u8> = windows.iter().flatten().flat_map(|&t| (t as i32).to_le_bytes()).collect();
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![windows.len(), len], &bytes)
-            .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
-    let data = safetensors::serialize(vec![("input_ids", view)], None)
-        .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
-    Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
 }
 
 /// Runs a quantize stage on the state's model.
@@ -48,99 +41,57 @@ pub(crate) fn run(
     ctx: &mut StageContext<'_>,
 ) -> Result<StageOutcome, PipelineError> {
     let model = state.model;
-    let index = ctx.index;
-    let cfg = config(q, &ctx.modules());
-    let (sdir, metrics, observer) = (&ctx.sdir, ctx.metrics, &mut *ctx.observer);
+    let cfg = config(q, &ctx.modules(), state.records.keep_masks());
     let calib = match q.method {
         QuantMethod::Rtn => Vec::new(),
-        QuantMethod::Gptq => {
-            let (d, train) = ctx
-                .data
-                .and_then(|d| Some((d, d.train.as_ref()?)))
-                .ok_or_else(|| PipelineError::Recipe("GPTQ needs [data] train".into()))?;
-            let len = q.calibration.len.unwrap_or(d.seq_len).min(model.config.max_position_embeddings);
-            let windows = slmc_data::calibration_samples(train, q.calibration.samples, len, ctx.recipe.seed)?;
-            write_calibration(&sdir.join("calibration.safetensors"), &windows)?;
-            windows
-        }
+        QuantMethod::Gptq => windows(ctx, &q.calibration, model.config.max_position_embeddings, "GPTQ")?,
     };
-    let blocks = sdir.join("blocks");
+    let blocks = ctx.sdir.join("blocks");
     std::fs::create_dir_all(&blocks).map_err(|e| PipelineError::io(&blocks, e))?;
     let ctl =
         Control { checkpoint_dir: Some(&blocks), interrupt: ctx.options.interrupt, stop_after_block: None };
     let started = std::time::Instant::now();
-    let mut write_err = None;
-    let mut errors = Vec::new();
-    let mut on = |e: QuantEvent<'_>| {
-        let line = match e {
-            QuantEvent::Resumed { blocks } => {
-                observer.event(&Event::Info(format!("resuming: {blocks} block(s) already quantized")));
-                None
+    let mut log = WalkLog::new("quantize");
+    let details = |m: &slmc_quant::ModuleReport| {
+        let mut warnings = Vec::new();
+        if let Some(s) = m.detail {
+            if s.retries > 0 {
+                warnings.push(format!(
+                    "{}: Cholesky failed {} time(s); dampening raised to {:.3} of the mean diagonal",
+                    m.name, s.retries, s.damp
+                ));
             }
-            QuantEvent::Block { index: b, total } => {
-                observer.event(&Event::QuantBlock { index: b, total });
-                None
+            if s.dead_columns > 0 {
+                warnings.push(format!(
+                    "{}: {} input column(s) never active on the calibration data (weights set to 0)",
+                    m.name, s.dead_columns
+                ));
             }
-            QuantEvent::Module(m) => {
-                if let Some(s) = m.detail
-                    && s.retries > 0
-                {
-                    observer.event(&Event::Warning(format!(
-                        "{}: Cholesky failed {} time(s); dampening raised to {:.3} of the mean diagonal",
-                        m.name, s.retries, s.damp
-                    )));
-                }
-                if let Some(s) = m.detail
-                    && s.dead_columns > 0
-                {
-                    observer.event(&Event::Warning(format!(
-                        "{}: {} input column(s) never active on the calibration data (weights set to 0)",
-                        m.name, s.dead_columns
-                    )));
-                }
-                errors.extend(m.rel_error);
-                observer.event(&Event::QuantModule {
-                    name: m.name.clone(),
-                    seconds: m.seconds,
-                    rel_error: m.rel_error,
-                });
-                Some(json!({
-                    "event": "quantize", "stage": index, "module": m.name, "shape": m.shape,
-                    "seconds": m.seconds, "rel_error": m.rel_error,
-                    "damp": m.detail.map(|s| s.damp), "retries": m.detail.map(|s| s.retries),
-                    "dead_columns": m.detail.map(|s| s.dead_columns), "gptq_loss": m.detail.map(|s| s.loss),
-                }))
-            }
-            QuantEvent::BlockDone { index: b, total, seconds } => Some(
-                json!({"event": "quantize_block", "stage": index, "block": b, "blocks": total, "seconds": seconds}),
-            ),
-        };
-        if let Some(l) = line
-            && let Err(err) = metrics.write(&l)
-        {
-            write_err = Some(err);
         }
+        let s = m.detail;
+        let extra = json!({
+            "damp": s.map(|s| s.damp), "retries": s.map(|s| s.retries),
+            "dead_columns": s.map(|s| s.dead_columns), "gptq_loss": s.map(|s| s.loss),
+        });
+        (extra, warnings)
     };
-    let (model, records) = quantize(model, &cfg, &calib, ctl, &mut on).map_err(|e| match e {
-        slmc_quant::QuantError::Interrupted { block } => PipelineError::Recipe(format!(
-            "interrupted after block {block}; its records are in {}: run the same command again to resume",
-            blocks.display()
-        )),
+    let result = quantize(model, &cfg, &calib, ctl, &mut |e| log.event(ctx, e, &details));
+    let (model, records) = result.map_err(|e| match e {
+        slmc_quant::QuantError::Interrupted { block } => interrupted(block, &blocks),
         other => other.into(),
     })?;
-    if let Some(e) = write_err {
-        return Err(e);
-    }
+    let log = log.finish()?;
     let seconds = started.elapsed().as_secs_f64();
     let peak_rss = peak_rss_bytes();
-    let mean_err =
-        if errors.is_empty() { None } else { Some(errors.iter().sum::<f64>() / errors.len() as f64) };
+    let mean_err = log.mean_error();
     let summary = format!(
-        "stage {index}: quantize, {} {} on {} modules in {seconds:.1} s{}",
+        "stage {}: quantize, {} {} on {} modules in {seconds:.1} s{}{}",
+        ctx.index,
         if q.method == QuantMethod::Gptq { "GPTQ" } else { "RTN" },
         q.grid_name(),
         records.len(),
-        mean_err.map_or(String::new(), |e| format!(", mean relative output error {e:.2e}"))
+        mean_err.map_or(String::new(), |e| format!(", mean relative output error {e:.2e}")),
+        if cfg.keep_masks.is_empty() { "" } else { ", sparsity masks kept" }
     );
     let record = json!({
         "seconds": seconds, "modules": records.len(), "mean_rel_error": mean_err,
@@ -150,13 +101,4 @@ pub(crate) fn run(
     let mut kept = state.records;
     kept.quant = Some(records);
     Ok(StageOutcome { state: State { model, records: kept }, changed: true, summary, record, eval: None })
-}
-
-/// The process's peak resident memory so far (Linux `VmHWM`), measured when quantization ends and
-/// before the stage writes its outputs.
-fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

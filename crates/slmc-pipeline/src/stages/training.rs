@@ -19,9 +19,11 @@ pub(crate) fn checkpoint_dir(ctx: &StageContext<'_>) -> Result<PathBuf, Pipeline
     Ok(ckpt)
 }
 
-/// Training options of a stage with recipe parameters `params`.
+/// Training options of a stage with recipe parameters `params`; `keep_masks` (from an earlier
+/// prune stage) hold pruned weights at zero.
 pub(crate) fn options<'a, 'c: 'a>(
     params: &'a TrainParams,
+    keep_masks: &'a [(String, Vec<bool>)],
     ctx: &StageContext<'c>,
 ) -> Result<TrainOptions<'a>, PipelineError> {
     Ok(TrainOptions {
@@ -30,7 +32,7 @@ pub(crate) fn options<'a, 'c: 'a>(
         checkpoint_dir: checkpoint_dir(ctx)?,
         interrupt: ctx.options.interrupt,
         kill_after: None,
-        keep_masks: None,
+        keep_masks: (!keep_masks.is_empty()).then_some(keep_masks),
     })
 }
 

@@ -1,0 +1,140 @@
+//! What quantize and prune stages share: calibration windows from the training split (kept in
+//! the stage directory for reference implementations to reuse), the calibration walk's events
+//! turned into progress and `metrics.jsonl` lines, and the peak memory they report.
+
+use crate::PipelineError;
+use crate::context::StageContext;
+use crate::events::Event;
+use serde_json::{Value, json};
+use slmc_calib::{CalibEvent, ModuleReport};
+use slmc_recipe::CalibrationParams;
+use std::path::Path;
+
+/// Draws the stage's calibration windows (seeded, from the training split) and writes them to
+/// `calibration.safetensors` in the stage directory.
+pub(crate) fn windows(
+    ctx: &StageContext<'_>,
+    c: &CalibrationParams,
+    max_len: usize,
+    what: &str,
+) -> Result<Vec<Vec<u32>>, PipelineError> {
+    let (d, train) = ctx
+        .data
+        .and_then(|d| Some((d, d.train.as_ref()?)))
+        .ok_or_else(|| PipelineError::Recipe(format!("{what} needs [data] train")))?;
+    let len = c.len.unwrap_or(d.seq_len).min(max_len);
+    let windows = slmc_data::calibration_samples(train, c.samples, len, ctx.seed())?;
+    write_calibration(&ctx.sdir.join("calibration.safetensors"), &windows)?;
+    Ok(windows)
+}
+
+fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineError> {
+    let len = windows.first().map_or(0, Vec::len);
+    let bytes: Vec<u8> = windows.iter().flatten().flat_map(|&t| (t as i32).to_le_bytes()).collect();
+    let view =
+        safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![windows.len(), len], &bytes)
+            .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
+    let data = safetensors::serialize(vec![("input_ids", view)], None)
+        .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
+    Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
+}
+
+/// Logs a calibration walk: progress events, one `metrics.jsonl` line per module and per block,
+/// and the relative output errors for the stage summary.
+pub(crate) struct WalkLog {
+    /// The stage kind (`quantize`, `prune`): the event name of its lines.
+    pub kind: &'static str,
+    /// Relative output errors of the modules solved in this run.
+    pub errors: Vec<f64>,
+    /// The first failed write to `metrics.jsonl`.
+    pub write_err: Option<PipelineError>,
+}
+
+impl WalkLog {
+    /// A log for a stage of `kind`.
+    pub fn new(kind: &'static str) -> Self {
+        Self { kind, errors: Vec::new(), write_err: None }
+    }
+
+    /// Handles one event of the walk; `details` gives a module's solver-specific fields (merged
+    /// into its metrics line) and the warnings to show.
+    pub fn event<D>(
+        &mut self,
+        ctx: &mut StageContext<'_>,
+        e: CalibEvent<'_, D>,
+        details: &dyn Fn(&ModuleReport<D>) -> (Value, Vec<String>),
+    ) {
+        let kind = self.kind;
+        let line = match e {
+            CalibEvent::Resumed { blocks } => {
+                let done = if kind == "quantize" { "quantized" } else { "pruned" };
+                ctx.observer.event(&Event::Info(format!("resuming: {blocks} block(s) already {done}")));
+                None
+            }
+            CalibEvent::Block { index, total } => {
+                ctx.observer.event(&Event::CalibBlock { kind, index, total });
+                None
+            }
+            CalibEvent::Module(m) => {
+                let (extra, warnings) = details(m);
+                for w in warnings {
+                    ctx.observer.event(&Event::Warning(w));
+                }
+                self.errors.extend(m.rel_error);
+                let sparsity = extra.get("sparsity").and_then(Value::as_f64);
+                ctx.observer.event(&Event::CalibModule {
+                    name: m.name.clone(),
+                    seconds: m.seconds,
+                    rel_error: m.rel_error,
+                    sparsity,
+                });
+                let mut line = json!({
+                    "event": kind, "stage": ctx.index, "module": m.name, "shape": m.shape,
+                    "seconds": m.seconds, "rel_error": m.rel_error,
+                });
+                if let (Value::Object(l), Value::Object(x)) = (&mut line, extra) {
+                    l.extend(x);
+                }
+                Some(line)
+            }
+            CalibEvent::BlockDone { index, total, seconds } => Some(
+                json!({"event": format!("{kind}_block"), "stage": ctx.index, "block": index, "blocks": total, "seconds": seconds}),
+            ),
+        };
+        if let Some(l) = line
+            && let Err(err) = ctx.metrics.write(&l)
+        {
+            self.write_err.get_or_insert(err);
+        }
+    }
+
+    /// The mean relative output error of the modules solved in this run.
+    pub fn mean_error(&self) -> Option<f64> {
+        (!self.errors.is_empty()).then(|| self.errors.iter().sum::<f64>() / self.errors.len() as f64)
+    }
+
+    /// The first write error, if any.
+    pub fn finish(self) -> Result<Self, PipelineError> {
+        match self.write_err {
+            Some(e) => Err(e),
+            None => Ok(Self { write_err: None, ..self }),
+        }
+    }
+}
+
+/// The process's peak resident memory so far (Linux `VmHWM`), measured when the walk ends and
+/// before the stage writes its outputs.
+pub(crate) fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The error of an interrupted walk, telling where its finished blocks are.
+pub(crate) fn interrupted(block: usize, blocks: &Path) -> PipelineError {
+    PipelineError::Recipe(format!(
+        "interrupted after block {block}; its records are in {}: run the same command again to resume",
+        blocks.display()
+    ))
+}
