@@ -15,7 +15,7 @@ pub mod walk;
 
 pub use error::CalibError;
 pub use hessian::Hessian;
-pub use linalg::{InverseFactor, inverse_upper_factor, output_energy, relative_output_error};
+pub use linalg::{InverseFactor, dead_columns, inverse_upper_factor, output_energy, relative_output_error};
 pub use walk::{
     Block, CalibEvent, Control, ModuleInput, ModuleReport, Solved, Solver, set_linear_weight, split_name,
     walk, weight_values,

@@ -41,6 +41,17 @@ pub fn inverse_upper_factor(h: &[f64], n: usize, damp: f64) -> Result<InverseFac
     )))
 }
 
+/// Input columns never active on the calibration data (`h_jj == 0`): their diagonal becomes 1 so
+/// the Hessian factorises, and their indices are returned (any weight value is free there; GPTQ and
+/// SparseGPT set those weights to 0, as the references do).
+pub fn dead_columns(h: &mut [f64], n: usize) -> Vec<usize> {
+    let dead: Vec<usize> = (0..n).filter(|&c| h[c * n + c] == 0.0).collect();
+    for &c in &dead {
+        h[c * n + c] = 1.0;
+    }
+    dead
+}
+
 /// `tr(M H Mᵀ)` for `M` in `[in, out]` layout (`mt`, `[cols, rows]`): the output energy
 /// `Σ ‖M x‖²` of the calibration inputs when `H = Σ x xᵀ` (or its mean).
 pub fn output_energy(mt: &[f64], rows: usize, cols: usize, h: &[f64]) -> f64 {

@@ -96,14 +96,11 @@ pub fn sparsegpt(
     // Dead input columns: never active, so any value is free; the reference zeroes them.
     let mut h = h.to_vec();
     let mut w = w.to_vec();
-    let mut dead_columns = 0;
-    for c in 0..cols {
-        if h[c * cols + c] == 0.0 {
-            h[c * cols + c] = 1.0;
-            (0..rows).for_each(|r| w[r * cols + c] = 0.0);
-            dead_columns += 1;
-        }
+    let dead = slmc_calib::dead_columns(&mut h, cols);
+    for &c in &dead {
+        (0..rows).for_each(|r| w[r * cols + c] = 0.0);
     }
+    let dead_columns = dead.len();
     let mut mask = Mask::new(rows, cols)?;
     let slmc_calib::InverseFactor { u, damp, retries } =
         slmc_calib::inverse_upper_factor(&h, cols, opts.damp)?;

@@ -97,14 +97,11 @@ pub fn gptq_masked(
     // Dead input columns: never active, so any value is free; the reference zeroes them.
     let mut h = h.to_vec();
     let mut w0 = wt.to_vec();
-    let mut dead_columns = 0;
-    for c in 0..cols {
-        if h[c * cols + c] == 0.0 {
-            h[c * cols + c] = 1.0;
-            w0[c * rows..(c + 1) * rows].fill(0.0);
-            dead_columns += 1;
-        }
+    let dead = slmc_calib::dead_columns(&mut h, cols);
+    for &c in &dead {
+        w0[c * rows..(c + 1) * rows].fill(0.0);
     }
+    let dead_columns = dead.len();
 
     // Static parameters (per channel, or every group up front under act-order).
     let static_params =

@@ -1,7 +1,7 @@
 //! The validated form of `kind = "prune"` stages.
 
 use crate::schema::{CalibrationParams, Selection};
-use slmc_formats::prune_shape::{TargetSizes, Targets};
+use slmc_formats::prune_shape::Targets;
 
 /// How an unstructured prune stage chooses the weights to zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,21 +76,6 @@ pub enum ImportanceSource {
     Magnitude,
 }
 
-/// The shape a width prune stage shrinks to (each `None` keeps the current size).
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct WidthTargets {
-    /// `num-attention-heads`.
-    pub num_attention_heads: Option<usize>,
-    /// `num-key-value-heads`.
-    pub num_key_value_heads: Option<usize>,
-    /// `intermediate-size`.
-    pub intermediate_size: Option<usize>,
-    /// `hidden-size`.
-    pub hidden_size: Option<usize>,
-    /// `keep`: the fraction of parameters kept (instead of explicit sizes).
-    pub keep: Option<f64>,
-}
-
 /// What a prune stage does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PruneMethod {
@@ -111,17 +96,15 @@ pub enum PruneMethod {
     },
     /// Remove attention heads, MLP channels and hidden channels (a smaller model).
     Width {
-        /// The sizes to reach.
-        targets: WidthTargets,
+        /// The sizes to reach (explicit, or `keep` = a fraction of the parameters).
+        targets: Targets,
         /// Where the importance comes from.
         importance: ImportanceSource,
     },
     /// Remove whole decoder layers.
     Depth {
-        /// `num-hidden-layers` to keep.
-        layers: Option<usize>,
-        /// Or the fraction of layers kept.
-        keep: Option<f64>,
+        /// `num-hidden-layers`, or `keep` = a fraction of the parameters.
+        targets: Targets,
         /// Where the importance comes from.
         importance: ImportanceSource,
     },
@@ -158,20 +141,7 @@ impl PruneParams {
     pub fn shape_targets(&self) -> Option<Targets> {
         match &self.method {
             PruneMethod::Unstructured { .. } => None,
-            PruneMethod::Width { targets: t, .. } => Some(match t.keep {
-                Some(k) => Targets::KeepWidth(k),
-                None => Targets::Sizes(TargetSizes {
-                    num_attention_heads: t.num_attention_heads,
-                    num_key_value_heads: t.num_key_value_heads,
-                    intermediate_size: t.intermediate_size,
-                    hidden_size: t.hidden_size,
-                    num_hidden_layers: None,
-                }),
-            }),
-            PruneMethod::Depth { layers, keep, .. } => Some(match keep {
-                Some(k) => Targets::KeepDepth(*k),
-                None => Targets::Sizes(TargetSizes { num_hidden_layers: *layers, ..Default::default() }),
-            }),
+            PruneMethod::Width { targets, .. } | PruneMethod::Depth { targets, .. } => Some(*targets),
         }
     }
 }

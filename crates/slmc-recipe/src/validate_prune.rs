@@ -5,6 +5,7 @@ use crate::reader::TableReader;
 use crate::schema::*;
 use crate::schema_prune::*;
 use crate::validate::{calibration, selection};
+use slmc_formats::prune_shape::{TargetSizes, Targets};
 
 /// The prune methods a recipe can name.
 pub const PRUNE_METHODS: &[&str] = &["magnitude", "wanda", "sparsegpt", "width", "depth"];
@@ -22,17 +23,23 @@ pub(crate) fn prune_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Opti
         "depth" => {
             let layers = r.uint_where("num-hidden-layers", 1, "at least 1", |v| v >= 1, d);
             let layers = r.node("num-hidden-layers").map(|_| layers);
-            let keep = keep_fraction(r, d);
-            if layers.is_none() == keep.is_none() {
-                d.push(Diagnostic::new(
-                    format!(
-                        "{} (method = \"depth\") needs exactly one of `num-hidden-layers` or `keep`",
-                        r.what()
-                    ),
-                    r.origin().clone(),
-                ));
-            }
-            PruneMethod::Depth { layers, keep, importance: importance(r, d) }
+            let targets = match (layers, keep_fraction(r, d)) {
+                (Some(l), None) => {
+                    Targets::Sizes(TargetSizes { num_hidden_layers: Some(l), ..Default::default() })
+                }
+                (None, Some(k)) => Targets::KeepDepth(k),
+                _ => {
+                    d.push(Diagnostic::new(
+                        format!(
+                            "{} (method = \"depth\") needs exactly one of `num-hidden-layers` or `keep`",
+                            r.what()
+                        ),
+                        r.origin().clone(),
+                    ));
+                    Targets::KeepDepth(0.5)
+                }
+            };
+            PruneMethod::Depth { targets, importance: importance(r, d) }
         }
         algorithm => {
             let algorithm = match algorithm {
@@ -137,7 +144,7 @@ fn keep_fraction(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Option<f64> {
 }
 
 /// The sizes a width prune reaches: explicit config sizes or `keep`, not both.
-fn width_targets(r: &mut TableReader<'_>, d: &mut Diagnostics) -> WidthTargets {
+fn width_targets(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Targets {
     let mut size = |key: &'static str, d: &mut Diagnostics| {
         let present = r.node(key).is_some();
         let v = r.uint_where(key, 1, "at least 1", |v| v >= 1, d);
@@ -147,18 +154,16 @@ fn width_targets(r: &mut TableReader<'_>, d: &mut Diagnostics) -> WidthTargets {
     let num_key_value_heads = size("num-key-value-heads", d);
     let intermediate_size = size("intermediate-size", d);
     let hidden_size = size("hidden-size", d);
-    let t = WidthTargets {
+    let sizes = TargetSizes {
         num_attention_heads,
         num_key_value_heads,
         intermediate_size,
         hidden_size,
-        keep: keep_fraction(r, d),
+        num_hidden_layers: None,
     };
-    let explicit = t.num_attention_heads.is_some()
-        || t.num_key_value_heads.is_some()
-        || t.intermediate_size.is_some()
-        || t.hidden_size.is_some();
-    if explicit == t.keep.is_some() {
+    let keep = keep_fraction(r, d);
+    let explicit = sizes != TargetSizes::default();
+    if explicit == keep.is_some() {
         d.push(Diagnostic::new(
             format!(
                 "{} (method = \"width\") needs `keep` (a fraction of parameters) or target sizes (`num-attention-heads`, `num-key-value-heads`, `intermediate-size`, `hidden-size`), not both",
@@ -167,7 +172,7 @@ fn width_targets(r: &mut TableReader<'_>, d: &mut Diagnostics) -> WidthTargets {
             r.origin().clone(),
         ));
     }
-    t
+    keep.map_or(Targets::Sizes(sizes), Targets::KeepWidth)
 }
 
 /// Rules for the stages around an unstructured prune stage: one per recipe (its masks are the

@@ -122,6 +122,23 @@ impl WalkLog {
     }
 }
 
+/// Warnings about one module's Hessian solve (GPTQ, SparseGPT): raised dampening after Cholesky
+/// failures, and input columns never active on the calibration data.
+pub(crate) fn solve_warnings(name: &str, damp: f64, retries: u32, dead_columns: usize) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if retries > 0 {
+        warnings.push(format!(
+            "{name}: Cholesky failed {retries} time(s); dampening raised to {damp:.3} of the mean diagonal"
+        ));
+    }
+    if dead_columns > 0 {
+        warnings.push(format!(
+            "{name}: {dead_columns} input column(s) never active on the calibration data (weights set to 0)"
+        ));
+    }
+    warnings
+}
+
 /// The process's peak resident memory so far (Linux `VmHWM`), measured when the walk ends and
 /// before the stage writes its outputs.
 pub(crate) fn peak_rss_bytes() -> Option<u64> {

@@ -4,7 +4,7 @@
 //! (width, depth) rank heads, channels and layers and hand on a physically smaller model.
 
 use super::StageOutcome;
-use super::calibration::{WalkLog, interrupted, peak_rss_bytes, windows};
+use super::calibration::{WalkLog, interrupted, peak_rss_bytes, solve_warnings, windows};
 use crate::PipelineError;
 use crate::context::StageContext;
 use crate::evaluation::read_json;
@@ -101,21 +101,10 @@ fn unstructured(
     };
     let mut log = WalkLog::new("prune");
     let details = |m: &slmc_prune::sequential::ModuleReport| {
-        let mut warnings = Vec::new();
-        if let Some(s) = m.detail.stats {
-            if s.retries > 0 {
-                warnings.push(format!(
-                    "{}: Cholesky failed {} time(s); dampening raised to {:.3} of the mean diagonal",
-                    m.name, s.retries, s.damp
-                ));
-            }
-            if s.dead_columns > 0 {
-                warnings.push(format!(
-                    "{}: {} input column(s) never active on the calibration data (weights set to 0)",
-                    m.name, s.dead_columns
-                ));
-            }
-        }
+        let warnings = m
+            .detail
+            .stats
+            .map_or_else(Vec::new, |s| solve_warnings(&m.name, s.damp, s.retries, s.dead_columns));
         (json!({"sparsity": m.detail.sparsity, "damp": m.detail.stats.map(|s| s.damp)}), warnings)
     };
     let result = slmc_prune::prune(model, &cfg, &calib, ctl, &mut |e| log.event(ctx, e, &details));

@@ -5,7 +5,7 @@
 //! Masks of an earlier prune stage are kept: pruned weights get the zero point's code.
 
 use super::StageOutcome;
-use super::calibration::{WalkLog, interrupted, peak_rss_bytes, windows};
+use super::calibration::{WalkLog, interrupted, peak_rss_bytes, solve_warnings, windows};
 use crate::PipelineError;
 use crate::context::StageContext;
 use crate::state::State;
@@ -53,21 +53,8 @@ pub(crate) fn run(
     let started = std::time::Instant::now();
     let mut log = WalkLog::new("quantize");
     let details = |m: &slmc_quant::ModuleReport| {
-        let mut warnings = Vec::new();
-        if let Some(s) = m.detail {
-            if s.retries > 0 {
-                warnings.push(format!(
-                    "{}: Cholesky failed {} time(s); dampening raised to {:.3} of the mean diagonal",
-                    m.name, s.retries, s.damp
-                ));
-            }
-            if s.dead_columns > 0 {
-                warnings.push(format!(
-                    "{}: {} input column(s) never active on the calibration data (weights set to 0)",
-                    m.name, s.dead_columns
-                ));
-            }
-        }
+        let warnings =
+            m.detail.map_or_else(Vec::new, |s| solve_warnings(&m.name, s.damp, s.retries, s.dead_columns));
         let s = m.detail;
         let extra = json!({
             "damp": s.map(|s| s.damp), "retries": s.map(|s| s.retries),
