@@ -114,3 +114,43 @@ fn dead_columns_are_zeroed_and_a_singular_hessian_raises_damping() {
         gptq(&wt, rows, cols, &h1, grid, GptqOptions { damp: 0.0, ..Default::default() }).unwrap();
     assert!(stats.retries >= 1 && stats.damp > 0.0, "{stats:?}");
 }
+
+#[test]
+fn a_sparsity_mask_survives_gptq_and_its_error_is_compensated() {
+    let (rows, cols) = (32, 128);
+    let (mut wt, h) = layer(rows, cols, 400, 5);
+    // A 2:4 mask on the smallest two |w| of every group of four input columns, applied first.
+    let mut keep = vec![true; rows * cols];
+    for r in 0..rows {
+        for g in 0..cols / 4 {
+            let mut idx: Vec<usize> = (g * 4..g * 4 + 4).collect();
+            idx.sort_by(|&a, &b| wt[a * rows + r].abs().total_cmp(&wt[b * rows + r].abs()));
+            for &c in &idx[..2] {
+                keep[r * cols + c] = false;
+                wt[c * rows + r] = 0.0;
+            }
+        }
+    }
+    let grid = Grid { bits: 4, group_size: Some(32), sym: true, f16_scales: true };
+    let (masked, _) =
+        slmc_quant::gptq_masked(&wt, rows, cols, &h, grid, GptqOptions::default(), Some(&keep)).unwrap();
+    let (plain, _) = gptq(&wt, rows, cols, &h, grid, GptqOptions::default()).unwrap();
+    let deq = masked.dequantize();
+    let lost = (0..rows * cols).filter(|&k| !keep[k] && deq[k] != 0.0).count();
+    assert_eq!(lost, 0, "every pruned weight dequantizes to exactly 0");
+    // Plain GPTQ spreads error into the zeros; the masked run keeps them at a small extra cost.
+    let plain_deq = plain.dequantize();
+    assert!((0..rows * cols).any(|k| !keep[k] && plain_deq[k] != 0.0), "the test needs GPTQ to move zeros");
+    let (e_masked, e_plain) = (error_of(&masked, &wt, &h), error_of(&plain, &wt, &h));
+    let rtn_then_mask = {
+        let mut r = rtn(&wt, rows, cols, grid);
+        for (k, &kp) in keep.iter().enumerate() {
+            if !kp {
+                r.codes[k] = grid.sym_zero() as u8;
+            }
+        }
+        error_of(&r, &wt, &h)
+    };
+    assert!(e_masked < rtn_then_mask, "masked GPTQ {e_masked:.3e} vs masked RTN {rtn_then_mask:.3e}");
+    assert!(e_masked < 3.0 * e_plain, "masked GPTQ {e_masked:.3e} vs unmasked {e_plain:.3e}");
+}
