@@ -85,6 +85,7 @@ pub(crate) fn run(
     let started = std::time::Instant::now();
     let mut write_err = None;
     let mut errors = Vec::new();
+    let mut block = 0;
     let mut on = |e: QuantEvent<'_>| {
         let line = match e {
             QuantEvent::Resumed { blocks } => {
@@ -92,6 +93,7 @@ pub(crate) fn run(
                 None
             }
             QuantEvent::Block { index: b, total } => {
+                block = b;
                 observer.event(&Event::QuantBlock { index: b, total });
                 None
             }
@@ -119,7 +121,7 @@ pub(crate) fn run(
                     rel_error: m.rel_error,
                 });
                 Some(json!({
-                    "event": "quantize", "stage": index, "module": m.name, "shape": m.shape,
+                    "event": "quantize", "stage": index, "block": block, "module": m.name, "shape": m.shape,
                     "seconds": m.seconds, "rel_error": m.rel_error,
                     "damp": m.stats.map(|s| s.damp), "retries": m.stats.map(|s| s.retries),
                     "dead_columns": m.stats.map(|s| s.dead_columns), "gptq_loss": m.stats.map(|s| s.loss),
