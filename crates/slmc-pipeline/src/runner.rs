@@ -217,7 +217,8 @@ pub fn run(
             continue;
         }
         std::fs::create_dir_all(&sdir).map_err(|e| PipelineError::io(&sdir, e))?;
-        let (record, summary) = match &stage.kind {
+        let started = std::time::Instant::now();
+        let (mut record, summary) = match &stage.kind {
             StageKind::Finetune(params) => {
                 observer.event(&Event::StageStart {
                     index: stage.index,
@@ -324,6 +325,7 @@ pub fn run(
                 (json!({"summary": s, "mean_nll": r.mean_nll, "ppl": r.ppl, "tokens": r.tokens}), s)
             }
         };
+        record["wall_seconds"] = json!(started.elapsed().as_secs_f64());
         atomic_write(&done, (record.to_string() + "\n").as_bytes())?;
         observer.event(&Event::StageDone { index: stage.index, summary: summary.clone() });
         summary_lines.push(summary);
@@ -412,8 +414,8 @@ pub fn run(
             }
         }
     }
-    let html = report::render(&recipe.name, &summary_lines, &gates, &metrics.read_all());
-    atomic_write(&dir.root.join("report.html"), html.as_bytes())?;
+    report::record_outcome(&dir.root, &gates, final_eval)?;
+    report::render_run_dir(&dir.root)?;
     Ok(RunSummary { run_dir: dir.root.clone(), resumed: dir.resumed, baseline, final_eval, gates, artifacts })
 }
 
