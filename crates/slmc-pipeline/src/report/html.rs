@@ -32,13 +32,18 @@ impl Cell {
     }
 }
 
-/// A table with a header row; `class` names it for styling and tests.
+/// A table with a header row (none when `headers` is empty); `class` names it for styling and
+/// tests.
 pub(crate) fn table(class: &str, headers: &[&str], rows: Vec<Vec<Cell>>) -> String {
-    let mut h = format!("<table class=\"{class}\"><thead><tr>");
-    for head in headers {
-        h.push_str(&format!("<th>{}</th>", esc(head)));
+    let mut h = format!("<table class=\"{class}\">");
+    if !headers.is_empty() {
+        h.push_str("<thead><tr>");
+        for head in headers {
+            h.push_str(&format!("<th>{}</th>", esc(head)));
+        }
+        h.push_str("</tr></thead>");
     }
-    h.push_str("</tr></thead><tbody>");
+    h.push_str("<tbody>");
     for row in rows {
         h.push_str("<tr>");
         for c in row {
@@ -54,7 +59,7 @@ pub(crate) fn table(class: &str, headers: &[&str], rows: Vec<Vec<Cell>>) -> Stri
 /// A chart drawn to inline SVG in a `<figure>` whose `data-series` attribute lists its series
 /// and point counts, with a caption.
 pub(crate) fn figure(chart: &Chart, caption: &str) -> Result<String, PipelineError> {
-    let svg = chart.svg(900, 340)?;
+    let svg = chart.svg(1000, 360)?;
     Ok(format!(
         "<figure class=\"chart\" data-series=\"{}\">{svg}<figcaption>{}</figcaption></figure>",
         esc(&chart.series_summary()),
@@ -67,11 +72,11 @@ body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;color:#222;mar
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.8em;border-bottom:1px solid #ddd;padding-bottom:.2em}\
 h3{margin-bottom:.3em}\
 table{border-collapse:collapse;margin:.6em 0 1em}th,td{padding:3px 10px;text-align:left;vertical-align:top;border-bottom:1px solid #eee}\
-th{background:#f6f6f6;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}\
+th{background:#f6f6f6;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}\
 code,.mono{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em}\
 .pass{color:#1a7f37;font-weight:600}.fail{color:#c62828;font-weight:600}.muted{color:#777}\
-figure{margin:.8em 0 1.4em}figure svg{width:100%;height:auto;max-width:900px;display:block}\
-figcaption{color:#555;font-size:.92em;max-width:900px}\
+figure{margin:.8em 0 1.4em}figure svg{width:100%;height:auto;max-width:1000px;display:block}\
+figcaption{color:#555;font-size:.92em;max-width:1000px}\
 ul.glance{list-style:none;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(16em,1fr));gap:.6em}\
 ul.glance li{border:1px solid #e3e3e3;border-radius:6px;padding:.5em .8em}ul.glance b{display:block;font-size:1.15em}\
 @media print{body{margin:0;max-width:none;font-size:11px}h2{break-after:avoid}figure,table{break-inside:avoid}}";

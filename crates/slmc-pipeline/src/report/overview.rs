@@ -136,14 +136,14 @@ pub(crate) fn manifest(run: &RunData) -> String {
         vec![Cell::text("backend"), Cell::text(&m.backend)],
         vec![Cell::text("seed"), Cell::text(m.seed.to_string())],
         vec![Cell::text("recipe"), code(&m.recipe_file)],
-        vec![Cell::text("recipe sha256"), code(&m.recipe_hash)],
+        vec![Cell::text("fingerprint (sha256 of recipe, overrides, stages)"), code(&m.recipe_hash)],
         vec![Cell::text("stages run"), Cell::text(&m.stages)],
         vec![Cell::text("--set overrides"), sets],
     ];
     let inputs = m.inputs.iter().map(|(path, hash)| vec![code(path), code(hash)]).collect();
     format!(
         "<section id=\"manifest\"><h2>Manifest</h2>{}<h3>Inputs</h3>{}</section>",
-        table("manifest", &["", ""], rows),
+        table("manifest", &[], rows),
         table("inputs", &["file", "sha256"], inputs)
     )
 }

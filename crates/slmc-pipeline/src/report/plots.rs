@@ -22,6 +22,8 @@ const PALETTE: [RGBColor; 10] = [
 ];
 const MARKER_GREY: RGBColor = RGBColor(0x80, 0x80, 0x80);
 const FONT: &str = "sans-serif";
+/// Pixels on the right of the plot for the legend (outside the data, so it hides nothing).
+const LEGEND_WIDTH: u32 = 250;
 
 /// One line of a chart.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,22 +135,24 @@ impl Chart {
         {
             let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
             root.fill(&WHITE).map_err(chart_err)?;
+            let (plot, legend) = root.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
             let (x0, x1) = self.x_range();
             let (y0, y1) = self.y_range();
             match self.y_scale {
                 YScale::Linear => {
                     let mut chart =
-                        self.builder(&root).build_cartesian_2d(x0..x1, y0..y1).map_err(chart_err)?;
+                        self.builder(&plot).build_cartesian_2d(x0..x1, y0..y1).map_err(chart_err)?;
                     self.draw(&mut chart, (y0, y1))?;
                 }
                 YScale::Log => {
                     let mut chart = self
-                        .builder(&root)
+                        .builder(&plot)
                         .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
                         .map_err(chart_err)?;
                     self.draw(&mut chart, (y0, y1))?;
                 }
             }
+            self.legend(&legend)?;
             root.present().map_err(chart_err)?;
         }
         Ok(out)
@@ -196,11 +200,7 @@ impl Chart {
             let color = PALETTE[s.color % PALETTE.len()];
             let points = self.drawn(s);
             let style = color.stroke_width(2);
-            chart
-                .draw_series(LineSeries::new(points.clone(), style))
-                .map_err(chart_err)?
-                .label(s.label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+            chart.draw_series(LineSeries::new(points.clone(), style)).map_err(chart_err)?;
             if s.dots || points.len() == 1 {
                 chart
                     .draw_series(points.iter().map(|&p| Circle::new(p, 3, color.filled())))
@@ -225,15 +225,20 @@ impl Chart {
                 )))
                 .map_err(chart_err)?;
         }
-        if !self.series.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font((FONT, 13))
-                .background_style(WHITE.mix(0.85))
-                .border_style(RGBColor(0xbb, 0xbb, 0xbb))
-                .draw()
-                .map_err(chart_err)?;
+        Ok(())
+    }
+
+    /// The legend: a sample of each series' line (and dot) with its label, top to bottom.
+    fn legend(&self, area: &DrawingArea<SVGBackend<'_>, Shift>) -> Result<(), PipelineError> {
+        let font = (FONT, 14).into_font().color(&BLACK);
+        for (i, s) in self.series.iter().enumerate() {
+            let color = PALETTE[s.color % PALETTE.len()];
+            let y = 52 + 22 * i as i32;
+            area.draw(&PathElement::new(vec![(6, y), (30, y)], color.stroke_width(2))).map_err(chart_err)?;
+            if s.dots {
+                area.draw(&Circle::new((18, y), 3, color.filled())).map_err(chart_err)?;
+            }
+            area.draw(&Text::new(s.label.clone(), (38, y - 7), font.clone())).map_err(chart_err)?;
         }
         Ok(())
     }
@@ -306,6 +311,30 @@ mod tests {
         assert!(svg.contains("<polyline"));
         assert_eq!(sci_tick(1e-4), "1e-4");
         assert_eq!(sci_tick(2.5e-4), "2.5e-4");
+    }
+
+    /// The x coordinates of every polyline.
+    fn polyline_xs(svg: &str) -> Vec<Vec<f64>> {
+        svg.split("<polyline")
+            .skip(1)
+            .map(|p| {
+                let pts = p.split("points=\"").nth(1).unwrap();
+                let pts = &pts[..pts.find('"').unwrap()];
+                pts.split_whitespace().map(|xy| xy.split(',').next().unwrap().parse().unwrap()).collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_legend_is_beside_the_plot_not_on_it() {
+        for scale in [YScale::Linear, YScale::Log] {
+            let svg = chart(scale).svg(600, 300).unwrap();
+            let left = f64::from(600 - LEGEND_WIDTH);
+            let (legend, plot): (Vec<_>, Vec<_>) =
+                polyline_xs(&svg).into_iter().partition(|xs| xs.iter().all(|&x| x > left));
+            assert_eq!(legend.len(), 2, "{scale:?}: one sample per series");
+            assert!(plot.iter().flatten().all(|&x| x <= left), "{scale:?}");
+        }
     }
 
     fn points(line: &str) -> usize {

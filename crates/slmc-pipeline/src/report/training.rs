@@ -97,20 +97,18 @@ pub(crate) fn training_stages(run: &RunData) -> Vec<TrainingStage<'_>> {
     out
 }
 
-/// The loss, learning-rate and throughput charts over the shared token axis.
-pub(crate) fn charts(stages: &[TrainingStage<'_>]) -> [Chart; 3] {
+/// The charts over the shared token axis, each with its caption: training and validation loss
+/// together when both are cross-entropy, else the training objective and the validation loss
+/// apart (a distillation objective is on another scale); learning rate; throughput.
+pub(crate) fn charts(stages: &[TrainingStage<'_>]) -> Vec<(Chart, String)> {
     let total = stages.last().map_or(0.0, |s| s.offset + s.steps.last().map_or(0.0, |p| p.tokens));
     let (scale, unit) = fmt::token_scale(total);
     let x_desc =
         if unit.is_empty() { "training tokens".to_string() } else { format!("training tokens ({unit})") };
-    let x = |s: &TrainingStage<'_>, tokens: f64| (s.offset + tokens) / scale;
     let markers: Vec<Marker> = stages
         .iter()
         .map(|s| Marker { x: s.offset / scale, label: format!("stage {} {}", s.stage.index, s.stage.kind) })
         .collect();
-    let per_stage = |color_step: usize, series: &dyn Fn(usize, &TrainingStage<'_>) -> Vec<Series>| {
-        stages.iter().enumerate().flat_map(|(i, s)| series(i * color_step, s)).collect::<Vec<_>>()
-    };
     let chart = |title: &str, y_desc: &str, series: Vec<Series>| Chart {
         title: title.into(),
         x_desc: x_desc.clone(),
@@ -120,45 +118,51 @@ pub(crate) fn charts(stages: &[TrainingStage<'_>]) -> [Chart; 3] {
         y_scale: YScale::Linear,
         integer_x: false,
     };
-    let loss = per_stage(2, &|c, s| {
-        let name = format!("stage {} {}", s.stage.index, s.objective());
-        let mut out = vec![Series {
-            label: name,
-            points: s.steps.iter().map(|p| (x(s, p.tokens), p.loss)).collect(),
-            color: c,
+    // One series per stage of `what` (steps, or validation points with dots), coloured by stage.
+    let steps = |what: &dyn Fn(&TrainingStage<'_>) -> String, y: &dyn Fn(&StepPoint) -> f64| -> Vec<Series> {
+        let line = |(i, s): (usize, &TrainingStage<'_>)| Series {
+            label: what(s),
+            points: s.steps.iter().map(|p| ((s.offset + p.tokens) / scale, y(p))).collect(),
+            color: 2 * i,
             dots: false,
-        }];
-        if !s.evals.is_empty() {
-            out.push(Series {
-                label: format!("stage {} validation loss", s.stage.index),
-                points: s.evals.iter().map(|p| (x(s, p.tokens), p.loss)).collect(),
-                color: c + 1,
-                dots: true,
-            });
+        };
+        stages.iter().enumerate().map(line).collect()
+    };
+    let validation: Vec<Series> = stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.evals.is_empty())
+        .map(|(i, s)| Series {
+            label: format!("stage {} validation loss", s.stage.index),
+            points: s.evals.iter().map(|p| ((s.offset + p.tokens) / scale, p.loss)).collect(),
+            color: 2 * i + 1,
+            dots: true,
+        })
+        .collect();
+    let train = steps(&|s| format!("stage {} {}", s.stage.index, s.objective()), &|p| p.loss);
+    let mut out = Vec::new();
+    if stages.iter().all(|s| s.stage.kind != "distill") {
+        let series = train.into_iter().chain(validation).collect();
+        out.push((chart("Loss", "loss (nats/token)", series), caption(stages)));
+    } else {
+        out.push((chart("Training objective", "objective (nats/token)", train), caption(stages)));
+        if !validation.is_empty() {
+            let note = "Validation loss: mean next-token cross-entropy of held-out sequences \
+                        (eval-sequences of them, every eval-every steps and at the end).";
+            out.push((chart("Validation loss", "loss (nats/token)", validation), note.into()));
         }
-        out
-    });
-    let lr = per_stage(1, &|c, s| {
-        vec![Series {
-            label: format!("stage {} learning rate", s.stage.index),
-            points: s.steps.iter().map(|p| (x(s, p.tokens), p.lr)).collect(),
-            color: c,
-            dots: false,
-        }]
-    });
-    let speed = per_stage(1, &|c, s| {
-        vec![Series {
-            label: format!("stage {} tokens/s", s.stage.index),
-            points: s.steps.iter().map(|p| (x(s, p.tokens), p.tokens_per_s)).collect(),
-            color: c,
-            dots: false,
-        }]
-    });
-    [
-        chart("Loss", "loss (nats/token)", loss),
+    }
+    let lr = steps(&|s| format!("stage {} learning rate", s.stage.index), &|p| p.lr);
+    out.push((
         chart("Learning rate", "learning rate", lr),
+        "Learning rate of each logged step (warm-up, then the schedule's decay).".into(),
+    ));
+    let speed = steps(&|s| format!("stage {} tokens/s", s.stage.index), &|p| p.tokens_per_s);
+    out.push((
         chart("Throughput", "throughput (tokens/s)", speed),
-    ]
+        "Training throughput between logged steps (tokens per second of wall time).".into(),
+    ));
+    out
 }
 
 /// `a → b`, or `a` when there is one value.
@@ -194,7 +198,7 @@ fn caption(stages: &[TrainingStage<'_>]) -> String {
             ));
         }
         if s.stage.kind == "distill" {
-            t.push_str(" — the distillation objective mixes the KD divergence (× τ²) with cross-entropy, so it is not on the validation loss's scale");
+            t.push_str(" (the distillation objective mixes the KD divergence × τ² with cross-entropy: it is not on the validation loss's scale)");
         }
         parts.push(t);
     }
@@ -207,7 +211,6 @@ pub(crate) fn section(run: &RunData) -> Result<String, PipelineError> {
     if stages.is_empty() {
         return Ok(String::new());
     }
-    let [loss, lr, speed] = charts(&stages);
     let mut h = String::from("<section id=\"training\"><h2>Training</h2>");
     let rows = stages
         .iter()
@@ -235,7 +238,7 @@ pub(crate) fn section(run: &RunData) -> Result<String, PipelineError> {
             "stage",
             "steps",
             "tokens",
-            "train loss (first → last)",
+            "training loss or objective (first → last)",
             "validation loss",
             "validation perplexity",
             "median tokens/s",
@@ -243,12 +246,9 @@ pub(crate) fn section(run: &RunData) -> Result<String, PipelineError> {
         ],
         rows,
     ));
-    h.push_str(&figure(&loss, &caption(&stages))?);
-    h.push_str(&figure(&lr, "Learning rate of each logged step (warm-up, then the schedule's decay).")?);
-    h.push_str(&figure(
-        &speed,
-        "Training throughput between logged steps (tokens per second of wall time).",
-    )?);
+    for (chart, caption) in charts(&stages) {
+        h.push_str(&figure(&chart, &caption)?);
+    }
     h.push_str("</section>");
     Ok(h)
 }
@@ -279,17 +279,24 @@ mod tests {
         assert_eq!(stages.len(), 2, "the eval stage logged no steps");
         assert_eq!((stages[0].offset, stages[1].offset), (0.0, 2000.0));
         assert_eq!(stages[0].evals, vec![ValPoint { step: 2, tokens: 2000.0, loss: 4.5 }]);
-        let [loss, lr, speed] = charts(&stages);
-        assert_eq!(loss.x_desc, "training tokens (thousands)");
-        assert_eq!(
-            loss.series_summary(),
-            "stage 0 training loss: 2; stage 0 validation loss: 1; stage 2 distillation objective: 3"
-        );
-        assert_eq!(loss.series[2].points, vec![(2.5, 3.9), (3.0, 3.8), (3.5, 3.7)]);
-        assert_eq!(loss.markers.iter().map(|m| m.x).collect::<Vec<_>>(), vec![0.0, 2.0]);
-        assert_eq!(loss.markers[1].label, "stage 2 distill");
-        assert_eq!(lr.series.len(), 2);
-        assert_eq!(speed.series[1].points.len(), 3);
+        let charts = charts(&stages);
+        let titles: Vec<&str> = charts.iter().map(|c| c.0.title.as_str()).collect();
+        assert_eq!(titles, ["Training objective", "Validation loss", "Learning rate", "Throughput"]);
+        let (train, val) = (&charts[0].0, &charts[1].0);
+        assert_eq!(train.x_desc, "training tokens (thousands)");
+        assert_eq!(train.series_summary(), "stage 0 training loss: 2; stage 2 distillation objective: 3");
+        assert_eq!(train.series[1].points, vec![(2.5, 3.9), (3.0, 3.8), (3.5, 3.7)]);
+        assert_eq!(val.series_summary(), "stage 0 validation loss: 1");
+        assert_eq!(val.series[0].points, vec![(2.0, 4.5)]);
+        assert_eq!(train.markers.iter().map(|m| m.x).collect::<Vec<_>>(), vec![0.0, 2.0]);
+        assert_eq!(train.markers[1].label, "stage 2 distill");
+        assert_eq!(charts[2].0.series.len(), 2);
+        assert_eq!(charts[3].0.series[1].points.len(), 3);
+        // Without a distill stage, training and validation loss share one chart.
+        let finetune_only: Vec<TrainingStage<'_>> = stages.iter().take(1).cloned().collect();
+        let charts = super::charts(&finetune_only);
+        assert_eq!(charts[0].0.series_summary(), "stage 0 training loss: 2; stage 0 validation loss: 1");
+        assert_eq!(charts.len(), 3);
         let c = caption(&stages);
         assert!(c.contains("stage 0 (finetune): training loss 5.000 → 4.000 over 2 steps (2,000 tokens); validation loss 4.500 (perplexity 90.017) in 1 evaluation(s)"), "{c}");
         assert!(
