@@ -2,25 +2,10 @@
 //! packed GPTQ directory; resume from the last finished block; recipes that cannot be honoured
 //! are refused by `slmc check` before any work.
 
+mod common;
+
+use common::{root, slmc, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn slmc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slmc"))
-        .current_dir(dir)
-        .args(args)
-        .env("COLUMNS", "100")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 fn recipe(dir: &Path, stage: &str, export: &str) -> PathBuf {
     let r = root();

@@ -1,25 +1,10 @@
 //! End-to-end recipe runs on a tiny fixture model: run, resume, refusal of a changed recipe,
 //! gates, kind-filtered commands, and `slmc check`.
 
+mod common;
+
+use common::{root, slmc, text};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
-}
-
-fn slmc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_slmc"))
-        .current_dir(dir)
-        .args(args)
-        .env("COLUMNS", "100")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
 
 /// A recipe fine-tuning the llama_gqa fixture on the fixture text.
 fn recipe(dir: &Path, extra: &str) -> PathBuf {
