@@ -79,6 +79,8 @@ pub trait Solver {
 pub struct ModuleReport<D> {
     /// Module name.
     pub name: String,
+    /// Its decoder block.
+    pub block: usize,
     /// `[out, in]`.
     pub shape: [usize; 2],
     /// Wall time of the solve.
@@ -374,6 +376,7 @@ fn solve_block<S: Solver>(
             set_linear_weight(layer.linear_mut(m).expect("listed module"), solved.wt, cols, rows, &device);
             let report = ModuleReport {
                 name: name.clone(),
+                block: index,
                 shape: [rows, cols],
                 seconds: t0.elapsed().as_secs_f64(),
                 rel_error,

@@ -71,6 +71,8 @@ enum Command {
     Quantize(commands::run::Args),
     /// Run only the prune stages of a recipe (magnitude, Wanda, SparseGPT, 2:4; or width/depth pruning to a smaller model).
     Prune(commands::run::Args),
+    /// Render a run directory's report.html again (curves, per-module errors, evaluations, artifact sizes, gates).
+    Report(commands::report::Args),
     /// Tokenizer utilities.
     #[command(subcommand)]
     Tokenizer(commands::tokenizer::TokenizerCmd),
@@ -84,7 +86,10 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage(&e),
+    };
     let result = std::panic::catch_unwind(|| run(cli));
     match result {
         Ok(Ok(true)) => ExitCode::SUCCESS,
@@ -105,6 +110,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints clap's message: `--help` and `--version` to stdout with exit code 0, a usage error
+/// (unknown flag, missing value) to stderr with the user-error code 1 (clap's own is 2, which slmc
+/// reserves for internal errors).
+fn usage(e: &clap::Error) -> ExitCode {
+    // Nothing useful can be done when the terminal is gone.
+    let _ = e.print();
+    if e.use_stderr() { ExitCode::from(EXIT_USER) } else { ExitCode::SUCCESS }
+}
+
 /// Runs the command; `Ok(false)` means it ran but a recipe gate failed.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     backend::configure_threads(cli.threads)?;
@@ -121,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Distill(a) => commands::run::run(a, &device, &cli.device, Some("distill")),
         Command::Quantize(a) => commands::run::run(a, &device, &cli.device, Some("quantize")),
         Command::Prune(a) => commands::run::run(a, &device, &cli.device, Some("prune")),
+        Command::Report(a) => commands::report::run(a).map(|_| true),
         Command::Tokenizer(t) => commands::tokenizer::run(t).map(|_| true),
     }
 }

@@ -165,11 +165,35 @@ fn user_errors_exit_1_with_one_clear_line() {
     assert!(stderr(&o).contains("exceeds the model's context of 128"), "{}", stderr(&o));
 }
 
+#[test]
+fn usage_errors_exit_1_and_help_and_version_exit_0() {
+    for (args, what) in [
+        (vec!["eval", "--no-such-flag"], "unexpected argument '--no-such-flag'"),
+        (vec!["eval", "m", "--data"], "a value is required for '--data <DATA>'"),
+        (vec!["report"], "the following required arguments were not provided"),
+        (vec!["no-such-command"], "unrecognized subcommand 'no-such-command'"),
+    ] {
+        let o = slmc(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).starts_with("error: ") && stderr(&o).contains(what), "{args:?}: {}", stderr(&o));
+    }
+    for args in [vec!["--help"], vec!["-h"], vec!["--version"], vec!["report", "--help"]] {
+        let o = slmc(&args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}");
+        assert!(!stdout(&o).is_empty() && stderr(&o).is_empty(), "{args:?}");
+    }
+    assert_eq!(stdout(&slmc(&["--version"])).trim(), format!("slmc {}", env!("CARGO_PKG_VERSION")));
+}
+
 /// Help text is part of the interface: a change must be deliberate (set SLMC_UPDATE_SNAPSHOTS=1
 /// to rewrite the snapshots).
 #[test]
 fn help_snapshots() {
-    for (name, args) in [("help", vec!["--help"]), ("eval-help", vec!["eval", "--help"])] {
+    for (name, args) in [
+        ("help", vec!["--help"]),
+        ("eval-help", vec!["eval", "--help"]),
+        ("report-help", vec!["report", "--help"]),
+    ] {
         let o = slmc(&args);
         assert!(o.status.success());
         let got = stdout(&o);

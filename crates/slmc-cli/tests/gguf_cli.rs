@@ -309,7 +309,7 @@ fn gguf_errors_are_one_line_and_exit_1() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    assert_eq!(o.status.code(), Some(2)); // clap usage error
+    assert_eq!(o.status.code(), Some(1)); // a usage error is a user error
     assert!(String::from_utf8_lossy(&o.stderr).contains("q4_k_m"));
     let o = slmc(&["export", model.to_str().unwrap(), "--type", "q8_0", "-o", out.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));

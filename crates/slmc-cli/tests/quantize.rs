@@ -94,6 +94,23 @@ fn gptq_quantizes_exports_and_resumes_from_the_last_block() {
     let again = text(&o);
     assert!(o.status.success() && again.contains("resuming: 1 block(s) already quantized"), "{again}");
     assert_eq!(std::fs::read(stage.join("quant.safetensors")).unwrap(), first, "resumed codes differ");
+    // metrics.jsonl describes one run: block 1, redone, is logged once, and block 0 is kept.
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut modules: Vec<&str> =
+        lines.iter().filter(|v| v["event"] == "quantize").map(|v| v["module"].as_str().unwrap()).collect();
+    assert_eq!(modules.len(), 14);
+    modules.dedup();
+    assert_eq!(modules.len(), 14, "each module once");
+    let blocks: Vec<u64> = lines
+        .iter()
+        .filter(|v| v["event"] == "quantize_block")
+        .map(|v| v["block"].as_u64().unwrap())
+        .collect();
+    assert_eq!(blocks, [0, 1]);
 }
 
 #[test]

@@ -94,6 +94,13 @@ fn run_trains_evaluates_exports_and_resumes() {
     let steps =
         std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
     assert_eq!(steps, 6, "steps 5-6 are logged once");
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let stage2_evals = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["event"] == "eval" && v["stage"] == 2)
+        .count();
+    assert_eq!(stage2_evals, 1, "the rerun eval stage replaces its line");
 
     // A changed recipe is refused, and --fresh starts over.
     let o = slmc(dir.path(), &["run", r.to_str().unwrap(), "--set", "stage.1.lr=1e-3"]);

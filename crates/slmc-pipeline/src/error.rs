@@ -36,6 +36,12 @@ pub enum PipelineError {
     /// Training problems.
     #[error(transparent)]
     Train(#[from] slmc_train::TrainError),
+    /// A directory given as a run directory that is not one.
+    #[error("{0} is not an slmc run directory (no manifest.json)")]
+    NotARunDir(String),
+    /// A chart of the report could not be drawn.
+    #[error("drawing a chart of the report failed: {0}")]
+    Chart(String),
     /// Quantization problems.
     #[error(transparent)]
     Quant(#[from] slmc_quant::QuantError),

@@ -117,7 +117,6 @@ pub fn run(
 
     let mut state = State { model: input.model, records: Records::default() };
     let mut final_eval = None;
-    let mut summary_lines = Vec::new();
     for stage in &stages {
         let (index, kind) = (stage.index, stage.kind.name());
         let sdir = dir.stage_dir(index, kind);
@@ -133,7 +132,6 @@ pub fn run(
                 }
                 None => final_eval = eval.or(final_eval),
             }
-            summary_lines.push(record.get("summary").and_then(Value::as_str).unwrap_or("").to_string());
             continue;
         }
         std::fs::create_dir_all(&sdir).map_err(|e| PipelineError::io(&sdir, e))?;
@@ -149,6 +147,7 @@ pub fn run(
             tokenizer: input.tokenizer.as_ref(),
             observer: &mut *observer,
         };
+        let started = std::time::Instant::now();
         let out = stages::run(&stage.kind, state, &mut ctx)?;
         state = out.state;
         if out.changed {
@@ -159,9 +158,9 @@ pub fn run(
         }
         let mut record = out.record;
         record["summary"] = Value::String(out.summary.clone());
+        record["wall_seconds"] = Value::from(started.elapsed().as_secs_f64());
         atomic_write(&done, (record.to_string() + "\n").as_bytes())?;
         observer.event(&Event::StageDone { index, summary: out.summary.clone() });
-        summary_lines.push(out.summary);
     }
 
     let mut gate_lines = Vec::new();
@@ -177,8 +176,8 @@ pub fn run(
     let target = ExportTarget { dir: dir.artifacts_dir(), tokenizer_dir, stored_dtype: input.stored_dtype };
     let artifacts = exports::write_all(recipe, &state, &target, observer)?;
     let gates = gate_lines;
-    let html = report::render(&recipe.name, &summary_lines, &gates, &metrics.read_all());
-    atomic_write(&dir.root.join("report.html"), html.as_bytes())?;
+    report::record_outcome(&dir.root, &gates, final_eval)?;
+    report::render_run_dir(&dir.root)?;
     Ok(RunSummary { run_dir: dir.root.clone(), resumed: dir.resumed, baseline, final_eval, gates, artifacts })
 }
 

@@ -7,5 +7,6 @@ pub mod export;
 pub mod generate;
 pub mod inspect;
 pub mod recipe_args;
+pub mod report;
 pub mod run;
 pub mod tokenizer;

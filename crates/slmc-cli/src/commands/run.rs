@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(clap::Args)]
 #[command(
     after_help = "Outputs go to runs/<name>/ (or the recipe's run-dir): manifest.json, metrics.jsonl, \
-stages/<i>-<kind>/ (checkpoints, output model), artifacts/, report.html. Running the same recipe again \
+stages/<i>-<kind>/ (checkpoints, output model), artifacts/, report.html (`slmc report DIR` renders it again). Running the same recipe again \
 resumes after the last completed stage, from its newest checkpoint; Ctrl-C writes a checkpoint and stops. \
 Exit codes: 0 ok, 1 recipe or input error, 2 internal error, 3 a [gates] check failed."
 )]
@@ -62,6 +62,7 @@ pub fn run(a: Args, device: &Device, backend: &str, only_kind: Option<&'static s
     for art in &summary.artifacts {
         println!("artifact {}", art.display());
     }
-    println!("run directory {} (report.html, metrics.jsonl)", summary.run_dir.display());
+    println!("run directory {}", summary.run_dir.display());
+    println!("report {}", summary.run_dir.join(slmc_pipeline::report::REPORT_FILE).display());
     Ok(summary.gates_passed())
 }

@@ -89,7 +89,7 @@ impl WalkLog {
                     sparsity,
                 });
                 let mut line = json!({
-                    "event": kind, "stage": ctx.index, "module": m.name, "shape": m.shape,
+                    "event": kind, "stage": ctx.index, "block": m.block, "module": m.name, "shape": m.shape,
                     "seconds": m.seconds, "rel_error": m.rel_error,
                 });
                 if let (Value::Object(l), Value::Object(x)) = (&mut line, extra) {
