@@ -8,6 +8,7 @@
 //! * [`ggml`]: ggml tensor types and bit-exact block quantizers (Q8_0 … Q6_K).
 //! * [`fsutil`]: atomic writes (temp file + rename) used by every writer in slmc.
 
+pub mod adapter;
 pub mod checkpoint;
 pub mod dtype;
 pub mod error;
