@@ -211,7 +211,8 @@ impl LoraAdapter {
 /// Checks that the adapter fits a model: `model_shapes(name)` gives the `[rows, cols]` of a
 /// model parameter by Hugging Face name (`model.layers.0.self_attn.q_proj.weight`), or `None`
 /// if the model has no such 2-D parameter. Each module's weight must be `[out, in]` of its A/B;
-/// each saved 2-D tensor must have the model's shape, and every saved tensor must exist.
+/// each saved 2-D tensor (`modules_to_save`) must exist with the model's shape. Saved tensors of
+/// other ranks (biases) are not checked: `model_shapes` only knows 2-D parameters.
 pub fn check_fits(
     adapter: &LoraAdapter,
     model_shapes: &dyn Fn(&str) -> Option<[usize; 2]>,
