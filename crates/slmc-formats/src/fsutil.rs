@@ -89,3 +89,31 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }
+
+/// Writes the directory `out` atomically: `fill` writes its files into a staging directory beside
+/// it, which is then made readable and renamed into place (an existing `out` is replaced only
+/// once the new one is complete), so a crash never leaves a half-written directory at `out`.
+pub fn replace_dir<T, E: From<FormatError>>(
+    out: &Path,
+    fill: impl FnOnce(&Path) -> Result<T, E>,
+) -> Result<T, E> {
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
+    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("dir");
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.partial-"))
+        .tempdir_in(parent)
+        .map_err(|e| FormatError::io(parent, e))?;
+    let value = fill(staging.path())?;
+    let staging = staging.keep();
+    make_readable(&staging, true).map_err(|e| FormatError::io(&staging, e))?;
+    if out.exists() {
+        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(out, &old).map_err(|e| FormatError::io(out, e))?;
+        std::fs::rename(&staging, out).map_err(|e| FormatError::io(out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| FormatError::io(&old, e))?;
+    } else {
+        std::fs::rename(&staging, out).map_err(|e| FormatError::io(out, e))?;
+    }
+    Ok(value)
+}

@@ -98,89 +98,71 @@ pub fn save_with(
     if let Some(d) = options.dtype {
         config.dtype = d;
     }
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| ModelError::Io { path: parent.into(), source: e })?;
-    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("model");
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(parent)
-        .map_err(|e| ModelError::Io { path: parent.into(), source: e })?;
-    let dir = staging.path();
-
-    let tensors: Vec<TensorToWrite> = weights::export(model)
-        .into_iter()
-        .flat_map(|t| match overlay.replace.remove(&t.name) {
-            Some(replacement) => replacement,
-            None => vec![TensorToWrite::from_f32(t.name, t.shape, &t.values, config.dtype)],
-        })
-        .collect();
-    if let Some(name) = overlay.replace.keys().next() {
-        return Err(ModelError::Input(format!("cannot replace `{name}`: not a tensor of the model")));
-    }
-    let mut written: Vec<String> = write_checkpoint(dir, tensors, options.max_shard_bytes)?
-        .iter()
-        .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
-        .collect();
-    let mut cfg_json = config.to_hf_json();
-    if let Some(obj) = cfg_json.as_object_mut() {
-        obj.extend(overlay.config);
-    }
-    let cfg_text = serde_json::to_string_pretty(&cfg_json).expect("json") + "\n";
-    atomic_write(&dir.join("config.json"), cfg_text.as_bytes())?;
-    written.push("config.json".into());
-    for (name, bytes) in &overlay.files {
-        atomic_write(&dir.join(name), bytes)?;
-        written.push(name.clone());
-    }
-
-    let gen_src = options.tokenizer_dir.as_ref().map(|d| d.join("generation_config.json"));
-    let gen_text = match gen_src.filter(|p| p.is_file()) {
-        Some(p) => std::fs::read_to_string(&p).map_err(|e| ModelError::Io { path: p, source: e })?,
-        None => {
-            let mut g = serde_json::Map::new();
-            if let Some(b) = config.bos_token_id {
-                g.insert("bos_token_id".into(), json!(b));
-            }
-            match config.eos_token_ids.as_slice() {
-                [] => {}
-                [one] => {
-                    g.insert("eos_token_id".into(), json!(one));
-                }
-                many => {
-                    g.insert("eos_token_id".into(), json!(many));
-                }
-            }
-            if let Some(p) = config.pad_token_id {
-                g.insert("pad_token_id".into(), json!(p));
-            }
-            serde_json::to_string_pretty(&g).expect("json") + "\n"
+    let written = slmc_formats::fsutil::replace_dir(out, |dir| -> Result<Vec<String>, ModelError> {
+        let tensors: Vec<TensorToWrite> = weights::export(model)
+            .into_iter()
+            .flat_map(|t| match overlay.replace.remove(&t.name) {
+                Some(replacement) => replacement,
+                None => vec![TensorToWrite::from_f32(t.name, t.shape, &t.values, config.dtype)],
+            })
+            .collect();
+        if let Some(name) = overlay.replace.keys().next() {
+            return Err(ModelError::Input(format!("cannot replace `{name}`: not a tensor of the model")));
         }
-    };
-    atomic_write(&dir.join("generation_config.json"), gen_text.as_bytes())?;
-    written.push("generation_config.json".into());
+        let mut written: Vec<String> = write_checkpoint(dir, tensors, options.max_shard_bytes)?
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect();
+        let mut cfg_json = config.to_hf_json();
+        if let Some(obj) = cfg_json.as_object_mut() {
+            obj.extend(overlay.config);
+        }
+        let cfg_text = serde_json::to_string_pretty(&cfg_json).expect("json") + "\n";
+        atomic_write(&dir.join("config.json"), cfg_text.as_bytes())?;
+        written.push("config.json".into());
+        for (name, bytes) in &overlay.files {
+            atomic_write(&dir.join(name), bytes)?;
+            written.push(name.clone());
+        }
 
-    if let Some(src) = &options.tokenizer_dir {
-        for f in TOKENIZER_FILES {
-            let from = src.join(f);
-            if from.is_file() {
-                let bytes =
-                    std::fs::read(&from).map_err(|e| ModelError::Io { path: from.clone(), source: e })?;
-                atomic_write(&dir.join(f), &bytes)?;
-                written.push((*f).into());
+        let gen_src = options.tokenizer_dir.as_ref().map(|d| d.join("generation_config.json"));
+        let gen_text = match gen_src.filter(|p| p.is_file()) {
+            Some(p) => std::fs::read_to_string(&p).map_err(|e| ModelError::Io { path: p, source: e })?,
+            None => {
+                let mut g = serde_json::Map::new();
+                if let Some(b) = config.bos_token_id {
+                    g.insert("bos_token_id".into(), json!(b));
+                }
+                match config.eos_token_ids.as_slice() {
+                    [] => {}
+                    [one] => {
+                        g.insert("eos_token_id".into(), json!(one));
+                    }
+                    many => {
+                        g.insert("eos_token_id".into(), json!(many));
+                    }
+                }
+                if let Some(p) = config.pad_token_id {
+                    g.insert("pad_token_id".into(), json!(p));
+                }
+                serde_json::to_string_pretty(&g).expect("json") + "\n"
+            }
+        };
+        atomic_write(&dir.join("generation_config.json"), gen_text.as_bytes())?;
+        written.push("generation_config.json".into());
+
+        if let Some(src) = &options.tokenizer_dir {
+            for f in TOKENIZER_FILES {
+                let from = src.join(f);
+                if from.is_file() {
+                    let bytes =
+                        std::fs::read(&from).map_err(|e| ModelError::Io { path: from.clone(), source: e })?;
+                    atomic_write(&dir.join(f), &bytes)?;
+                    written.push((*f).into());
+                }
             }
         }
-    }
-
-    let staging = staging.keep();
-    slmc_formats::fsutil::make_readable(&staging, true)
-        .map_err(|e| ModelError::Io { path: staging.clone(), source: e })?;
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).map_err(|e| ModelError::Io { path: out.into(), source: e })?;
-        std::fs::rename(&staging, out).map_err(|e| ModelError::Io { path: out.into(), source: e })?;
-        std::fs::remove_dir_all(&old).map_err(|e| ModelError::Io { path: old, source: e })?;
-    } else {
-        std::fs::rename(&staging, out).map_err(|e| ModelError::Io { path: out.into(), source: e })?;
-    }
+        Ok(written)
+    })?;
     Ok(written.into_iter().map(|f| out.join(f)).collect())
 }

@@ -12,7 +12,7 @@ use super::config::TargetModules;
 use super::lora::{LoraAdapter, LoraWeights, Matrix, SavedTensor};
 use super::peft_config::{config_from_json, config_to_string};
 use crate::checkpoint::{Checkpoint, SINGLE_FILE, TensorToWrite, write_checkpoint};
-use crate::fsutil::{atomic_write, make_readable};
+use crate::fsutil::atomic_write;
 use crate::{FloatDtype, FormatError};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -191,7 +191,7 @@ fn peft_tensors(adapter: &LoraAdapter) -> Vec<TensorToWrite> {
 /// half-written adapter. Returns the files written.
 pub fn write_peft(adapter: &LoraAdapter, dir: &Path) -> Result<Vec<PathBuf>, FormatError> {
     adapter.validate()?;
-    replace_dir(dir, |staging| {
+    crate::fsutil::replace_dir(dir, |staging| {
         atomic_write(&staging.join(ADAPTER_CONFIG), config_to_string(&adapter.config).as_bytes())?;
         // write_checkpoint names a single file model.safetensors; PEFT's name is another.
         write_checkpoint(staging, peft_tensors(adapter), None)?;
@@ -199,26 +199,4 @@ pub fn write_peft(adapter: &LoraAdapter, dir: &Path) -> Result<Vec<PathBuf>, For
         std::fs::rename(&from, &to).map_err(|e| FormatError::io(&to, e))
     })?;
     Ok(vec![dir.join(ADAPTER_CONFIG), dir.join(ADAPTER_WEIGHTS)])
-}
-
-/// Fills a fresh staging directory next to `out`, then swaps it into place.
-fn replace_dir(out: &Path, fill: impl FnOnce(&Path) -> Result<(), FormatError>) -> Result<(), FormatError> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
-    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("adapter");
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(parent)
-        .map_err(|e| FormatError::io(parent, e))?;
-    fill(staging.path())?;
-    let staging = staging.keep();
-    make_readable(&staging, true).map_err(|e| FormatError::io(&staging, e))?;
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).map_err(|e| FormatError::io(out, e))?;
-        std::fs::rename(&staging, out).map_err(|e| FormatError::io(out, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| FormatError::io(&old, e))
-    } else {
-        std::fs::rename(&staging, out).map_err(|e| FormatError::io(out, e))
-    }
 }
