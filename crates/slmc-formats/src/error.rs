@@ -98,6 +98,12 @@ pub enum FormatError {
         /// What is wrong.
         reason: String,
     },
+    /// An NF4 (bitsandbytes 4-bit) quantization request or quantization state that is invalid.
+    #[error("NF4: {reason}")]
+    Nf4 {
+        /// What is wrong.
+        reason: String,
+    },
     /// A tokenizer file that cannot be turned into GGUF vocabulary metadata.
     #[error("{path}: {reason}")]
     Tokenizer {
