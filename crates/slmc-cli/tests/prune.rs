@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{root, slmc, text};
+use common::{MODULES, root, slmc, text};
 use std::path::{Path, PathBuf};
 
 fn recipe(dir: &Path, name: &str, stages: &str, export: &str) -> PathBuf {
@@ -27,16 +27,6 @@ fn weight(model: &Path, name: &str) -> Vec<f32> {
     assert_eq!(t.dtype(), safetensors::Dtype::F32, "{name}");
     t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
-
-const MODULES: [&str; 7] = [
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-];
 
 #[test]
 fn sparsegpt_2of4_masks_survive_sparse_finetuning_and_gptq_and_resume_identically() {

@@ -314,15 +314,7 @@ fn report_of_a_real_run_shows_its_curves_modules_evaluations_artifacts_and_manif
 
     // Per-module errors: one series per module kind over the 2 layers; the worst module named.
     let (module_series, module_polylines) = &figs[3];
-    let kinds = [
-        "self_attn.q_proj",
-        "self_attn.k_proj",
-        "self_attn.v_proj",
-        "self_attn.o_proj",
-        "mlp.gate_proj",
-        "mlp.up_proj",
-        "mlp.down_proj",
-    ];
+    let kinds = common::MODULES;
     let want: Vec<String> = kinds.iter().map(|k| format!("{k}: 2")).collect();
     assert_eq!(module_series, &want.join("; "));
     assert!(module_polylines.iter().filter(|&&n| n == 2).count() >= 7);

@@ -1,6 +1,8 @@
 //! What the end-to-end tests share: the repository root, running the built `slmc` in a
 //! directory, and its combined output.
 
+#![allow(dead_code)] // each test binary uses a part of it
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -23,3 +25,14 @@ pub fn slmc(dir: &Path, args: &[&str]) -> Output {
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
+
+/// The linear modules of every decoder layer of the llama fixtures.
+pub const MODULES: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
