@@ -72,6 +72,11 @@ pub trait Solver {
     fn save_block(&self, block: &Block<Self::Record>, path: &Path) -> Result<(), Self::Error>;
     /// Reads a block file [`Solver::save_block`] wrote.
     fn load_block(&self, path: &Path) -> Result<Block<Self::Record>, Self::Error>;
+    /// What of a finished block's record stays in memory once its block file is written (by
+    /// default all of it; a solver may drop what only resuming needs).
+    fn retain(&self, record: Self::Record) -> Self::Record {
+        record
+    }
 }
 
 /// One module's outcome.
@@ -234,7 +239,7 @@ pub fn walk<S: Solver>(
                 recs
             }
         };
-        records.extend(block_records);
+        records.extend(block_records.into_iter().map(|(n, r)| (n, solver.retain(r))));
         if !fresh && needs_data && i + 1 < total {
             let layer = &model.layers[i];
             inps = inps.into_iter().map(|x| layer.forward(x, &rope, None)).collect();

@@ -150,6 +150,11 @@ impl Solver for Pruner<'_> {
         save_masks(&block.iter().map(|(n, p)| (n.clone(), p.mask.clone())).collect(), path)
     }
 
+    fn retain(&self, record: Pruned) -> Pruned {
+        // SparseGPT's weights are in the model and the block file; only the mask is handed on.
+        Pruned { weight: None, ..record }
+    }
+
     fn load_block(&self, path: &Path) -> Result<Block<Pruned>, PruneError> {
         let masks = load_masks(path)?;
         let mut weights = match self.cfg.algorithm {
