@@ -61,16 +61,6 @@ impl MetricsLog {
         f.write_all(format!("{v}\n").as_bytes()).map_err(|e| PipelineError::io(&self.path, e))
     }
 
-    /// Drops the lines of `stage` logged after `step` (they are redone when a stage resumes from
-    /// a checkpoint), rewriting the file atomically.
-    pub fn truncate_stage_after(&self, stage: usize, step: usize) -> Result<(), PipelineError> {
-        self.retain(|v| {
-            let same_stage = stage_of(v) == Some(stage as u64);
-            let later = v.get("step").and_then(Value::as_u64).is_some_and(|s| s as usize > step);
-            !(same_stage && later)
-        })
-    }
-
     /// Keeps the lines that parse and satisfy `keep`, rewriting the file atomically when that
     /// changes it.
     fn retain(&self, keep: impl Fn(&Value) -> bool) -> Result<(), PipelineError> {

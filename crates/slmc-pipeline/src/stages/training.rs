@@ -1,4 +1,4 @@
-//! The training engine as stages use it: resume bookkeeping in `metrics.jsonl`, and every step and
+//! The training engine as stages use it: every step and
 //! evaluation logged and passed on to the observer.
 
 use crate::PipelineError;
@@ -7,17 +7,6 @@ use crate::events::Event;
 use serde_json::json;
 use slmc_recipe::TrainParams;
 use slmc_train::{TrainData, TrainOptions, train};
-use std::path::PathBuf;
-
-/// The stage's checkpoint directory. When it holds a checkpoint, the run resumes from it and the
-/// lines the interrupted run logged after that step are dropped from `metrics.jsonl`.
-pub(crate) fn checkpoint_dir(ctx: &StageContext<'_>) -> Result<PathBuf, PipelineError> {
-    let ckpt = ctx.sdir.join("checkpoints");
-    if let Some((step, _)) = slmc_train::checkpoint::list(&ckpt).pop() {
-        ctx.metrics.truncate_stage_after(ctx.index, step)?;
-    }
-    Ok(ckpt)
-}
 
 /// Training options of a stage with recipe parameters `params`; `keep_masks` (from an earlier
 /// prune stage) hold pruned weights at zero.
@@ -29,7 +18,9 @@ pub(crate) fn options<'a, 'c: 'a>(
     Ok(TrainOptions {
         params,
         seed: ctx.seed(),
-        checkpoint_dir: checkpoint_dir(ctx)?,
+        // Resumes from its newest checkpoint; the resumed steps supersede the interrupted run's
+        // lines in `metrics.jsonl` (see `MetricsLog::write`).
+        checkpoint_dir: ctx.sdir.join("checkpoints"),
         interrupt: ctx.options.interrupt,
         kill_after: None,
         keep_masks: (!keep_masks.is_empty()).then_some(keep_masks),
