@@ -7,9 +7,9 @@ use crate::CalibError;
 use crate::hessian::Hessian;
 use crate::linalg::relative_output_error;
 use burn::module::Param;
-use burn::nn::Linear;
 use burn::prelude::*;
 use slmc_model::layers::{DecoderLayer, Site};
+use slmc_model::proj::Proj;
 use slmc_model::rope::RopeTables;
 use slmc_model::{Arch, CausalLm};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -136,14 +136,14 @@ pub struct Control<'a> {
 }
 
 /// A linear weight in burn's `[in, out]` layout, with `rows` = out and `cols` = in.
-pub fn weight_values(lin: &Linear) -> (Vec<f32>, usize, usize) {
+pub fn weight_values(lin: &Proj) -> (Vec<f32>, usize, usize) {
     let w = lin.weight.val();
     let [cols, rows] = w.dims();
     (w.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 weights"), rows, cols)
 }
 
 /// Replaces a linear's weight by `wt` (`[in, out]` = `[cols, rows]`), keeping its parameter id.
-pub fn set_linear_weight(lin: &mut Linear, wt: Vec<f32>, cols: usize, rows: usize, device: &Device) {
+pub fn set_linear_weight(lin: &mut Proj, wt: Vec<f32>, cols: usize, rows: usize, device: &Device) {
     let id = lin.weight.id;
     let mut p = Param::from_tensor(Tensor::<2>::from_data(TensorData::new(wt, [cols, rows]), device));
     p.id = id;

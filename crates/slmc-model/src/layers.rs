@@ -1,9 +1,9 @@
 //! Building blocks of the decoder: RMSNorm, grouped-query attention (separate or fused q/k/v),
 //! the SwiGLU MLP (separate or fused gate/up) and the decoder layer.
 
+use crate::proj::Proj;
 use crate::rope::RopeTables;
 use burn::module::{Module, Param};
-use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
@@ -65,15 +65,15 @@ pub struct LayerKv {
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Query projection (separate layout).
-    pub q_proj: Option<Linear>,
+    pub q_proj: Option<Proj>,
     /// Key projection (separate layout).
-    pub k_proj: Option<Linear>,
+    pub k_proj: Option<Proj>,
     /// Value projection (separate layout).
-    pub v_proj: Option<Linear>,
+    pub v_proj: Option<Proj>,
     /// Fused projection (Phi-3 layout).
-    pub qkv_proj: Option<Linear>,
+    pub qkv_proj: Option<Proj>,
     /// Output projection.
-    pub o_proj: Linear,
+    pub o_proj: Proj,
     /// Query heads.
     pub num_heads: usize,
     /// Key/value heads.
@@ -161,13 +161,13 @@ fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
 #[derive(Module, Debug)]
 pub struct Mlp {
     /// Gate projection (through SiLU; separate layout).
-    pub gate_proj: Option<Linear>,
+    pub gate_proj: Option<Proj>,
     /// Up projection (separate layout).
-    pub up_proj: Option<Linear>,
+    pub up_proj: Option<Proj>,
     /// Fused projection (Phi-3 layout).
-    pub gate_up_proj: Option<Linear>,
+    pub gate_up_proj: Option<Proj>,
     /// Down projection.
-    pub down_proj: Linear,
+    pub down_proj: Proj,
 }
 
 impl Mlp {
@@ -219,7 +219,7 @@ impl DecoderLayer {
     }
 
     /// The linear module at `name` (relative to the layer: `self_attn.q_proj`, `mlp.down_proj`…).
-    pub fn linear(&self, name: &str) -> Option<&Linear> {
+    pub fn linear(&self, name: &str) -> Option<&Proj> {
         let (a, m) = (&self.self_attn, &self.mlp);
         match name {
             "self_attn.q_proj" => a.q_proj.as_ref(),
@@ -236,7 +236,7 @@ impl DecoderLayer {
     }
 
     /// Mutable [`DecoderLayer::linear`].
-    pub fn linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
+    pub fn linear_mut(&mut self, name: &str) -> Option<&mut Proj> {
         let (a, m) = (&mut self.self_attn, &mut self.mlp);
         match name {
             "self_attn.q_proj" => a.q_proj.as_mut(),

@@ -6,9 +6,10 @@
 
 use crate::config::ModelConfig;
 use crate::layers::{Attention, DecoderLayer, LayerKv, Mlp, RmsNorm};
+use crate::proj::Proj;
 use crate::rope::RopeTables;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
-use burn::nn::{Embedding, Linear};
+use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::module::linear;
 
@@ -22,7 +23,7 @@ pub struct CausalLm {
     /// Final norm.
     pub norm: RmsNorm,
     /// Output projection; `None` when tied to the embeddings.
-    pub lm_head: Option<Linear>,
+    pub lm_head: Option<Proj>,
     /// The configuration the model was built from.
     #[module(skip)]
     pub config: ModelConfig,
@@ -69,7 +70,7 @@ pub enum Init {
 }
 
 /// `n` Normal(0, std) values from a seeded RNG (Box–Muller).
-fn normal_values(n: usize, std: f64, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
+pub(crate) fn normal_values(n: usize, std: f64, rng: &mut rand::rngs::StdRng) -> Vec<f32> {
     use rand::RngExt;
     let mut out = Vec::with_capacity(n + 1);
     while out.len() < n {
@@ -95,13 +96,13 @@ pub fn split_layer_name(name: &str) -> Option<(usize, &str)> {
 impl CausalLm {
     /// The decoder linear module with Hugging Face name `name`
     /// (`model.layers.3.mlp.down_proj`), if the model has it.
-    pub fn decoder_linear(&self, name: &str) -> Option<&Linear> {
+    pub fn decoder_linear(&self, name: &str) -> Option<&Proj> {
         let (l, module) = split_layer_name(name)?;
         self.layers.get(l)?.linear(module)
     }
 
     /// [`CausalLm::decoder_linear`], mutable.
-    pub fn decoder_linear_mut(&mut self, name: &str) -> Option<&mut Linear> {
+    pub fn decoder_linear_mut(&mut self, name: &str) -> Option<&mut Proj> {
         let (l, module) = split_layer_name(name)?;
         self.layers.get_mut(l)?.linear_mut(module)
     }
@@ -130,9 +131,8 @@ impl CausalLm {
             }
         };
         // burn's Linear stores [in, out].
-        let lin = |d_in: usize, d_out: usize, bias: bool| Linear {
-            weight: Param::from_tensor(matrix(d_in, d_out)),
-            bias: bias.then(|| Param::from_tensor(vector(d_out, 0.0))),
+        let lin = |d_in: usize, d_out: usize, bias: bool| {
+            Proj::new(matrix(d_in, d_out), bias.then(|| vector(d_out, 0.0)))
         };
         let norm = |n: usize| RmsNorm { weight: Param::from_tensor(vector(n, 1.0)), eps: c.rms_norm_eps };
         let (h, i) = (c.hidden_size, c.intermediate_size);

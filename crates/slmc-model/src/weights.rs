@@ -239,7 +239,9 @@ impl<S: TensorSource + ?Sized> ModuleMapper for Loader<'_, S> {
     }
 }
 
-/// Every parameter of `model` in Hugging Face names, shapes and layout, in module order.
+/// Every parameter of `model` in Hugging Face names, shapes and layout, in module order; adapters
+/// are left out (the base weights are exported; merge first to export the adapted model). The
+/// model must not hold NF4 bases ([`crate::lora::unpack_nf4`]).
 pub fn export(model: &CausalLm) -> Vec<HfTensor> {
     struct Exporter {
         path: Vec<String>,
@@ -254,6 +256,10 @@ pub fn export(model: &CausalLm) -> Vec<HfTensor> {
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let burn_path = self.path.join(".");
+            // Adapter factors are not model tensors (see `crate::lora`).
+            if self.path.iter().any(|p| p == "lora") {
+                return;
+            }
             let tensor = param.val();
             let dims = tensor.dims();
             let values: Vec<f32> = tensor
