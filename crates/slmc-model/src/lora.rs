@@ -9,7 +9,7 @@
 use crate::ModelError;
 use crate::model::{CausalLm, normal_values};
 use crate::proj::{LoraBranch, PackedWeight, Proj};
-use crate::weights::{self, HfTensor, transpose};
+use crate::weights::{self, transpose};
 use burn::module::{Module, Param, ParamGroup};
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -111,6 +111,11 @@ pub fn attach(mut model: CausalLm, adapter: &LoraAdapter) -> Result<CausalLm, Mo
     check_fits(adapter, &shapes)?;
     let device = model.device();
     let scale = adapter.scale();
+    for name in model.config.linear_modules().into_iter().chain(["lm_head".to_string()]) {
+        if let Some(p) = proj_mut(&mut model, &name) {
+            p.lora = None;
+        }
+    }
     for (module, w) in &adapter.modules {
         let p = proj_mut(&mut model, module).expect("checked by check_fits");
         let a = Tensor::<2>::from_data(
@@ -132,48 +137,57 @@ pub fn attach(mut model: CausalLm, adapter: &LoraAdapter) -> Result<CausalLm, Mo
             dropout: adapter.config.dropout,
         });
     }
-    if !adapter.saved.is_empty() {
-        let mut tensors = weights::export(&model);
-        for t in &mut tensors {
-            if let Some(s) = adapter.saved.get(&t.name) {
-                if s.shape != t.shape {
-                    return Err(ModelError::Input(format!(
-                        "adapter tensor `{}` is {:?} but the model's is {:?}",
-                        t.name, s.shape, t.shape
-                    )));
-                }
-                t.values.clone_from(&s.data);
-            }
-        }
-        for name in adapter.saved.keys() {
-            if !tensors.iter().any(|t| &t.name == name) {
-                return Err(ModelError::Input(format!(
-                    "adapter tensor `{name}`: the model has no such tensor"
-                )));
-            }
-        }
-        model = replace_base(model, &tensors)?;
+    for (name, t) in &adapter.saved {
+        set_saved(&mut model, name, t, &device)?;
     }
+    model.lora_config = Some(adapter.config.clone());
     Ok(model.with_stable_param_ids())
 }
 
-/// Reloads the model's base tensors from `tensors` (Hugging Face names), keeping its adapters.
-fn replace_base(model: CausalLm, tensors: &[HfTensor]) -> Result<CausalLm, ModelError> {
-    let device = model.device();
-    let (mut fresh, _) = weights::load(&model.config, tensors, "adapter", &device)?;
-    let mut model = model;
-    for name in model.config.linear_modules().into_iter().chain(["lm_head".to_string()]) {
-        if let (Some(old), Some(new)) = (proj_mut(&mut model, &name), proj_mut(&mut fresh, &name)) {
-            new.lora = old.lora.take();
-            new.packed = old.packed.take();
-        }
-    }
-    Ok(fresh)
+/// [`attach`], then [`trainable_adapters`] with the adapter's `modules_to_save`: the model ready
+/// to train its adapters (also how a checkpoint's adapters are restored).
+pub fn attach_trainable(model: CausalLm, adapter: &LoraAdapter) -> Result<CausalLm, ModelError> {
+    let saved = adapter.config.modules_to_save.clone();
+    Ok(trainable_adapters(attach(model, adapter)?, &saved))
 }
 
-/// The adapter set of `model` as data (Hugging Face layout) under `config`: every attached
-/// branch, and the current values of the tensors of `config.modules_to_save`.
-pub fn extract(model: &CausalLm, config: &LoraConfig) -> Result<LoraAdapter, ModelError> {
+/// Replaces the model tensor `name` (Hugging Face name and layout) by a saved one.
+fn set_saved(model: &mut CausalLm, name: &str, t: &SavedTensor, device: &Device) -> Result<(), ModelError> {
+    let bad = |reason: &str| ModelError::Input(format!("adapter tensor `{name}`: {reason}"));
+    let matrix = |t: &SavedTensor| -> Result<(usize, usize), ModelError> {
+        match t.shape[..] {
+            [r, c] => Ok((r, c)),
+            _ => Err(bad("expected a 2-D tensor")),
+        }
+    };
+    if name == "model.embed_tokens.weight" {
+        let (r, c) = matrix(t)?;
+        let w = Tensor::<2>::from_data(TensorData::new(t.data.clone(), [r, c]), device);
+        model.embed_tokens.weight = model.embed_tokens.weight.clone().map(|_| w);
+        return Ok(());
+    }
+    let (module, param) = name.rsplit_once('.').ok_or_else(|| bad("not a parameter name"))?;
+    let p = proj_mut(model, module).ok_or_else(|| bad("modules_to_save supports linear modules and the embeddings"))?;
+    match param {
+        "weight" if p.packed.is_none() => {
+            let (r, c) = matrix(t)?;
+            let w = Tensor::<2>::from_data(TensorData::new(transpose(&t.data, r, c), [c, r]), device);
+            p.weight = p.weight.clone().map(|_| w);
+        }
+        "bias" if p.bias.is_some() && t.shape.len() == 1 => {
+            let b = Tensor::<1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device);
+            p.bias = p.bias.take().map(|old| old.map(|_| b));
+        }
+        _ => return Err(bad("the model has no such dense parameter")),
+    }
+    Ok(())
+}
+
+/// The adapter set of `model` as data (Hugging Face layout): every attached branch, and the
+/// current values of the tensors of `modules_to_save`, under the settings it was attached with.
+/// `None` when no adapter is attached.
+pub fn extract(model: &CausalLm) -> Result<Option<LoraAdapter>, ModelError> {
+    let Some(config) = &model.lora_config else { return Ok(None) };
     let mut adapter = LoraAdapter::new(config.clone());
     for module in adapter_modules(model) {
         let lora = proj(model, &module).and_then(|p| p.lora.as_ref()).expect("listed by adapter_modules");
@@ -187,7 +201,7 @@ pub fn extract(model: &CausalLm, config: &LoraConfig) -> Result<LoraAdapter, Mod
         adapter.modules.insert(module.clone(), LoraWeights::new(&module, a, b, magnitude)?);
     }
     adapter.saved = saved_tensors(model, config);
-    Ok(adapter)
+    Ok(Some(adapter))
 }
 
 /// Hugging Face names of the modules that carry an adapter, in module order.
@@ -204,9 +218,9 @@ pub fn adapter_modules(model: &CausalLm) -> Vec<String> {
     out
 }
 
-/// Whether any module carries an adapter.
+/// Whether adapters are attached.
 pub fn has_adapters(model: &CausalLm) -> bool {
-    !adapter_modules(model).is_empty()
+    model.lora_config.is_some()
 }
 
 /// Freezes every parameter except the adapters' factors (and DoRA magnitudes) and the tensors of
@@ -241,6 +255,7 @@ pub fn merge(mut model: CausalLm) -> CausalLm {
     if let Some(head) = model.lm_head.take() {
         model.lm_head = Some(head.merge());
     }
+    model.lora_config = None;
     model
 }
 

@@ -27,6 +27,9 @@ pub struct CausalLm {
     /// The configuration the model was built from.
     #[module(skip)]
     pub config: ModelConfig,
+    /// The settings of the attached LoRA adapters ([`crate::lora::attach`]), if any.
+    #[module(skip)]
+    pub lora_config: Option<slmc_formats::adapter::LoraConfig>,
 }
 
 /// Keys and values of every layer for the positions processed so far.
@@ -166,6 +169,7 @@ impl CausalLm {
             norm: norm(h),
             lm_head: (!c.tie_word_embeddings).then(|| lin(h, c.vocab_size, false)),
             config: config.clone(),
+            lora_config: None,
         };
         model.with_stable_param_ids()
     }

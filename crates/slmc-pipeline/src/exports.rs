@@ -28,7 +28,11 @@ pub(crate) fn write_all(
     let Some(e) = &recipe.export else {
         return Ok(Vec::new());
     };
-    let model = &state.model;
+    // After adapter training the model formats hold the merged weights; `peft` and `gguf-lora`
+    // write the adapters themselves.
+    let adapter = slmc_model::lora::extract(&state.model)?;
+    let merged = adapter.is_some().then(|| slmc_model::lora::merge(state.model.clone()));
+    let model = merged.as_ref().unwrap_or(&state.model);
     let tokenizer_dir = target.tokenizer_dir.map(Path::to_path_buf);
     let mut artifacts = Vec::new();
     for f in &e.formats {
@@ -74,9 +78,31 @@ pub(crate) fn write_all(
                 slmc_quant::save_gptq(model, r, settings, tokenizer_dir.clone(), &out)?;
                 out
             }
+            ExportFormat::Peft => {
+                let adapter = adapter.as_ref().ok_or_else(no_adapter)?;
+                let out = target.dir.join(format!("{}-peft", recipe.name));
+                slmc_formats::adapter::write_peft(adapter, &out)?;
+                out
+            }
+            ExportFormat::GgufLora => {
+                let adapter = adapter.as_ref().ok_or_else(no_adapter)?;
+                let file_type = match e.dtype {
+                    Some(FloatDtype::F16) => slmc_formats::gguf::FileType::F16,
+                    Some(FloatDtype::BF16) => slmc_formats::gguf::FileType::BF16,
+                    _ => slmc_formats::gguf::FileType::F32,
+                };
+                let out = target.dir.join(format!("{}-lora-{}.gguf", recipe.name, file_type.name()));
+                let gguf_target = slmc_formats::adapter::GgufLoraTarget::from_config(&state.model.config);
+                slmc_formats::adapter::write_gguf_lora(adapter, &gguf_target, file_type, &out)?;
+                out
+            }
         };
         observer.event(&Event::Artifact(out.display().to_string()));
         artifacts.push(out);
     }
     Ok(artifacts)
+}
+
+fn no_adapter() -> PipelineError {
+    PipelineError::Recipe("the `peft` and `gguf-lora` exports need LoRA adapters on the final model".into())
 }

@@ -99,7 +99,19 @@ pub fn run(
     }
     let metrics = MetricsLog::new(&dir.metrics_path());
     let device = &options.device;
-    let input = load_input(recipe, device)?;
+    let mut input = load_input(recipe, device)?;
+    if let Some(a) = &recipe.adapter {
+        let adapter = slmc_formats::adapter::read_peft(&a.path)
+            .map_err(|e| PipelineError::Recipe(format!("[model] adapter {}: {e}", a.path.display())))?;
+        input.model = slmc_model::lora::attach(input.model, &adapter)
+            .map_err(|e| PipelineError::Recipe(format!("[model] adapter {}: {e}", a.path.display())))?;
+        observer.event(&Event::Info(format!(
+            "loaded adapter {} ({} modules, r={})",
+            a.path.display(),
+            adapter.modules.len(),
+            adapter.config.r
+        )));
+    }
     let plan = bind(recipe, &input.model, options)?;
     let tokenizer_dir = input.tokenizer_dir.as_deref();
 
@@ -233,6 +245,9 @@ fn manifest(
     match &recipe.model {
         ModelSource::Path { path, .. } => inputs.extend(model_files(path)),
         ModelSource::Config { tokenizer, .. } => inputs.push(tokenizer_file(tokenizer)),
+    }
+    if let Some(a) = &recipe.adapter {
+        inputs.extend(["adapter_config.json", "adapter_model.safetensors"].map(|f| a.path.join(f)));
     }
     inputs.extend(train_files.iter().chain(eval_files).map(|(p, _)| p.clone()));
     let selection = options.only_kind.unwrap_or("all").to_string();

@@ -1,5 +1,5 @@
 //! What one stage hands to the next: the model plus the exact records earlier stages made
-//! (quantization codes, sparsity masks), saved and loaded once per stage directory.
+//! (quantization codes, sparsity masks, LoRA adapters), saved and loaded once per stage directory.
 
 use crate::PipelineError;
 use slmc_model::hf_dir::{SaveOptions, save};
@@ -10,6 +10,9 @@ use std::path::Path;
 pub(crate) const QUANT_RECORDS: &str = "quant.safetensors";
 /// The sparsity masks of an unstructured prune stage (kept by every later stage).
 pub(crate) const MASK_RECORDS: &str = "masks.safetensors";
+
+/// The LoRA adapters the model carries (a PEFT directory; the model beside it is the base).
+pub(crate) const ADAPTER_RECORDS: &str = "adapter";
 
 /// Records the exporters consume, beside the model's dense f32 weights.
 #[derive(Debug, Clone, Default)]
@@ -47,8 +50,9 @@ pub struct State {
 
 impl State {
     /// Writes the state into a stage directory: `model/` (in f32 when records exist, since
-    /// fake-quantized values are not exact in 16-bit floats; else in the model's dtype) and one
-    /// file per kind of record.
+    /// fake-quantized values are not exact in 16-bit floats; else in the model's dtype; the base
+    /// weights when adapters are attached) and one file per kind of record, the adapters as a PEFT
+    /// directory `adapter/`.
     pub(crate) fn save(&self, sdir: &Path, tokenizer_dir: Option<&Path>) -> Result<(), PipelineError> {
         let dtype = (!self.records.is_empty()).then_some(slmc_formats::FloatDtype::F32);
         let opts =
@@ -60,6 +64,9 @@ impl State {
         if let Some(m) = &self.records.masks {
             slmc_prune::save_masks(m, &sdir.join(MASK_RECORDS))?;
         }
+        if let Some(adapter) = slmc_model::lora::extract(&self.model)? {
+            slmc_formats::adapter::write_peft(&adapter, &sdir.join(ADAPTER_RECORDS))?;
+        }
         Ok(())
     }
 
@@ -68,7 +75,12 @@ impl State {
         if !sdir.join("model").join("config.json").is_file() {
             return Ok(None);
         }
-        let model = HfModel::load(&sdir.join("model"), device)?.model;
+        let mut model = HfModel::load(&sdir.join("model"), device)?.model;
+        let adapter_dir = sdir.join(ADAPTER_RECORDS);
+        if adapter_dir.is_dir() {
+            let adapter = slmc_formats::adapter::read_peft(&adapter_dir)?;
+            model = slmc_model::lora::attach(model, &adapter)?;
+        }
         let quant_file = sdir.join(QUANT_RECORDS);
         let quant = if quant_file.is_file() { Some(slmc_quant::load_records(&quant_file)?) } else { None };
         let mask_file = sdir.join(MASK_RECORDS);

@@ -9,19 +9,23 @@
 
 pub mod diag;
 pub mod plan;
+pub mod plan_lora;
 mod plan_prune;
 mod reader;
 pub mod schema;
+pub mod schema_lora;
 mod schema_prune;
 pub mod select;
 mod suggest;
 pub mod tree;
 mod validate;
+mod validate_lora;
 mod validate_prune;
 
 pub use diag::{Diagnostic, Diagnostics, Sources};
 pub use plan::{Plan, plan};
 pub use schema::*;
+pub use schema_lora::*;
 pub use schema_prune::*;
 
 use std::path::Path;

@@ -210,13 +210,25 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     t.batch_size * t.grad_accum,
                     seq
                 );
-                let mem = Memory {
+                let mut mem = Memory {
                     weights: 4 * sp + 4 * teacher.num_params() as u64,
                     gradients: 4 * sp,
                     optimizer: 8 * sp,
                     activations: student_acts + teacher_acts,
                 };
-                let touched = (tensor_count(&student), student.num_params());
+                let mut touched = (tensor_count(&student), student.num_params());
+                let mut summary = summary;
+                if let Some(a) = &t.adapter {
+                    let modules = crate::plan_lora::adapter_modules(a, &student).unwrap_or_else(|p| {
+                        problems.extend(p);
+                        Vec::new()
+                    });
+                    summary = format!("{summary}; student trains {}", crate::plan_lora::summary(a, &student, &modules));
+                    let m = crate::plan_lora::memory(a, &student, &modules, mem.activations);
+                    mem = Memory { weights: m.weights + 4 * teacher.num_params() as u64, ..m };
+                    touched = (modules.len() * 2, crate::plan_lora::trainable_params(a, &student, &modules));
+                    stage_modules.push((s.index, modules));
+                }
                 model = student;
                 (summary, touched, mem)
             }
@@ -234,8 +246,34 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     t.schedule,
                     t.warmup_steps
                 );
-                let mem = Memory { weights, gradients: weights, optimizer: 2 * weights, activations: acts };
-                (summary, (tensor_count(&model), model.num_params()), mem)
+                match &t.adapter {
+                    None => {
+                        let mem = Memory { weights, gradients: weights, optimizer: 2 * weights, activations: acts };
+                        (summary, (tensor_count(&model), model.num_params()), mem)
+                    }
+                    Some(a) => {
+                        let modules = crate::plan_lora::adapter_modules(a, &model).unwrap_or_else(|p| {
+                            problems.extend(p);
+                            Vec::new()
+                        });
+                        let summary = format!(
+                            "{} fine-tune: {}; {} steps × {} seq × {} tokens, lr {:e}",
+                            a.kind.name(),
+                            crate::plan_lora::summary(a, &model, &modules),
+                            t.steps,
+                            t.batch_size * t.grad_accum,
+                            seq,
+                            t.lr
+                        );
+                        let mem = crate::plan_lora::memory(a, &model, &modules, acts);
+                        let touched = (
+                            modules.len() * 2 + a.modules_to_save.len(),
+                            crate::plan_lora::trainable_params(a, &model, &modules),
+                        );
+                        stage_modules.push((s.index, modules));
+                        (summary, touched, mem)
+                    }
+                }
             }
             StageKind::Quantize(q) => {
                 let modules = match crate::select::resolve(&q.select, &model.linear_modules()) {
@@ -329,6 +367,19 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                         "gptq (packed safetensors)".into(),
                         (model.num_params() as f64 * bits / 8.0) as u64,
                     ));
+                }
+                ExportFormat::Peft | ExportFormat::GgufLora => {
+                    let adapter = recipe.stages.iter().rev().find_map(|s| match &s.kind {
+                        StageKind::Finetune(t) => t.adapter.as_ref(),
+                        StageKind::Distill(d) => d.train.adapter.as_ref(),
+                        _ => None,
+                    });
+                    let bytes = adapter.map_or(0, |a| {
+                        let modules = crate::plan_lora::adapter_modules(a, &model).unwrap_or_default();
+                        4 * crate::plan_lora::trainable_params(a, &model, &modules) as u64
+                    });
+                    let name = if *f == ExportFormat::Peft { "peft adapter (f32)" } else { "gguf-lora adapter (f32)" };
+                    exports.push((name.into(), bytes));
                 }
                 ExportFormat::Gguf => {
                     let t = recipe.gguf_type();

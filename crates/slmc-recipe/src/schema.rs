@@ -1,5 +1,6 @@
 //! The validated recipe.
 
+pub use crate::schema_lora::AdapterParams;
 pub use crate::schema_prune::PruneParams;
 use crate::tree::Origin;
 use slmc_formats::FloatDtype;
@@ -16,6 +17,8 @@ pub struct Recipe {
     pub run_dir: Option<PathBuf>,
     /// The model the stages act on.
     pub model: ModelSource,
+    /// `[model] adapter`: a PEFT LoRA/DoRA directory loaded onto the model.
+    pub adapter: Option<AdapterSource>,
     /// The teacher, for distillation stages.
     pub teacher: Option<ModelSource>,
     /// Training / evaluation / calibration data.
@@ -75,6 +78,15 @@ pub enum ModelSource {
         /// Where the `config` table was written.
         origin: Origin,
     },
+}
+
+/// `[model] adapter`: an existing PEFT adapter to continue training, evaluate, merge or export.
+#[derive(Debug, Clone)]
+pub struct AdapterSource {
+    /// The PEFT directory.
+    pub path: PathBuf,
+    /// Where it was written.
+    pub origin: Origin,
 }
 
 /// One data file (or glob) and the columns to read.
@@ -149,6 +161,9 @@ pub struct TrainParams {
     pub checkpoint_every: usize,
     /// Write a metrics line every N steps.
     pub log_every: usize,
+    /// `method = "lora" | "dora" | "qlora"`: train adapters on the frozen model (`None`: every
+    /// parameter trains).
+    pub adapter: Option<AdapterParams>,
 }
 
 /// How a distillation student starts.
@@ -230,6 +245,7 @@ impl Default for TrainParams {
             eval_sequences: 64,
             checkpoint_every: 0,
             log_every: 10,
+            adapter: None,
         }
     }
 }
@@ -370,6 +386,10 @@ pub enum ExportFormat {
     Gguf,
     /// A packed GPTQ safetensors directory (transformers via GPTQModel/optimum, vLLM).
     Gptq,
+    /// The LoRA adapter as a PEFT directory (`adapter_config.json` + `adapter_model.safetensors`).
+    Peft,
+    /// The LoRA adapter as a llama.cpp GGUF adapter (`--lora` / llama-cpp-python's `lora_path`).
+    GgufLora,
 }
 
 /// The `[export]` table.

@@ -31,14 +31,23 @@ pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
     };
     let seed = r.uint("seed", d).map_or(0, |(s, _)| s as u64);
     let run_dir = r.string("run-dir", d).map(|(s, _)| PathBuf::from(s));
-    let model = match r.node("model") {
+    let (model, adapter) = match r.node("model") {
         Some(n) => model_source(n, "[model]", d),
         None => {
             r.missing("model", d);
-            None
+            (None, None)
         }
     };
-    let teacher = r.node("teacher").and_then(|n| model_source(n, "[teacher]", d));
+    let teacher = r.node("teacher").and_then(|n| {
+        let (teacher, adapter) = model_source(n, "[teacher]", d);
+        if let Some(a) = adapter {
+            d.push(Diagnostic::new(
+                "`adapter` is read in [model] only; merge a teacher's adapter with `slmc export DIR --adapter ADIR` first",
+                a.origin,
+            ));
+        }
+        teacher
+    });
     let data = r.node("data").and_then(|n| data_spec(n, d));
     let stages = match r.node("stage") {
         Some(Node { value: Value::Array(items), .. }) => {
@@ -56,7 +65,7 @@ pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
     let export = r.node("export").and_then(|n| export_spec(n, d));
     let gates = r.node("gates").and_then(|n| gates(n, d)).unwrap_or_default();
     r.finish(d);
-    let recipe = Recipe { name, seed, run_dir, model: model?, teacher, data, stages, export, gates };
+    let recipe = Recipe { name, seed, run_dir, model: model?, adapter, teacher, data, stages, export, gates };
     cross_checks(&recipe, root, d);
     Some(recipe)
 }
@@ -65,8 +74,14 @@ fn valid_name(n: &str) -> bool {
     !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) && !n.starts_with('.')
 }
 
-fn model_source(n: &Node, what: &str, d: &mut Diagnostics) -> Option<ModelSource> {
-    let mut r = TableReader::new(n, what, d)?;
+/// A model table and its `adapter` key.
+fn model_source(n: &Node, what: &str, d: &mut Diagnostics) -> (Option<ModelSource>, Option<AdapterSource>) {
+    let Some(mut r) = TableReader::new(n, what, d) else { return (None, None) };
+    let adapter = r.string("adapter", d).map(|(p, origin)| AdapterSource { path: PathBuf::from(p), origin });
+    (model_table(r, n, what, d), adapter)
+}
+
+fn model_table(mut r: TableReader<'_>, n: &Node, what: &str, d: &mut Diagnostics) -> Option<ModelSource> {
     let path = r.string("path", d);
     let config = r.node("config");
     let tokenizer = r.string("tokenizer", d);
@@ -188,6 +203,7 @@ fn train_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> TrainParams {
         eval_sequences: r.uint("eval-sequences", d).map_or(def.eval_sequences, |v| v.0),
         checkpoint_every: r.uint("checkpoint-every", d).map_or(def.checkpoint_every, |v| v.0),
         log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
+        adapter: crate::validate_lora::adapter_params(r, d),
     }
 }
 
@@ -196,8 +212,6 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
     let kind = match r.string("kind", d) {
         Some((k, origin)) => match k.as_str() {
             "finetune" => {
-                // `method` selects full fine-tuning (LoRA/QLoRA will add methods).
-                r.choice("method", &["full"], d);
                 StageKind::Finetune(train_params(&mut r, d))
             }
             "distill" => match distill_params(&mut r, d) {
@@ -500,12 +514,14 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
                 Value::Str(s) if s == "safetensors" => formats.push(ExportFormat::Safetensors),
                 Value::Str(s) if s == "gguf" => formats.push(ExportFormat::Gguf),
                 Value::Str(s) if s == "gptq" => formats.push(ExportFormat::Gptq),
+                Value::Str(s) if s == "peft" => formats.push(ExportFormat::Peft),
+                Value::Str(s) if s == "gguf-lora" => formats.push(ExportFormat::GgufLora),
                 Value::Str(s) => {
                     let mut diag = Diagnostic::new(
-                        format!("unknown export format `{s}`; slmc writes `safetensors`, `gguf` and `gptq`"),
+                        format!("unknown export format `{s}`; slmc writes `safetensors`, `gguf`, `gptq`, `peft` and `gguf-lora`"),
                         item.origin.clone(),
                     );
-                    if let Some(l) = did_you_mean(s, ["safetensors", "gguf", "gptq"]) {
+                    if let Some(l) = did_you_mean(s, ["safetensors", "gguf", "gptq", "peft", "gguf-lora"]) {
                         diag = diag.with_label(l);
                     }
                     d.push(diag);
@@ -571,6 +587,7 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         ));
     }
     quantize_export_checks(r, root, d);
+    crate::validate_lora::adapter_export_checks(r, root, d);
     crate::validate_prune::mask_checks(r, d);
     let data_free = |k: &StageKind| match k {
         StageKind::Quantize(q) => q.method == QuantMethod::Rtn,

@@ -1,5 +1,5 @@
 //! Training checkpoints: `<root>/step-000123/` holding the model (`model.safetensors`, f32, Hugging
-//! Face names), the AdamW state (`optimizer.bpk`, keyed by the model's stable parameter ids) and
+//! Face names; for a LoRA run only the adapters, as a PEFT directory `adapter/`), the AdamW state (`optimizer.bpk`, keyed by the model's stable parameter ids) and
 //! `state.json` (step, data position). Each is assembled in a `.partial` directory and renamed,
 //! so a directory named `step-*` is always complete.
 
@@ -10,7 +10,11 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use slmc_formats::fsutil::atomic_write;
 use slmc_formats::{Checkpoint, FloatDtype, ModelConfig, TensorToWrite, write_checkpoint};
-use slmc_model::weights;
+use slmc_formats::adapter::{read_peft, write_peft};
+use slmc_model::{lora, weights};
+
+/// The checkpoint subdirectory holding the adapters of a LoRA run (PEFT's layout).
+const ADAPTER_DIR: &str = "adapter";
 use std::path::{Path, PathBuf};
 
 /// Counters saved with a checkpoint.
@@ -44,11 +48,20 @@ pub fn save<M: TrainModel>(
         std::fs::remove_dir_all(&partial).map_err(|e| err(&partial, e))?;
     }
     std::fs::create_dir_all(&partial).map_err(|e| err(&partial, e))?;
-    let tensors = weights::export(model.lm())
-        .into_iter()
-        .map(|t| TensorToWrite::from_f32(t.name, t.shape, &t.values, FloatDtype::F32))
-        .collect();
-    write_checkpoint(&partial, tensors, None)?;
+    // With adapters only they train: the checkpoint holds them (a PEFT directory), not the
+    // frozen base the stage started from.
+    match lora::extract(model.lm())? {
+        Some(adapter) => {
+            write_peft(&adapter, &partial.join(ADAPTER_DIR))?;
+        }
+        None => {
+            let tensors = weights::export(model.lm())
+                .into_iter()
+                .map(|t| TensorToWrite::from_f32(t.name, t.shape, &t.values, FloatDtype::F32))
+                .collect();
+            write_checkpoint(&partial, tensors, None)?;
+        }
+    }
     model.save_extra(&partial)?;
     optim.save(partial.join("optimizer.bpk")).map_err(|e| err(&partial, format!("{e:?}")))?;
     let json = serde_json::to_string_pretty(state).expect("json");
@@ -100,8 +113,13 @@ pub fn load_latest<M: TrainModel>(
     let state: TrainState =
         serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).map_err(|e| err(&dir, e))?)
             .map_err(|e| err(&dir, e))?;
-    let ckpt = Checkpoint::open_dir(&dir)?;
-    let (lm, _) = weights::load(&config, &ckpt, &dir.display().to_string(), device)?;
+    let lm = if dir.join(ADAPTER_DIR).is_dir() {
+        let adapter = read_peft(&dir.join(ADAPTER_DIR))?;
+        lora::attach_trainable(template.lm().clone(), &adapter)?
+    } else {
+        let ckpt = Checkpoint::open_dir(&dir)?;
+        weights::load(&config, &ckpt, &dir.display().to_string(), device)?.0
+    };
     let model = template.with_lm(lm).load_extra(&dir)?;
     let optim = optim.load(dir.join("optimizer.bpk")).map_err(|e| err(&dir, format!("{e:?}")))?;
     Ok(Ok((model, optim, state)))

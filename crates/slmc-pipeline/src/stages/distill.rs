@@ -71,6 +71,10 @@ pub(crate) fn run(
         }
     };
     let pairs = hidden.as_ref().map_or(0, |h| h.2.len());
+    let student = match &dp.train.adapter {
+        None => super::adapters::merge_for(student, ctx, "full distillation"),
+        Some(a) => super::adapters::prepare(student, a, ctx)?,
+    };
     let distilled = Distilled::new(student, pairs, student_cfg.hidden_size, teacher.config.hidden_size);
     let train_seqs = ctx.train("distill")?;
     let data = TrainData { train: train_seqs.view()?, eval: Some(ctx.data()?.eval.view()?) };
@@ -136,10 +140,11 @@ pub(crate) fn run(
     let keep = state.records.keep_masks();
     let opts = options(t, &keep, ctx)?;
     let trained = train_logged(distilled, &data, &opts, &mut objective, ctx)?;
-    let model = trained.student;
+    let model = super::adapters::finish(trained.student);
     let summary = format!(
-        "stage {}: distill, {} steps, student {} layers ({:.2}M parameters)",
+        "stage {}: distill{}, {} steps, student {} layers ({:.2}M parameters)",
         ctx.index,
+        dp.train.adapter.as_ref().map_or(String::new(), |a| format!(" ({} student)", a.kind.name())),
         t.steps,
         model.config.num_layers,
         model.config.num_params() as f64 / 1e6

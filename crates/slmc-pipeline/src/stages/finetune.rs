@@ -1,15 +1,17 @@
-//! The finetune stage: full fine-tuning with cross-entropy on the training sequences.
+//! The finetune stage: full fine-tuning, or LoRA / DoRA / QLoRA adapters on the frozen model,
+//! with cross-entropy on the training sequences.
 
-use super::StageOutcome;
+use super::{StageOutcome, adapters};
 use super::training::{options, train_logged};
 use crate::PipelineError;
 use crate::context::StageContext;
 use crate::state::State;
 use serde_json::json;
+use slmc_model::lora;
 use slmc_recipe::TrainParams;
 use slmc_train::{CrossEntropy, TrainData};
 
-/// Trains every parameter of the model.
+/// Trains every parameter of the model, or adapters on it.
 pub(crate) fn run(
     state: State,
     params: &TrainParams,
@@ -21,9 +23,17 @@ pub(crate) fn run(
     let train_data = TrainData { train: train_seqs.view()?, eval: Some(data.eval.view()?) };
     let keep = state.records.keep_masks();
     let opts = options(params, &keep, ctx)?;
-    let model = train_logged(state.model, &train_data, &opts, &mut CrossEntropy, ctx)?;
+    let (model, method) = match &params.adapter {
+        None => (adapters::merge_for(state.model, ctx, "full fine-tuning"), "full".to_string()),
+        Some(a) => {
+            let model = adapters::prepare(state.model, a, ctx)?;
+            let trained = lora::trainable_parameters(&model, &a.modules_to_save);
+            (model, format!("{} ({trained} trainable parameters)", a.kind.name()))
+        }
+    };
+    let model = adapters::finish(train_logged(model, &train_data, &opts, &mut CrossEntropy, ctx)?);
     let summary = format!(
-        "stage {}: finetune, {} steps{}",
+        "stage {}: finetune {method}, {} steps{}",
         ctx.index,
         params.steps,
         if keep.is_empty() { "" } else { " (sparse: pruned weights stay zero)" }

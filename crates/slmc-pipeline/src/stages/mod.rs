@@ -1,6 +1,7 @@
 //! One module per stage kind. Each takes the state the previous stage left (model + records) and
 //! the run's [`StageContext`], and returns the new state with its result.
 
+mod adapters;
 mod calibration;
 mod distill;
 mod eval;
@@ -39,9 +40,15 @@ pub(crate) fn run(
     match kind {
         StageKind::Finetune(p) => finetune::run(state, p, ctx),
         StageKind::Distill(p) => distill::run(state, p, ctx),
-        StageKind::Quantize(p) => quantize::run(state, p, ctx),
+        StageKind::Quantize(p) => {
+            let model = adapters::merge_for(state.model, ctx, "quantizing");
+            quantize::run(State { model, ..state }, p, ctx)
+        }
         StageKind::Eval(p) => eval::run(state, p, ctx),
-        StageKind::Prune(p) => prune::run(state, p, ctx),
+        StageKind::Prune(p) => {
+            let model = adapters::merge_for(state.model, ctx, "pruning");
+            prune::run(State { model, ..state }, p, ctx)
+        }
     }
 }
 
