@@ -186,7 +186,7 @@ fn train_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> TrainParams {
         _ => def.schedule,
     };
     let min_lr = r.float_where("min-lr", lr * 0.1, "in [0, lr]", |v| v >= 0.0 && v <= lr, d);
-    TrainParams {
+    let mut params = TrainParams {
         steps,
         batch_size: r.uint_where("batch-size", def.batch_size, "at least 1", |v| v >= 1, d),
         grad_accum: r.uint_where("grad-accum", def.grad_accum, "at least 1", |v| v >= 1, d),
@@ -203,8 +203,13 @@ fn train_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> TrainParams {
         eval_sequences: r.uint("eval-sequences", d).map_or(def.eval_sequences, |v| v.0),
         checkpoint_every: r.uint("checkpoint-every", d).map_or(def.checkpoint_every, |v| v.0),
         log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
-        adapter: crate::validate_lora::adapter_params(r, d),
-    }
+        gradient_checkpointing: false,
+        adapter: None,
+    };
+    params.adapter = crate::validate_lora::adapter_params(r, d);
+    let qlora = params.adapter.as_ref().is_some_and(|a| a.kind == crate::schema_lora::AdapterKind::Qlora);
+    params.gradient_checkpointing = r.boolean("gradient-checkpointing", d).map_or(qlora, |b| b.0);
+    params
 }
 
 fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {

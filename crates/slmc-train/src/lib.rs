@@ -10,6 +10,7 @@ pub mod distill;
 pub mod error;
 pub mod eval;
 pub mod kd;
+pub mod layerwise;
 pub mod loss;
 pub mod schedule;
 pub mod sparse;

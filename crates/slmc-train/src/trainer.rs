@@ -80,6 +80,13 @@ impl Batch {
 pub trait StepLoss<M> {
     /// The scalar loss of `batch` under `model` (differentiable).
     fn loss(&mut self, model: &M, batch: &Batch) -> Tensor<1>;
+
+    /// The loss value and gradients computed with layer-wise gradient checkpointing
+    /// ([`crate::layerwise`]), the loss divided by `divisor` (gradient accumulation); `None` when the objective does not
+    /// support it.
+    fn layerwise(&mut self, _model: &M, _batch: &Batch, _divisor: f32, _seed: u64) -> Option<(f32, GradientsParams)> {
+        None
+    }
 }
 
 /// Next-token cross-entropy.
@@ -88,6 +95,11 @@ pub struct CrossEntropy;
 impl<M: TrainModel> StepLoss<M> for CrossEntropy {
     fn loss(&mut self, model: &M, batch: &Batch) -> Tensor<1> {
         cross_entropy(model.lm().forward(batch.inputs.clone()), batch.targets.clone())
+    }
+
+    fn layerwise(&mut self, model: &M, batch: &Batch, divisor: f32, seed: u64) -> Option<(f32, GradientsParams)> {
+        let head = |logits: Tensor<3>| cross_entropy(logits, batch.targets.clone()) / divisor;
+        Some(crate::layerwise::loss_and_grads(model.lm(), batch.inputs.clone(), &head, seed))
     }
 }
 
@@ -111,6 +123,9 @@ pub struct TrainOptions<'a> {
     pub interrupt: Option<&'a AtomicBool>,
     /// Testing hook: stop after this step without writing anything, as a killed process would.
     pub kill_after: Option<usize>,
+    /// Layer-wise gradient checkpointing ([`crate::layerwise`]): one layer's activations at a
+    /// time, for one extra forward pass.
+    pub layerwise: bool,
     /// Sparse fine-tuning: `(module name, keep)` pairs (row-major `[out, in]`, true = trains);
     /// the other weights of those modules are zero and stay exactly zero.
     pub keep_masks: Option<&'a [(String, Vec<bool>)]>,
@@ -221,8 +236,17 @@ pub fn train<M: TrainModel>(
             let seqs = indices.iter().map(|&i| data.train.get(i)).collect();
             state.sequences_drawn += p.batch_size as u64;
             let batch = Batch::with_indices(seqs, indices, &device);
-            let loss = objective.loss(&model, &batch) / p.grad_accum as f32;
-            let value: f32 = loss.clone().into_scalar();
+            let divisor = p.grad_accum as f32;
+            let (value, grads) = if options.layerwise {
+                let seed = state.seed ^ state.sequences_drawn.wrapping_mul(0xD1B5_4A32_D192_ED03);
+                objective.layerwise(&model, &batch, divisor, seed).ok_or_else(|| {
+                    TrainError::Data("layer-wise gradient checkpointing supports cross-entropy fine-tuning only".into())
+                })?
+            } else {
+                let loss = objective.loss(&model, &batch) / divisor;
+                let value: f32 = loss.clone().into_scalar();
+                (value, GradientsParams::from_grads(loss.backward(), &model))
+            };
             if !value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     step: state.step + 1,
@@ -231,7 +255,6 @@ pub fn train<M: TrainModel>(
                 });
             }
             loss_sum += value;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
             accum.accumulate(&model, grads);
         }
         let mut grads = accum.grads();

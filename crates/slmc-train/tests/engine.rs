@@ -70,6 +70,7 @@ fn run(
         checkpoint_dir: dir.join("ckpt"),
         interrupt: None,
         kill_after,
+        layerwise: false,
         keep_masks: None,
     };
     let r = train(fresh_model(), &data, &options, objective, &mut |e| events.push(e.clone()));

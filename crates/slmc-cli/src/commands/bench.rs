@@ -132,6 +132,7 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill:
         checkpoint_dir: tmp.path().join("ckpt"),
         interrupt: None,
         kill_after: None,
+        layerwise: false,
         keep_masks: None,
     };
     let mut rates = Vec::new();

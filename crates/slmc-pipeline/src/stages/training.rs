@@ -23,6 +23,7 @@ pub(crate) fn options<'a, 'c: 'a>(
         checkpoint_dir: ctx.sdir.join("checkpoints"),
         interrupt: ctx.options.interrupt,
         kill_after: None,
+        layerwise: params.gradient_checkpointing,
         keep_masks: (!keep_masks.is_empty()).then_some(keep_masks),
     })
 }
@@ -36,6 +37,7 @@ pub(crate) fn train_logged<M: slmc_train::TrainModel>(
     objective: &mut dyn slmc_train::StepLoss<M>,
     ctx: &mut StageContext<'_>,
 ) -> Result<M, PipelineError> {
+    write_data_order(data, opts, &ctx.sdir)?;
     let index = ctx.index;
     let metrics = ctx.metrics;
     let observer = &mut *ctx.observer;
@@ -63,4 +65,24 @@ pub(crate) fn train_logged<M: slmc_train::TrainModel>(
         return Err(e);
     }
     Ok(model)
+}
+
+/// Writes `data-order.json`: the training sequences each optimizer step draws, in order (indices
+/// into the stage's training split, `per_step` of them a step), so that another tool (the
+/// reference runs in `scripts/`) can train on exactly the same batches.
+fn write_data_order(data: &TrainData, opts: &TrainOptions<'_>, sdir: &std::path::Path) -> Result<(), PipelineError> {
+    let p = opts.params;
+    let per_step = p.batch_size * p.grad_accum;
+    let mut order = slmc_data::Order::new(data.train.len(), opts.seed);
+    let positions: Vec<usize> = (0..(p.steps * per_step) as u64).map(|i| order.at(i)).collect();
+    let doc = json!({
+        "sequences": data.train.len(),
+        "tokens_per_sequence": data.train.seq_len() + 1,
+        "per_step": per_step,
+        "batch_size": p.batch_size,
+        "steps": p.steps,
+        "order": positions,
+    });
+    slmc_formats::fsutil::atomic_write(&sdir.join("data-order.json"), doc.to_string().as_bytes())?;
+    Ok(())
 }
