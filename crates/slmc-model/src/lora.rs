@@ -167,7 +167,8 @@ fn set_saved(model: &mut CausalLm, name: &str, t: &SavedTensor, device: &Device)
         return Ok(());
     }
     let (module, param) = name.rsplit_once('.').ok_or_else(|| bad("not a parameter name"))?;
-    let p = proj_mut(model, module).ok_or_else(|| bad("modules_to_save supports linear modules and the embeddings"))?;
+    let p = proj_mut(model, module)
+        .ok_or_else(|| bad("modules_to_save supports linear modules and the embeddings"))?;
     match param {
         "weight" if p.packed.is_none() => {
             let (r, c) = matrix(t)?;

@@ -15,6 +15,7 @@ pub mod events;
 mod exports;
 pub mod fingerprint;
 mod gates;
+mod memory;
 pub mod metrics;
 pub mod report;
 pub mod run_dir;

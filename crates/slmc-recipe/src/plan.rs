@@ -223,7 +223,10 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                         problems.extend(p);
                         Vec::new()
                     });
-                    summary = format!("{summary}; student trains {}", crate::plan_lora::summary(a, &student, &modules));
+                    summary = format!(
+                        "{summary}; student trains {}",
+                        crate::plan_lora::summary(a, &student, &modules)
+                    );
                     let m = crate::plan_lora::memory(a, &student, &modules, mem.activations);
                     mem = Memory { weights: m.weights + 4 * teacher.num_params() as u64, ..m };
                     touched = (modules.len() * 2, crate::plan_lora::trainable_params(a, &student, &modules));
@@ -248,7 +251,8 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 );
                 match &t.adapter {
                     None => {
-                        let mem = Memory { weights, gradients: weights, optimizer: 2 * weights, activations: acts };
+                        let mem =
+                            Memory { weights, gradients: weights, optimizer: 2 * weights, activations: acts };
                         (summary, (tensor_count(&model), model.num_params()), mem)
                     }
                     Some(a) => {
@@ -378,7 +382,11 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                         let modules = crate::plan_lora::adapter_modules(a, &model).unwrap_or_default();
                         4 * crate::plan_lora::trainable_params(a, &model, &modules) as u64
                     });
-                    let name = if *f == ExportFormat::Peft { "peft adapter (f32)" } else { "gguf-lora adapter (f32)" };
+                    let name = if *f == ExportFormat::Peft {
+                        "peft adapter (f32)"
+                    } else {
+                        "gguf-lora adapter (f32)"
+                    };
                     exports.push((name.into(), bytes));
                 }
                 ExportFormat::Gguf => {

@@ -16,7 +16,8 @@ pub fn adapter_modules(a: &AdapterParams, model: &ModelConfig) -> Result<Vec<Str
             // PEFT's defaults (utils/constants.py): q_proj + v_proj; Phi-3's fused qkv_proj.
             let names: &[&str] =
                 if model.arch.fused_projections() { &["qkv_proj"] } else { &["q_proj", "v_proj"] };
-            let targets = names.iter().map(|n| Selector { text: n.to_string(), origin: Origin::Nowhere }).collect();
+            let targets =
+                names.iter().map(|n| Selector { text: n.to_string(), origin: Origin::Nowhere }).collect();
             crate::select::resolve(&Selection { targets, ignore: Vec::new() }, &all)
         }
         AdapterTargets::AllLinear(sel) | AdapterTargets::Selected(sel) => crate::select::resolve(sel, &all),
@@ -51,12 +52,22 @@ pub fn frozen_weight_bytes(a: &AdapterParams, model: &ModelConfig) -> u64 {
     if a.kind != AdapterKind::Qlora {
         return 4 * params;
     }
-    let linear: u64 = model.linear_modules().iter().filter_map(|m| model.linear_shape(m)).map(|[o, i]| (o * i) as u64).sum();
+    let linear: u64 = model
+        .linear_modules()
+        .iter()
+        .filter_map(|m| model.linear_shape(m))
+        .map(|[o, i]| (o * i) as u64)
+        .sum();
     let nf4 = linear / 2 + linear / 64 + 4 * linear / (64 * 256);
     // One layer's weights are dequantized at a time (the largest projection twice: forward and
     // the backward pass of the same layer).
-    let widest: u64 =
-        model.linear_modules().iter().filter_map(|m| model.linear_shape(m)).map(|[o, i]| (o * i) as u64).max().unwrap_or(0);
+    let widest: u64 = model
+        .linear_modules()
+        .iter()
+        .filter_map(|m| model.linear_shape(m))
+        .map(|[o, i]| (o * i) as u64)
+        .max()
+        .unwrap_or(0);
     4 * (params - linear) + nf4 + 8 * widest
 }
 

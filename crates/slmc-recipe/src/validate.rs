@@ -216,9 +216,7 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
     let mut r = TableReader::new(n, format!("stage {} ([[stage]] #{})", index, index + 1), d)?;
     let kind = match r.string("kind", d) {
         Some((k, origin)) => match k.as_str() {
-            "finetune" => {
-                StageKind::Finetune(train_params(&mut r, d))
-            }
+            "finetune" => StageKind::Finetune(train_params(&mut r, d)),
             "distill" => match distill_params(&mut r, d) {
                 Some(p) => StageKind::Distill(p),
                 None => {
@@ -523,7 +521,9 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
                 Value::Str(s) if s == "gguf-lora" => formats.push(ExportFormat::GgufLora),
                 Value::Str(s) => {
                     let mut diag = Diagnostic::new(
-                        format!("unknown export format `{s}`; slmc writes `safetensors`, `gguf`, `gptq`, `peft` and `gguf-lora`"),
+                        format!(
+                            "unknown export format `{s}`; slmc writes `safetensors`, `gguf`, `gptq`, `peft` and `gguf-lora`"
+                        ),
                         item.origin.clone(),
                     );
                     if let Some(l) = did_you_mean(s, ["safetensors", "gguf", "gptq", "peft", "gguf-lora"]) {

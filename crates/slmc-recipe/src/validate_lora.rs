@@ -67,7 +67,9 @@ pub(crate) fn adapter_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Op
         };
         for item in items {
             match &item.value {
-                Value::Str(s) if SAVABLE.contains(&s.trim_start_matches("model.")) => modules_to_save.push(s.clone()),
+                Value::Str(s) if SAVABLE.contains(&s.trim_start_matches("model.")) => {
+                    modules_to_save.push(s.clone())
+                }
                 _ => {
                     let mut diag = Diagnostic::new(
                         format!("`modules-to-save` entries must be {}", crate::reader::quoted(SAVABLE)),
@@ -100,7 +102,11 @@ fn keeps_adapters(kind: &crate::schema::StageKind) -> bool {
 
 /// The `peft` and `gguf-lora` exports write adapters: the recipe must end with adapters
 /// (a LoRA stage or `[model] adapter`, and no merging stage after it).
-pub(crate) fn adapter_export_checks(r: &crate::schema::Recipe, root: &crate::tree::Node, d: &mut Diagnostics) {
+pub(crate) fn adapter_export_checks(
+    r: &crate::schema::Recipe,
+    root: &crate::tree::Node,
+    d: &mut Diagnostics,
+) {
     use crate::schema::ExportFormat;
     let Some(e) = &r.export else { return };
     let wants: Vec<&str> = e

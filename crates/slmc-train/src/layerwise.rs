@@ -58,11 +58,14 @@ pub fn loss_and_grads(
     let rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &device);
     // Forward: keep each layer's input, detached (no graph survives a layer).
     let embedded = lm.embed_tokens.forward(inputs.clone());
-    let mut xs = vec![embedded.clone().detach()];
-    for (l, layer) in lm.layers.iter().enumerate() {
+    let plain = lm.valid();
+    let plain_rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &device.clone().without_autodiff());
+    let mut x = embedded.clone().inner();
+    let mut xs = vec![Tensor::from_inner(x.clone())];
+    for (l, layer) in plain.layers.iter().enumerate() {
         device.seed(layer_seed(seed, l));
-        let y = layer.forward(xs[l].clone(), &rope, None).detach();
-        xs.push(y);
+        x = layer.forward(x, &plain_rope, None);
+        xs.push(Tensor::from_inner(x.clone()));
     }
     let mut total = GradientsParams::new();
     // Head: final norm, LM head, loss.

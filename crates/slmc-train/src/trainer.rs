@@ -84,7 +84,13 @@ pub trait StepLoss<M> {
     /// The loss value and gradients computed with layer-wise gradient checkpointing
     /// ([`crate::layerwise`]), the loss divided by `divisor` (gradient accumulation); `None` when the objective does not
     /// support it.
-    fn layerwise(&mut self, _model: &M, _batch: &Batch, _divisor: f32, _seed: u64) -> Option<(f32, GradientsParams)> {
+    fn layerwise(
+        &mut self,
+        _model: &M,
+        _batch: &Batch,
+        _divisor: f32,
+        _seed: u64,
+    ) -> Option<(f32, GradientsParams)> {
         None
     }
 }
@@ -97,7 +103,13 @@ impl<M: TrainModel> StepLoss<M> for CrossEntropy {
         cross_entropy(model.lm().forward(batch.inputs.clone()), batch.targets.clone())
     }
 
-    fn layerwise(&mut self, model: &M, batch: &Batch, divisor: f32, seed: u64) -> Option<(f32, GradientsParams)> {
+    fn layerwise(
+        &mut self,
+        model: &M,
+        batch: &Batch,
+        divisor: f32,
+        seed: u64,
+    ) -> Option<(f32, GradientsParams)> {
         let head = |logits: Tensor<3>| cross_entropy(logits, batch.targets.clone()) / divisor;
         Some(crate::layerwise::loss_and_grads(model.lm(), batch.inputs.clone(), &head, seed))
     }
@@ -240,7 +252,9 @@ pub fn train<M: TrainModel>(
             let (value, grads) = if options.layerwise {
                 let seed = state.seed ^ state.sequences_drawn.wrapping_mul(0xD1B5_4A32_D192_ED03);
                 objective.layerwise(&model, &batch, divisor, seed).ok_or_else(|| {
-                    TrainError::Data("layer-wise gradient checkpointing supports cross-entropy fine-tuning only".into())
+                    TrainError::Data(
+                        "layer-wise gradient checkpointing supports cross-entropy fine-tuning only".into(),
+                    )
                 })?
             } else {
                 let loss = objective.loss(&model, &batch) / divisor;

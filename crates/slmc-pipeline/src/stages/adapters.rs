@@ -57,7 +57,8 @@ pub(crate) fn prepare(
             config.dora = a.kind == AdapterKind::Dora;
             config.rslora = a.rslora;
             config.dropout = a.dropout;
-            config.modules_to_save = a.modules_to_save.iter().map(|m| m.trim_start_matches("model.").to_string()).collect();
+            config.modules_to_save =
+                a.modules_to_save.iter().map(|m| m.trim_start_matches("model.").to_string()).collect();
             config.init = match a.init {
                 AdapterInit::Default => LoraInit::Default,
                 AdapterInit::Gaussian => LoraInit::Gaussian,

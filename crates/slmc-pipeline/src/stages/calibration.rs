@@ -139,14 +139,7 @@ pub(crate) fn solve_warnings(name: &str, damp: f64, retries: u32, dead_columns: 
     warnings
 }
 
-/// The process's peak resident memory so far (Linux `VmHWM`), measured when the walk ends and
-/// before the stage writes its outputs.
-pub(crate) fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
+pub(crate) use crate::memory::peak_rss_bytes;
 
 /// The error of an interrupted walk, telling where its finished blocks are.
 pub(crate) fn interrupted(block: usize, blocks: &Path) -> PipelineError {

@@ -1,8 +1,8 @@
 //! The finetune stage: full fine-tuning, or LoRA / DoRA / QLoRA adapters on the frozen model,
 //! with cross-entropy on the training sequences.
 
-use super::{StageOutcome, adapters};
 use super::training::{options, train_logged};
+use super::{StageOutcome, adapters};
 use crate::PipelineError;
 use crate::context::StageContext;
 use crate::state::State;
@@ -31,7 +31,12 @@ pub(crate) fn run(
             (model, format!("{} ({trained} trainable parameters)", a.kind.name()))
         }
     };
-    let model = adapters::finish(train_logged(model, &train_data, &opts, &mut CrossEntropy, ctx)?);
+    // The training loop's own peak (weights, gradients, optimizer state, activations), apart from
+    // loading and saving.
+    crate::memory::reset_peak_rss();
+    let model = train_logged(model, &train_data, &opts, &mut CrossEntropy, ctx)?;
+    let train_peak_rss = crate::memory::peak_rss_bytes();
+    let model = adapters::finish(model);
     let summary = format!(
         "stage {}: finetune {method}, {} steps{}",
         ctx.index,
@@ -42,7 +47,7 @@ pub(crate) fn run(
         state: State { model, records: state.records },
         changed: true,
         summary,
-        record: json!({}),
+        record: json!({ "train_peak_rss_bytes": train_peak_rss }),
         eval: None,
     })
 }

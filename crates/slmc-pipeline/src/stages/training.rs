@@ -70,7 +70,11 @@ pub(crate) fn train_logged<M: slmc_train::TrainModel>(
 /// Writes `data-order.json`: the training sequences each optimizer step draws, in order (indices
 /// into the stage's training split, `per_step` of them a step), so that another tool (the
 /// reference runs in `scripts/`) can train on exactly the same batches.
-fn write_data_order(data: &TrainData, opts: &TrainOptions<'_>, sdir: &std::path::Path) -> Result<(), PipelineError> {
+fn write_data_order(
+    data: &TrainData,
+    opts: &TrainOptions<'_>,
+    sdir: &std::path::Path,
+) -> Result<(), PipelineError> {
     let p = opts.params;
     let per_step = p.batch_size * p.grad_accum;
     let mut order = slmc_data::Order::new(data.train.len(), opts.seed);
