@@ -62,6 +62,17 @@ fn run(
     kill_after: Option<usize>,
     objective: &mut dyn StepLoss<CausalLm>,
 ) -> (Result<CausalLm, TrainError>, Vec<Event>) {
+    run_model(dir, p, kill_after, objective, fresh_model(), false)
+}
+
+fn run_model(
+    dir: &Path,
+    p: &TrainParams,
+    kill_after: Option<usize>,
+    objective: &mut dyn StepLoss<CausalLm>,
+    model: CausalLm,
+    layerwise: bool,
+) -> (Result<CausalLm, TrainError>, Vec<Event>) {
     let data = data(dir);
     let mut events = Vec::new();
     let options = TrainOptions {
@@ -70,10 +81,10 @@ fn run(
         checkpoint_dir: dir.join("ckpt"),
         interrupt: None,
         kill_after,
-        layerwise: false,
+        layerwise,
         keep_masks: None,
     };
-    let r = train(fresh_model(), &data, &options, objective, &mut |e| events.push(e.clone()));
+    let r = train(model, &data, &options, objective, &mut |e| events.push(e.clone()));
     (r, events)
 }
 
@@ -155,4 +166,67 @@ fn a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint() {
     let kept: Vec<usize> =
         slmc_train::checkpoint::list(&dir.path().join("ckpt")).iter().map(|c| c.0).collect();
     assert_eq!(kept, vec![3]);
+}
+
+/// The fresh model with DoRA or LoRA adapters (B = 0, as PEFT starts), base frozen; optionally
+/// its decoder linears in NF4 (QLoRA).
+fn adapted_model(dora: bool, nf4: bool) -> CausalLm {
+    use slmc_formats::adapter::LoraConfig;
+    use slmc_model::lora;
+    let m = fresh_model();
+    let mut config = LoraConfig::new(4, 8.0, vec!["q_proj".into(), "v_proj".into(), "down_proj".into()]);
+    config.dora = dora;
+    let modules: Vec<String> = m
+        .config
+        .linear_modules()
+        .into_iter()
+        .filter(|n| config.target_modules.matches(n) == Some(true))
+        .collect();
+    let adapter = lora::init_adapter(&m, &config, &modules, 5).unwrap();
+    let m = lora::attach_trainable(m, &adapter).unwrap();
+    if nf4 { lora::pack_nf4(m, &slmc_formats::nf4::Nf4Options::default()).unwrap() } else { m }
+}
+
+#[test]
+fn adapter_runs_learn_keep_the_base_and_resume_on_the_same_curve() {
+    for (dora, qlora) in [(false, false), (true, false), (false, true)] {
+        let p = TrainParams { lr: 3e-2, ..params(7) };
+        let whole = tempfile::tempdir().unwrap();
+        let (r, events) =
+            run_model(whole.path(), &p, None, &mut CrossEntropy, adapted_model(dora, qlora), qlora);
+        let reference = losses(&events);
+        let trained = r.unwrap();
+        assert!(
+            reference[6].1 < reference[0].1 - 0.05,
+            "dora={dora} qlora={qlora}: adapters learn: {reference:?}"
+        );
+        // The base did not move: only adapters train (a QLoRA base is compared after dequantizing).
+        let base = slmc_model::weights::export(&slmc_model::lora::unpack_nf4(adapted_model(dora, qlora)));
+        assert_eq!(slmc_model::weights::export(&slmc_model::lora::unpack_nf4(trained.clone())), base);
+        // Checkpoints hold the adapters (a PEFT directory), not the base.
+        let ckpt = whole.path().join("ckpt/step-000007");
+        assert!(
+            ckpt.join("adapter/adapter_model.safetensors").is_file()
+                && !ckpt.join("model.safetensors").exists()
+        );
+        let final_whole = slmc_model::lora::extract(&trained).unwrap().unwrap();
+
+        let split = tempfile::tempdir().unwrap();
+        let (r, _) =
+            run_model(split.path(), &p, Some(5), &mut CrossEntropy, adapted_model(dora, qlora), qlora);
+        assert!(matches!(r, Err(TrainError::Interrupted { step: 5 })));
+        let (r, second) =
+            run_model(split.path(), &p, None, &mut CrossEntropy, adapted_model(dora, qlora), qlora);
+        assert_eq!(second[0], Event::Resumed { step: 3 });
+        for ((s1, a), (s2, b)) in losses(&second).iter().zip(&reference[3..]) {
+            assert_eq!(s1, s2);
+            assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "step {s1}: resumed {a} vs uninterrupted {b}");
+        }
+        let final_split = slmc_model::lora::extract(&r.unwrap()).unwrap().unwrap();
+        for (name, w) in &final_whole.modules {
+            let v = &final_split.modules[name];
+            let diff = w.b.data.iter().zip(&v.b.data).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(diff < 1e-5, "{name}: {diff}");
+        }
+    }
 }

@@ -1,4 +1,6 @@
-//! `slmc export DIR --format safetensors -o OUT` and `slmc export DIR --format gguf --type TYPE -o FILE`.
+//! `slmc export DIR --format safetensors -o OUT` and `slmc export DIR --format gguf --type TYPE -o FILE`;
+//! with `--adapter ADIR` (a PEFT LoRA/DoRA directory) the adapter is merged into the model first,
+//! or converted on its own (`--format gguf-lora`, `--format peft`).
 
 use anyhow::bail;
 use burn::prelude::Device;
@@ -18,6 +20,11 @@ pub enum Format {
     Safetensors,
     /// A single GGUF file for llama.cpp (replaces convert_hf_to_gguf.py + llama-quantize).
     Gguf,
+    /// With --adapter: the adapter as a llama.cpp LoRA GGUF (replaces convert_lora_to_gguf.py);
+    /// --type f32 (default), f16 or bf16.
+    GgufLora,
+    /// With --adapter: the adapter rewritten as a PEFT directory (checked against the model).
+    Peft,
 }
 
 /// Arguments of `slmc export`.
@@ -39,6 +46,11 @@ pub struct Args {
     /// Default: bf16 for bf16 checkpoints, else f16 (what convert_hf_to_gguf.py's auto picks).
     #[arg(long = "type", value_name = "TYPE")]
     pub gguf_type: Option<FileType>,
+    /// A PEFT LoRA/DoRA adapter directory (adapter_config.json + adapter_model.safetensors) for the
+    /// model: merged into the weights for safetensors/gguf, converted for gguf-lora/peft. An
+    /// adapter whose modules or shapes do not fit the model is refused, naming the tensor.
+    #[arg(long, value_name = "ADIR")]
+    pub adapter: Option<PathBuf>,
     /// gguf: print every tensor's type and size.
     #[arg(long)]
     pub verbose: bool,
@@ -58,8 +70,53 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
         }
         _ => {}
     }
-    let hf = HfModel::load(&a.model, device)?;
+    let mut hf = HfModel::load(&a.model, device)?;
+    let adapter = match &a.adapter {
+        Some(dir) => {
+            let adapter = slmc_formats::adapter::read_peft(dir)?;
+            // Attaching checks that every module and shape fits the model.
+            let attached = slmc_model::lora::attach(hf.model.clone(), &adapter).map_err(|e| {
+                anyhow::anyhow!("adapter {} does not fit {}: {e}", dir.display(), a.model.display())
+            })?;
+            hf.model = slmc_model::lora::merge(attached);
+            Some(adapter)
+        }
+        None => None,
+    };
+    match (a.format, &adapter) {
+        (Format::GgufLora | Format::Peft, None) => {
+            bail!("--format gguf-lora and peft convert an adapter: give --adapter ADIR")
+        }
+        (Format::GgufLora, Some(adapter)) => {
+            let file_type = a.gguf_type.unwrap_or(FileType::F32);
+            let target = slmc_formats::adapter::GgufLoraTarget::from_config(&hf.config);
+            let report = slmc_formats::adapter::write_gguf_lora(adapter, &target, file_type, &a.output)?;
+            println!(
+                "wrote {} (llama.cpp LoRA adapter, {file_type}, {} tensors, alpha {}, {:.2} MB)",
+                a.output.display(),
+                report.tensors.len(),
+                report.alpha,
+                report.file_bytes as f64 / 1e6
+            );
+            for n in &report.notes {
+                println!("note: {n}");
+            }
+            return Ok(());
+        }
+        (Format::Peft, Some(adapter)) => {
+            let files = slmc_formats::adapter::write_peft(adapter, &a.output)?;
+            println!(
+                "wrote {} ({} files, {} adapted modules)",
+                a.output.display(),
+                files.len(),
+                adapter.modules.len()
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let request = match a.format {
+        Format::GgufLora | Format::Peft => unreachable!("handled above"),
         Format::Safetensors => ExportRequest::Safetensors(SaveOptions {
             dtype: Some(a.dtype.unwrap_or(hf.stored_dtype)),
             max_shard_bytes: a.max_shard_mb.map(|m| m * 1_000_000),

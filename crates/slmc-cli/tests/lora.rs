@@ -1,0 +1,201 @@
+//! LoRA end to end on a tiny fixture model: a LoRA stage trains and exports a PEFT directory, a
+//! llama.cpp adapter and the merged model; the PEFT export loaded back with `[model] adapter`
+//! evaluates to the same perplexity; `slmc export --adapter` merges it to the same weights;
+//! adapters that do not fit and recipes that would lose the adapter are refused clearly.
+
+mod common;
+
+use common::{root, slmc, text};
+use std::path::{Path, PathBuf};
+
+fn recipe(dir: &Path, name: &str, model_extra: &str, stages: &str, export: &str) -> PathBuf {
+    let r = root();
+    let body = format!(
+        "name = \"{name}\"\n[model]\npath = \"{model}\"\n{model_extra}\n[data]\ntrain = \"{text}\"\neval = \"{text}\"\nseq-len = 32\n{stages}\n[export]\n{export}\n",
+        model = r.join("tests/fixtures/models/llama_gqa").display(),
+        text = r.join("tests/fixtures/eval.txt").display()
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+fn done(run: &Path, stage: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("stages").join(stage).join("done.json")).unwrap())
+        .unwrap()
+}
+
+fn tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<(String, Vec<f32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, v)| {
+            (n, v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+const LORA_STAGES: &str = r#"[[stage]]
+kind = "eval"
+[[stage]]
+kind = "finetune"
+method = "dora"
+r = 4
+alpha = 8
+targets = "all-linear"
+steps = 6
+batch-size = 2
+lr = 1e-2
+[[stage]]
+kind = "eval"
+"#;
+
+#[test]
+fn a_lora_stage_exports_adapters_that_load_back_and_merge_to_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(
+        dir.path(),
+        "l",
+        "",
+        LORA_STAGES,
+        "formats = [\"peft\", \"safetensors\"]\ndtype = \"float32\"",
+    );
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("finetune dora ("), "{out}");
+    let run = dir.path().join("runs/l");
+    let (before, after) =
+        (done(&run, "0-eval")["ppl"].as_f64().unwrap(), done(&run, "2-eval")["ppl"].as_f64().unwrap());
+    assert!(after < before, "the adapter trains: {before} -> {after}");
+    let peft = run.join("artifacts/l-peft");
+    let adapter = slmc_formats::adapter::read_peft(&peft).unwrap();
+    assert!(adapter.config.dora && adapter.modules.len() == 14, "{:?}", adapter.config);
+    assert!(run.join("stages/1-finetune/data-order.json").is_file());
+
+    // The PEFT export, loaded with `[model] adapter`, evaluates to the same perplexity.
+    let r2 = recipe(
+        dir.path(),
+        "back",
+        &format!("adapter = \"{}\"", peft.display()),
+        "[[stage]]\nkind = \"eval\"\n",
+        "formats = [\"safetensors\"]\ndtype = \"float32\"",
+    );
+    let o = slmc(dir.path(), &["run", r2.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let again = done(&dir.path().join("runs/back"), "0-eval")["ppl"].as_f64().unwrap();
+    assert!((again - after).abs() <= 1e-9 * after, "{again} vs {after}");
+
+    // `slmc export --adapter` merges to the weights the run exported.
+    let merged = dir.path().join("merged");
+    let model = root().join("tests/fixtures/models/llama_gqa");
+    let o = slmc(
+        dir.path(),
+        &[
+            "export",
+            model.to_str().unwrap(),
+            "--adapter",
+            peft.to_str().unwrap(),
+            "--dtype",
+            "float32",
+            "-o",
+            merged.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let (a, b) = (tensors(&merged), tensors(&run.join("artifacts/l-safetensors")));
+    assert_eq!(a.len(), b.len());
+    for ((na, va), (nb, vb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        let d = va.iter().zip(vb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(d <= 1e-6, "{na}: {d}");
+    }
+    // The base is not the merged model: the adapter changed something.
+    assert_ne!(
+        tensors(&model).iter().find(|t| t.0.ends_with("0.self_attn.q_proj.weight")),
+        a.iter().find(|t| t.0.ends_with("0.self_attn.q_proj.weight"))
+    );
+}
+
+#[test]
+fn a_lora_adapter_converts_to_a_llama_cpp_adapter() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = root().join("tests/fixtures/models/llama_gqa");
+    let peft = root().join("tests/fixtures/lora/lora");
+    let out = dir.path().join("a.gguf");
+    let o = slmc(
+        dir.path(),
+        &[
+            "export",
+            model.to_str().unwrap(),
+            "--adapter",
+            peft.to_str().unwrap(),
+            "--format",
+            "gguf-lora",
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    // What the library writes for it (checked against llama.cpp's convert_lora_to_gguf.py in
+    // slmc-formats' tests/adapter.rs): same metadata, tensors and bytes.
+    let adapter = slmc_formats::adapter::read_peft(&peft).unwrap();
+    let config = slmc_formats::ModelConfig::from_file(&model.join("config.json")).unwrap();
+    let want = dir.path().join("want.gguf");
+    let target = slmc_formats::adapter::GgufLoraTarget::from_config(&config);
+    slmc_formats::adapter::write_gguf_lora(&adapter, &target, slmc_formats::gguf::FileType::F32, &want)
+        .unwrap();
+    let (got, want) = (std::fs::read(&out).unwrap(), std::fs::read(&want).unwrap());
+    assert!(
+        got == want,
+        "CLI output ({} bytes) differs from the library's ({} bytes)",
+        got.len(),
+        want.len()
+    );
+    assert!(text(&o).contains("28 tensors"), "{}", text(&o));
+}
+
+#[test]
+fn an_adapter_that_does_not_fit_the_model_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = root().join("tests/fixtures/models/phi3_fused");
+    let peft = root().join("tests/fixtures/lora/lora");
+    let o = slmc(
+        dir.path(),
+        &["export", other.to_str().unwrap(), "--adapter", peft.to_str().unwrap(), "-o", "x"],
+    );
+    let out = text(&o);
+    assert!(!o.status.success());
+    assert!(out.contains("does not fit") && out.contains("`model.layers.0.mlp.gate_proj.weight`: the adapter targets it but the model has no such 2-D weight"), "{out}");
+    assert!(!dir.path().join("x").exists(), "nothing written");
+}
+
+#[test]
+fn recipes_that_would_lose_the_adapter_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages =
+        format!("{LORA_STAGES}[[stage]]\nkind = \"quantize\"\nmethod = \"rtn\"\nbits = 4\ngroup-size = 32\n");
+    let r = recipe(dir.path(), "q", "", &stages, "formats = [\"peft\"]");
+    let o = slmc(dir.path(), &["check", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(!o.status.success());
+    assert!(out.contains("stage 3 (quantize) merges the adapters"), "{out}");
+    let r =
+        recipe(dir.path(), "n", "", "[[stage]]\nkind = \"finetune\"\nr = 8\n", "formats = [\"gguf-lora\"]");
+    let out = text(&slmc(dir.path(), &["check", r.to_str().unwrap()]));
+    assert!(out.contains("`r` in stage 0") && out.contains("set `method = \"lora\"`"), "{out}");
+    assert!(out.contains("the `gguf-lora` export writes LoRA adapters"), "{out}");
+    let r = recipe(
+        dir.path(),
+        "t",
+        "",
+        "[[stage]]\nkind = \"finetune\"\nmethod = \"lora\"\ntargets = [\"q_prj\"]\n",
+        "formats = [\"peft\"]",
+    );
+    let out = text(&slmc(dir.path(), &["check", r.to_str().unwrap()]));
+    assert!(out.contains("`q_prj` in `targets` selects none") && out.contains("q_proj"), "{out}");
+}
