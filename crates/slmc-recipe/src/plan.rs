@@ -237,7 +237,14 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
             }
             StageKind::Finetune(t) => {
                 let tokens = (t.batch_size * seq) as u64;
-                let acts = 4 * tokens * (activation_values_per_token(&model, seq) + 3 * vocab);
+                let per_token = activation_values_per_token(&model, seq);
+                let acts = if t.gradient_checkpointing {
+                    // One layer's activations, every layer's input, the head's.
+                    let layers = model.num_layers.max(1) as u64;
+                    4 * tokens * (per_token / layers + layers * model.hidden_size as u64 + 3 * vocab)
+                } else {
+                    4 * tokens * (per_token + 3 * vocab)
+                };
                 let summary = format!(
                     "full fine-tune: {} steps × {} seq × {} tokens{} = {} tokens, lr {:e} ({:?}, warmup {})",
                     t.steps,
