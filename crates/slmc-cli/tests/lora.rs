@@ -199,3 +199,33 @@ fn recipes_that_would_lose_the_adapter_are_refused() {
     let out = text(&slmc(dir.path(), &["check", r.to_str().unwrap()]));
     assert!(out.contains("`q_prj` in `targets` selects none") && out.contains("q_proj"), "{out}");
 }
+
+#[test]
+fn a_distill_stage_trains_a_lora_student() {
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = root().join("tests/fixtures/models/llama_gqa");
+    let stages = r#"[[stage]]
+kind = "distill"
+init = "current"
+method = "lora"
+r = 2
+targets = ["q_proj", "v_proj"]
+steps = 3
+batch-size = 2
+lr = 1e-2
+"#;
+    let r = recipe(
+        dir.path(),
+        "d",
+        &format!("[teacher]\npath = \"{}\"", teacher.display()),
+        stages,
+        "formats = [\"peft\"]",
+    );
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("distill (lora student)"), "{out}");
+    let adapter = slmc_formats::adapter::read_peft(&dir.path().join("runs/d/artifacts/d-peft")).unwrap();
+    assert_eq!(adapter.modules.len(), 4, "q_proj and v_proj of both layers");
+    assert!(adapter.modules.values().any(|w| w.b.data.iter().any(|v| *v != 0.0)), "B trained away from 0");
+}
