@@ -176,9 +176,10 @@ fn data_spec(n: &Node, d: &mut Diagnostics) -> Option<DataSpec> {
     Some(DataSpec { train, eval, seq_len, eval_fraction })
 }
 
-/// The training keys of a finetune or distill stage; `init_key` names the adapters' `init` key
-/// (`lora-init` in distill stages, whose `init` is the student's).
-fn train_params(r: &mut TableReader<'_>, init_key: &'static str, d: &mut Diagnostics) -> TrainParams {
+/// The training keys of a finetune or distill stage; `distill` renames the adapters' `alpha` and
+/// `init` to `lora-alpha` and `lora-init` (a distill stage's `alpha` and `init` are the KD weight
+/// and the student's initialisation).
+fn train_params(r: &mut TableReader<'_>, distill: bool, d: &mut Diagnostics) -> TrainParams {
     let def = TrainParams::default();
     let steps = r.uint_where("steps", def.steps, "at least 1", |v| v >= 1, d);
     let lr = r.float_where("lr", def.lr, "in (0, 1]", |v| v > 0.0 && v <= 1.0, d);
@@ -208,7 +209,7 @@ fn train_params(r: &mut TableReader<'_>, init_key: &'static str, d: &mut Diagnos
         gradient_checkpointing: false,
         adapter: None,
     };
-    params.adapter = crate::validate_lora::adapter_params(r, init_key, d);
+    params.adapter = crate::validate_lora::adapter_params(r, distill, d);
     let qlora = params.adapter.as_ref().is_some_and(|a| a.kind == crate::schema_lora::AdapterKind::Qlora);
     params.gradient_checkpointing = r.boolean("gradient-checkpointing", d).map_or(qlora, |b| b.0);
     params
@@ -218,7 +219,7 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
     let mut r = TableReader::new(n, format!("stage {} ([[stage]] #{})", index, index + 1), d)?;
     let kind = match r.string("kind", d) {
         Some((k, origin)) => match k.as_str() {
-            "finetune" => StageKind::Finetune(train_params(&mut r, "init", d)),
+            "finetune" => StageKind::Finetune(train_params(&mut r, false, d)),
             "distill" => match distill_params(&mut r, d) {
                 Some(p) => StageKind::Distill(p),
                 None => {
@@ -403,7 +404,7 @@ fn distill_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Option<Distil
             r.origin().clone(),
         ));
     }
-    let train = train_params(r, "lora-init", d);
+    let train = train_params(r, true, d);
     Some(DistillParams { init, loss, temperature, alpha, hidden, teacher_cache_topk, train })
 }
 

@@ -13,18 +13,19 @@ pub const TRAIN_METHODS: &[&str] = &["full", "lora", "dora", "qlora"];
 const SAVABLE: &[&str] = &["lm_head", "embed_tokens"];
 
 /// Reads `method` and the adapter keys; `None` for full training.
+/// In a distill stage (`distill`), `alpha` and `init` are spelled `lora-alpha` and `lora-init`.
 pub(crate) fn adapter_params(
     r: &mut TableReader<'_>,
-    init_key: &'static str,
+    distill: bool,
     d: &mut Diagnostics,
 ) -> Option<AdapterParams> {
+    let (alpha_key, init_key) = if distill { ("lora-alpha", "lora-init") } else { ("alpha", "init") };
     let kind = match r.choice("method", TRAIN_METHODS, d) {
         Some(("lora", _)) => AdapterKind::Lora,
         Some(("dora", _)) => AdapterKind::Dora,
         Some(("qlora", _)) => AdapterKind::Qlora,
         _ => {
-            for key in
-                ["r", "alpha", "dropout", "rslora", "lora-init", "targets", "ignore", "modules-to-save"]
+            for key in ["r", alpha_key, "dropout", "rslora", init_key, "targets", "ignore", "modules-to-save"]
             {
                 if let Some(n) = r.node(key) {
                     d.push(Diagnostic::new(
@@ -40,7 +41,7 @@ pub(crate) fn adapter_params(
         }
     };
     let r_rank = r.uint_where("r", 8, "at least 1", |v| v >= 1, d);
-    let alpha = r.float_where("alpha", r_rank as f64, "> 0", |v| v > 0.0, d);
+    let alpha = r.float_where(alpha_key, r_rank as f64, "> 0", |v| v > 0.0, d);
     let dropout = r.float_where("dropout", 0.0, "in [0, 1)", |v| (0.0..1.0).contains(&v), d);
     let rslora = r.boolean("rslora", d).is_some_and(|b| b.0);
     let init = match r.choice(init_key, &["default", "gaussian"], d) {
