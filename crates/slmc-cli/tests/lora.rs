@@ -229,3 +229,27 @@ lr = 1e-2
     assert_eq!(adapter.modules.len(), 4, "q_proj and v_proj of both layers");
     assert!(adapter.modules.values().any(|w| w.b.data.iter().any(|v| *v != 0.0)), "B trained away from 0");
 }
+
+#[test]
+fn a_quantize_stage_after_lora_quantizes_the_merged_model_for_gguf() {
+    let dir = tempfile::tempdir().unwrap();
+    let stages = format!(
+        "{LORA_STAGES}[[stage]]\nkind = \"quantize\"\nmethod = \"rtn\"\nbits = 4\ngroup-size = 32\n[[stage]]\nkind = \"eval\"\n"
+    );
+    let r = recipe(dir.path(), "lq", "", &stages, "formats = [\"gguf\", \"safetensors\"]\ndtype = \"float32\"");
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("merging the LoRA adapters into the weights before quantizing"), "{out}");
+    let run = dir.path().join("runs/lq");
+    assert!(run.join("artifacts/lq-q4_0.gguf").is_file());
+    assert!(!run.join("stages/3-quantize/adapter").exists(), "the quantized state has no adapter left");
+    // The quantized model is the merged one quantized: close to the adapted model's perplexity,
+    // not the base's.
+    let (base, adapted, quantized) = (
+        done(&run, "0-eval")["ppl"].as_f64().unwrap(),
+        done(&run, "2-eval")["ppl"].as_f64().unwrap(),
+        done(&run, "4-eval")["ppl"].as_f64().unwrap(),
+    );
+    assert!((quantized - adapted).abs() < (quantized - base).abs(), "{base} {adapted} {quantized}");
+}
