@@ -76,6 +76,13 @@ fn a_lora_stage_exports_adapters_that_load_back_and_merge_to_the_same_model() {
     let adapter = slmc_formats::adapter::read_peft(&peft).unwrap();
     assert!(adapter.config.dora && adapter.modules.len() == 14, "{:?}", adapter.config);
     assert!(run.join("stages/1-finetune/data-order.json").is_file());
+    let shown = text(&slmc(dir.path(), &["inspect", peft.to_str().unwrap()]));
+    assert!(
+        shown.contains("(PEFT DoRA)")
+            && shown.contains("r = 4, alpha = 8, scale 2")
+            && shown.contains("(14 modules)"),
+        "{shown}"
+    );
 
     // The PEFT export, loaded with `[model] adapter`, evaluates to the same perplexity.
     let r2 = recipe(
@@ -236,7 +243,8 @@ fn a_quantize_stage_after_lora_quantizes_the_merged_model_for_gguf() {
     let stages = format!(
         "{LORA_STAGES}[[stage]]\nkind = \"quantize\"\nmethod = \"rtn\"\nbits = 4\ngroup-size = 32\n[[stage]]\nkind = \"eval\"\n"
     );
-    let r = recipe(dir.path(), "lq", "", &stages, "formats = [\"gguf\", \"safetensors\"]\ndtype = \"float32\"");
+    let r =
+        recipe(dir.path(), "lq", "", &stages, "formats = [\"gguf\", \"safetensors\"]\ndtype = \"float32\"");
     let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
     let out = text(&o);
     assert!(o.status.success(), "{out}");

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// Arguments of `slmc inspect`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// A Hugging Face model directory or a GGUF file.
+    /// A Hugging Face model directory, a GGUF file or a PEFT adapter directory.
     pub path: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
@@ -22,6 +22,9 @@ pub struct Args {
 pub fn run(a: Args) -> anyhow::Result<()> {
     if is_gguf(&a.path) {
         return run_gguf(&a.path, a.json);
+    }
+    if super::inspect_adapter::is_adapter_dir(&a.path) {
+        return super::inspect_adapter::run(&a.path, a.json);
     }
     let config = ModelConfig::from_file(&a.path.join("config.json"))
         .with_context(|| format!("{} is not a Hugging Face model directory", a.path.display()))?;

@@ -6,6 +6,7 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod inspect;
+pub mod inspect_adapter;
 pub mod recipe_args;
 pub mod report;
 pub mod run;
