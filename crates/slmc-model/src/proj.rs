@@ -96,8 +96,7 @@ impl Proj {
         let a = lora.a.val();
         let training = a.is_autodiff() && lora.dropout > 0.0;
         let xd = if training { dropout(x.clone(), lora.dropout) } else { x.clone() };
-        let delta =
-            xd.clone().matmul(a.clone().unsqueeze::<3>()).matmul(lora.b.val().unsqueeze::<3>()) * lora.scale;
+        let delta = linear(linear(xd.clone(), a.clone(), None), lora.b.val(), None) * lora.scale;
         let Some(m) = &lora.magnitude else {
             return linear(x, w, bias) + delta;
         };
