@@ -44,3 +44,43 @@ impl Hessian {
         self.sum.iter().map(|v| v / n).collect()
     }
 }
+
+/// Running `Σ x_j²` per input feature: the diagonal of [`Hessian`] without the `XᵀX` product
+/// (all a Wanda score or an OWL outlier ratio reads).
+#[derive(Debug, Clone)]
+pub struct ColumnNorms {
+    sum: Vec<f64>,
+    tokens: usize,
+}
+
+impl ColumnNorms {
+    /// An empty accumulator for `cols` input features.
+    pub fn new(cols: usize) -> Self {
+        Self { sum: vec![0.0; cols], tokens: 0 }
+    }
+
+    /// Adds the tokens of `x: [batch, seq, cols]`.
+    pub fn add(&mut self, x: &Tensor<3>) {
+        let [b, s, c] = x.dims();
+        assert_eq!(c, self.sum.len(), "input width");
+        let sq: Vec<f32> = x
+            .clone()
+            .reshape([b * s, c])
+            .square()
+            .sum_dim(0)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        for (acc, v) in self.sum.iter_mut().zip(sq) {
+            *acc += f64::from(v);
+        }
+        self.tokens += b * s;
+    }
+
+    /// `(1/N) Σ x_j²` per feature.
+    pub fn mean(&self) -> Vec<f64> {
+        let n = self.tokens.max(1) as f64;
+        self.sum.iter().map(|v| v / n).collect()
+    }
+}

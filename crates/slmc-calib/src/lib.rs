@@ -14,7 +14,7 @@ pub mod linalg;
 pub mod walk;
 
 pub use error::CalibError;
-pub use hessian::Hessian;
+pub use hessian::{ColumnNorms, Hessian};
 pub use linalg::{InverseFactor, dead_columns, inverse_upper_factor, output_energy, relative_output_error};
 pub use walk::{
     Block, CalibEvent, Control, ModuleInput, ModuleReport, Solved, Solver, set_linear_weight, split_name,

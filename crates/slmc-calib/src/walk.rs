@@ -4,7 +4,7 @@
 //! true-sequential group.
 
 use crate::CalibError;
-use crate::hessian::Hessian;
+use crate::hessian::{ColumnNorms, Hessian};
 use crate::linalg::relative_output_error;
 use burn::module::Param;
 use burn::prelude::*;
@@ -32,8 +32,11 @@ pub struct ModuleInput<'a> {
     pub rows: usize,
     /// Input features.
     pub cols: usize,
-    /// Mean `X Xᵀ` of its calibration inputs (`[cols, cols]`), when the solver needs data.
+    /// Mean `X Xᵀ` of its calibration inputs (`[cols, cols]`), when the solver needs data and
+    /// not only [`ModuleInput::norms`].
     pub hessian: Option<&'a [f64]>,
+    /// Mean `x_j²` per input feature (the Hessian's diagonal), when the solver needs data.
+    pub norms: Option<&'a [f64]>,
 }
 
 /// What a solver made of one module.
@@ -64,6 +67,12 @@ pub trait Solver {
     /// Whether each site's Hessian must come from the block with the earlier sites already
     /// solved (true-sequential); otherwise all come from the block as it entered.
     fn sequential(&self) -> bool;
+    /// Whether it reads only the per-feature input norms ([`ModuleInput::norms`]): the walk then
+    /// skips the `XᵀX` products, and measures each module's output error on the first
+    /// calibration batch only.
+    fn norms_only(&self) -> bool {
+        false
+    }
     /// Solves one module.
     fn solve(&mut self, m: &ModuleInput<'_>) -> Result<Solved<Self::Record, Self::Detail>, Self::Error>;
     /// The weight (`[in, out]`) a record restores on resume; `original` is the weight before.
@@ -90,7 +99,8 @@ pub struct ModuleReport<D> {
     pub shape: [usize; 2],
     /// Wall time of the solve.
     pub seconds: f64,
-    /// Output error on the calibration inputs relative to the output energy (with data).
+    /// Output error on the calibration inputs relative to the output energy (with data; on the
+    /// first calibration batch for a [`Solver::norms_only`] solver).
     pub rel_error: Option<f64>,
     /// The solver's details.
     pub detail: D,
@@ -341,21 +351,35 @@ fn solve_block<S: Solver>(
             .flat_map(|&s| s.modules(arch).iter().map(move |m| (s, *m, format!("model.layers.{index}.{m}"))))
             .filter(|(_, _, name)| targets.contains(name))
             .collect();
+        // Per site: the Hessian (all batches; the first batch only for a norms-only solver, for
+        // the output error) and the per-feature norms.
+        let norms_only = solver.norms_only();
         let mut hessians: HashMap<Site, Vec<f64>> = HashMap::new();
+        let mut norms: HashMap<Site, Vec<f64>> = HashMap::new();
         if needs_data {
             for &site in group {
                 let wanted = modules.iter().find(|(s, _, _)| *s == site);
-                let mut h = wanted.map(|(_, m, _)| {
-                    Hessian::new(layer.linear(m).expect("listed module").weight.val().dims()[0])
-                });
-                for a in acts.iter_mut() {
+                let cols = wanted.map(|(_, m, _)| layer.linear(m).expect("listed module").dims()[0]);
+                let mut h = cols.map(Hessian::new);
+                let mut n = cols.filter(|_| norms_only).map(ColumnNorms::new);
+                for (i, a) in acts.iter_mut().enumerate() {
                     let input = site_input(layer, site, a, rope);
-                    if let Some(h) = h.as_mut() {
+                    if let Some(h) = h.as_mut().filter(|_| !norms_only || i == 0) {
                         h.add(&input);
+                    }
+                    if let Some(n) = n.as_mut() {
+                        n.add(&input);
                     }
                 }
                 if let Some(h) = h {
-                    hessians.insert(site, h.mean());
+                    let mean = h.mean();
+                    let c = cols.expect("set with h");
+                    let diag = match &n {
+                        Some(n) => n.mean(),
+                        None => (0..c).map(|j| mean[j * c + j]).collect(),
+                    };
+                    norms.insert(site, diag);
+                    hessians.insert(site, mean);
                 }
             }
         }
@@ -369,7 +393,16 @@ fn solve_block<S: Solver>(
                 .into());
             }
             let h = hessians.get(&site).map(Vec::as_slice);
-            let input = ModuleInput { name: &name, site, block: index, wt: &wt, rows, cols, hessian: h };
+            let input = ModuleInput {
+                name: &name,
+                site,
+                block: index,
+                wt: &wt,
+                rows,
+                cols,
+                hessian: h.filter(|_| !norms_only),
+                norms: norms.get(&site).map(Vec::as_slice),
+            };
             let solved = solver.solve(&input)?;
             if solved.wt.len() != wt.len() || solved.wt.iter().any(|v| !v.is_finite()) {
                 return Err(CalibError::Numerical(format!("{name}: the solver returned a bad weight")).into());

@@ -95,6 +95,11 @@ impl Solver for Pruner<'_> {
         false
     }
 
+    fn norms_only(&self) -> bool {
+        // Wanda scores |W|·‖x_j‖: no Hessian products needed (as llm-compressor accumulates).
+        self.cfg.algorithm == Algorithm::Wanda
+    }
+
     fn solve(&mut self, m: &ModuleInput<'_>) -> Result<Solved<Pruned, PruneDetail>, PruneError> {
         let w = transpose(m.wt, m.cols, m.rows);
         let target = self.target(m.block);
@@ -114,9 +119,10 @@ impl Solver for Pruner<'_> {
                 None,
             ),
             Algorithm::Wanda => {
-                let h = hessian()?;
-                let diag: Vec<f64> = (0..m.cols).map(|j| h[j * m.cols + j]).collect();
-                (w.clone(), wanda(&w, m.rows, m.cols, &diag, target).map_err(with_name)?, None)
+                let norms = m.norms.ok_or_else(|| {
+                    PruneError::Input(format!("{}: this method needs calibration data", m.name))
+                })?;
+                (w.clone(), wanda(&w, m.rows, m.cols, norms, target).map_err(with_name)?, None)
             }
             Algorithm::SparseGpt(opts) => {
                 let (nw, mask, stats) =
@@ -253,9 +259,13 @@ impl Solver for NormCollector {
         false
     }
 
+    fn norms_only(&self) -> bool {
+        true
+    }
+
     fn solve(&mut self, m: &ModuleInput<'_>) -> Result<Solved<Vec<f64>, ()>, PruneError> {
-        let h = m.hessian.ok_or_else(|| PruneError::Input("OWL needs calibration data".into()))?;
-        let norms = (0..m.cols).map(|j| h[j * m.cols + j].max(0.0).sqrt()).collect();
+        let n = m.norms.ok_or_else(|| PruneError::Input("OWL needs calibration data".into()))?;
+        let norms = n.iter().map(|v| v.max(0.0).sqrt()).collect();
         Ok(Solved { wt: m.wt.to_vec(), record: norms, detail: () })
     }
 
