@@ -12,16 +12,19 @@ pub mod plan;
 mod plan_prune;
 mod reader;
 pub mod schema;
+mod schema_data;
 mod schema_prune;
 pub mod select;
 mod suggest;
 pub mod tree;
 mod validate;
+mod validate_data;
 mod validate_prune;
 
 pub use diag::{Diagnostic, Diagnostics, Sources};
 pub use plan::{Plan, plan};
 pub use schema::*;
+pub use schema_data::*;
 pub use schema_prune::*;
 
 use std::path::Path;
