@@ -125,6 +125,29 @@ fn generate_is_greedy_and_deterministic_by_default() {
 }
 
 #[test]
+fn generate_chat_renders_the_prompt_with_the_models_template() {
+    let teacher = fixtures().join("../../data/models/teacher");
+    let question = "Which work is this passage from?\n\nTo be, or not to be";
+    let t = teacher.to_str().unwrap();
+    let chat =
+        slmc(&["generate", t, "--chat", "--prompt", question, "--max-new-tokens", "12", "--ignore-eos"]);
+    assert!(chat.status.success(), "{}", stderr(&chat));
+    // The template's text for one user message with the assistant turn opened (the `<s>` it starts
+    // with is what plain prompts get from the tokenizer): the same tokens, so the same continuation.
+    let rendered = format!("<|user|>\n{question}\n<|assistant|>\n");
+    let plain = slmc(&["generate", t, "--prompt", &rendered, "--max-new-tokens", "12", "--ignore-eos"]);
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    let continuation = stdout(&plain).strip_prefix(rendered.as_str()).unwrap().to_string();
+    assert!(continuation.trim().len() > 3, "{continuation:?}");
+    assert_eq!(stdout(&chat), continuation);
+    // A model without a chat template is a clear error.
+    let fixture = fixtures().join("models/llama_gqa");
+    let o = slmc(&["generate", fixture.to_str().unwrap(), "--chat", "--prompt", "hi"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("has no chat template"), "{}", stderr(&o));
+}
+
+#[test]
 fn export_writes_a_directory_that_loads_and_evaluates_the_same() {
     let dir = fixtures().join("models/phi3_fused");
     let tmp = tempfile::tempdir().unwrap();

@@ -261,3 +261,23 @@ fn a_quantize_stage_after_lora_quantizes_the_merged_model_for_gguf() {
     );
     assert!((quantized - adapted).abs() < (quantized - base).abs(), "{base} {adapted} {quantized}");
 }
+
+#[test]
+fn modules_to_save_that_name_nothing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tied = root().join("tests/fixtures/models/llama_tied_bf16");
+    let r = dir.path().join("m.toml");
+    std::fs::write(
+        &r,
+        format!(
+            "name = \"m\"\n[model]\npath = \"{}\"\n[data]\ntrain = \"{t}\"\neval = \"{t}\"\nseq-len = 32\n[[stage]]\nkind = \"finetune\"\nmethod = \"lora\"\nmodules-to-save = [\"lm_head\"]\nsteps = 1\nbatch-size = 1\n",
+            tied.display(),
+            t = root().join("tests/fixtures/eval.txt").display()
+        ),
+    )
+    .unwrap();
+    let o = slmc(dir.path(), &["run", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(!o.status.success());
+    assert!(out.contains("modules-to-save `lm_head` names no tensor of the model (the model ties lm_head to the embeddings: save `embed_tokens`)"), "{out}");
+}

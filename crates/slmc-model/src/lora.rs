@@ -71,6 +71,19 @@ pub fn init_adapter(
         adapter.modules.insert(module.clone(), weights);
     }
     adapter.saved = saved_tensors(model, config);
+    for m in &config.modules_to_save {
+        let one = LoraConfig { modules_to_save: vec![m.clone()], ..config.clone() };
+        if saved_tensors(model, &one).is_empty() {
+            let hint = if m == "lm_head" && model.lm_head.is_none() {
+                " (the model ties lm_head to the embeddings: save `embed_tokens`)"
+            } else {
+                ""
+            };
+            return Err(ModelError::Input(format!(
+                "modules-to-save `{m}` names no tensor of the model{hint}"
+            )));
+        }
+    }
     Ok(adapter)
 }
 

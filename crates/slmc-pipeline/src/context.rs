@@ -5,7 +5,7 @@ use crate::data::Prepared;
 use crate::events::Observer;
 use crate::metrics::MetricsLog;
 use crate::runner::RunOptions;
-use slmc_data::Packed;
+use slmc_data::Sequences;
 use slmc_model::Tokenizer;
 use slmc_recipe::{Plan, Recipe};
 use std::path::PathBuf;
@@ -45,7 +45,7 @@ impl<'a> StageContext<'a> {
     }
 
     /// The training sequences.
-    pub fn train(&self, what: &str) -> Result<&'a Packed, PipelineError> {
+    pub fn train(&self, what: &str) -> Result<&'a Sequences, PipelineError> {
         self.data()?.train.as_ref().ok_or_else(|| PipelineError::Recipe(format!("{what} needs [data] train")))
     }
 

@@ -1,10 +1,13 @@
 //! The recipe's data, tokenized once into the run directory: training sequences and the held-out
-//! evaluation stream.
+//! evaluation stream (packed text), or masked instruction rows (see [`crate::data_rows`]).
 
 use crate::PipelineError;
+use crate::data_rows::{RowInputs, prepare_rows, split_format};
 use crate::events::{Event, Observer};
 use crate::run_dir::RunDir;
-use slmc_data::{Packed, SourceOptions, TokenFile, build_token_file, expand};
+use slmc_data::{
+    MaskedRows, Packed, RowFormat, Sequences, SourceOptions, TokenFile, build_token_file, expand,
+};
 use slmc_model::Tokenizer;
 use slmc_recipe::{DataSpec, SourceSpec};
 use std::path::{Path, PathBuf};
@@ -12,10 +15,10 @@ use std::path::{Path, PathBuf};
 /// Tokenized train and eval sequences.
 pub struct Prepared {
     /// Training sequences.
-    pub train: Option<Packed>,
-    /// Held-out token stream (from the eval sources, or the tail of the training stream).
-    pub eval: Packed,
-    /// The eval token file (for perplexity over the raw stream).
+    pub train: Option<Sequences>,
+    /// Held-out sequences (from the eval sources, or the tail of the training data).
+    pub eval: Sequences,
+    /// The eval token file (for perplexity over the raw stream; the rows file for masked rows).
     pub eval_tokens: PathBuf,
     /// Sequence length.
     pub seq_len: usize,
@@ -47,18 +50,59 @@ pub(crate) fn tokenizer_dir_of(p: &Path) -> PathBuf {
     }
 }
 
+/// A tokenized split on disk.
+enum SplitFile {
+    /// A token stream, packed into sequences.
+    Tokens(PathBuf),
+    /// Masked rows.
+    Rows(PathBuf),
+}
+
+impl SplitFile {
+    fn open(&self, seq_len: usize) -> Result<Sequences, PipelineError> {
+        Ok(match self {
+            Self::Tokens(p) => Sequences::Packed(Packed::new(TokenFile::open(p)?, seq_len)?),
+            Self::Rows(p) => Sequences::Masked(MaskedRows::open(p, seq_len)?),
+        })
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Self::Tokens(p) | Self::Rows(p) => p,
+        }
+    }
+}
+
 /// Tokenizes the train and eval files into `data/` of the run directory (once; later runs reuse
-/// the token files) and packs them into sequences of `seq-len`.
+/// the token files) and packs them into sequences of `seq-len`; instruction rows become one
+/// masked sequence each.
 pub(crate) fn prepare_data(
     dir: &RunDir,
     d: &DataSpec,
     train_files: &[(PathBuf, SourceOptions)],
     eval_files: &[(PathBuf, SourceOptions)],
     tokenizer: Option<&Tokenizer>,
+    rows: &RowInputs<'_>,
     observer: &mut dyn Observer,
 ) -> Result<Prepared, PipelineError> {
     let data_dir = dir.data_dir();
     std::fs::create_dir_all(&data_dir).map_err(|e| PipelineError::io(&data_dir, e))?;
+    let train_format = split_format(d, train_files)?;
+    let eval_format = split_format(d, eval_files)?;
+    let train_rows = match train_format {
+        RowFormat::Text => None,
+        f if !train_files.is_empty() => {
+            Some(prepare_rows(&data_dir, "train", d, train_files, f, rows, observer)?)
+        }
+        _ => None,
+    };
+    let eval_rows = match eval_format {
+        RowFormat::Text => None,
+        f if !eval_files.is_empty() => {
+            Some(prepare_rows(&data_dir, "eval", d, eval_files, f, rows, observer)?)
+        }
+        _ => None,
+    };
     let eos = tokenizer.and_then(|t| t.eos_ids.first().copied());
     let mut tokenize =
         |split: &'static str, files: &[(PathBuf, SourceOptions)]| -> Result<PathBuf, PipelineError> {
@@ -78,20 +122,33 @@ pub(crate) fn prepare_data(
             })?;
             Ok(out)
         };
-    let train_tokens = if train_files.is_empty() { None } else { Some(tokenize("train", train_files)?) };
-    let eval_tokens = if eval_files.is_empty() { None } else { Some(tokenize("eval", eval_files)?) };
-    let (train, eval, eval_path) = match (train_tokens, eval_tokens) {
-        (Some(t), Some(e)) => (
-            Some(Packed::new(TokenFile::open(&t)?, d.seq_len)?),
-            Packed::new(TokenFile::open(&e)?, d.seq_len)?,
-            e,
-        ),
+    let train = match (train_rows, train_files.is_empty()) {
+        (Some(r), _) => Some(SplitFile::Rows(r)),
+        (None, false) => Some(SplitFile::Tokens(tokenize("train", train_files)?)),
+        (None, true) => None,
+    };
+    let eval = match (eval_rows, eval_files.is_empty()) {
+        (Some(r), _) => Some(SplitFile::Rows(r)),
+        (None, false) => Some(SplitFile::Tokens(tokenize("eval", eval_files)?)),
+        (None, true) => None,
+    };
+    let fraction = d.eval_fraction.max(1e-9);
+    let (train, eval, eval_path) = match (train, eval) {
+        (Some(t), Some(e)) => (Some(t.open(d.seq_len)?), e.open(d.seq_len)?, e.path().to_path_buf()),
         (Some(t), None) => {
-            let (train, eval) =
-                Packed::new(TokenFile::open(&t)?, d.seq_len)?.split_tail(d.eval_fraction.max(1e-9))?;
-            (Some(train), eval, t)
+            let (train, eval) = match t.open(d.seq_len)? {
+                Sequences::Packed(p) => {
+                    let (a, b) = p.split_tail(fraction)?;
+                    (Sequences::Packed(a), Sequences::Packed(b))
+                }
+                Sequences::Masked(m) => {
+                    let (a, b) = m.split_tail(fraction)?;
+                    (Sequences::Masked(a), Sequences::Masked(b))
+                }
+            };
+            (Some(train), eval, t.path().to_path_buf())
         }
-        (None, Some(e)) => (None, Packed::new(TokenFile::open(&e)?, d.seq_len)?, e),
+        (None, Some(e)) => (None, e.open(d.seq_len)?, e.path().to_path_buf()),
         (None, None) => return Err(PipelineError::Recipe("[data] has neither train nor eval files".into())),
     };
     Ok(Prepared { train, eval, eval_tokens: eval_path, seq_len: d.seq_len })

@@ -4,7 +4,7 @@ use crate::PipelineError;
 use crate::data::Prepared;
 use crate::events::{Event, Observer};
 use serde_json::{Value, json};
-use slmc_data::TokenFile;
+use slmc_data::{Sequences, TokenFile};
 use slmc_formats::fsutil::atomic_write;
 use slmc_model::CausalLm;
 use slmc_model::perplexity::{WindowSpec, evaluate};
@@ -48,18 +48,39 @@ pub(crate) fn eval_model(
     e: &EvalParams,
     observer: &mut dyn Observer,
 ) -> Result<EvalResult, PipelineError> {
+    let Some(eval) = data.eval.packed() else {
+        return Ok(eval_rows(model, &data.eval, observer));
+    };
     let tokens = TokenFile::open(&data.eval_tokens)?;
     let ctx = e.ctx.unwrap_or(data.seq_len).min(model.config.max_position_embeddings);
     let stride = e.stride.unwrap_or((ctx / 2).max(1)).min(ctx);
     let n = if e.max_tokens == 0 { tokens.len() } else { e.max_tokens.min(tokens.len()) };
     // The eval stream of a held-out tail starts where the training sequences end.
-    let start = data.eval.token_range().start.min(tokens.len());
+    let start = eval.token_range().start.min(tokens.len());
     let n = n.min(tokens.len() - start);
     let rows = vec![tokens.read(start, n)];
     let s = evaluate(model, &rows, WindowSpec { max_length: ctx, stride }, 4, &mut |done, total| {
         observer.event(&Event::Evaluating { done, total })
     })?;
     Ok(EvalResult { mean_nll: s.mean_nll(), ppl: s.ppl(), tokens: s.tokens })
+}
+
+/// Perplexity over the trained tokens of every held-out instruction row (each row is one
+/// window, as in training; `ctx`, `stride` and `max-tokens` apply to text streams only).
+fn eval_rows(model: &CausalLm, rows: &Sequences, observer: &mut dyn Observer) -> EvalResult {
+    const BATCH: usize = 4;
+    let (mut sum, mut count) = (0.0, 0usize);
+    for start in (0..rows.len()).step_by(BATCH) {
+        let idx: Vec<usize> = (start..(start + BATCH).min(rows.len())).collect();
+        let batch = slmc_train::Batch::gather(rows, idx, &model.device());
+        let (s, c) =
+            slmc_train::loss::masked_nll_sum(model.forward(batch.inputs), batch.targets, batch.weights);
+        sum += s;
+        count += c;
+        observer.event(&Event::Evaluating { done: (start + BATCH).min(rows.len()), total: rows.len() });
+    }
+    let mean_nll = sum / count.max(1) as f64;
+    EvalResult { mean_nll, ppl: mean_nll.exp(), tokens: count }
 }
 
 /// [`eval_model`] over the whole stream, cached in the JSON file at `path`.

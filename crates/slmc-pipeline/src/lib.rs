@@ -9,6 +9,7 @@
 
 mod context;
 pub mod data;
+mod data_rows;
 pub mod error;
 pub mod evaluation;
 pub mod events;

@@ -118,7 +118,12 @@ pub fn run(
     // Tokenized data, cached in the run directory.
     let prepared = match data {
         Some(d) => {
-            Some(prepare_data(&dir, d, &train_files, &eval_files, input.tokenizer.as_ref(), observer)?)
+            let rows = crate::data_rows::RowInputs {
+                tokenizer: input.tokenizer.as_ref(),
+                tokenizer_dir: input.tokenizer_dir.as_deref(),
+                metrics: &metrics,
+            };
+            Some(prepare_data(&dir, d, &train_files, &eval_files, input.tokenizer.as_ref(), &rows, observer)?)
         }
         None => None,
     };

@@ -13,18 +13,21 @@ pub mod plan_lora;
 mod plan_prune;
 mod reader;
 pub mod schema;
+mod schema_data;
 pub mod schema_lora;
 mod schema_prune;
 pub mod select;
 mod suggest;
 pub mod tree;
 mod validate;
+mod validate_data;
 mod validate_lora;
 mod validate_prune;
 
 pub use diag::{Diagnostic, Diagnostics, Sources};
 pub use plan::{Plan, plan};
 pub use schema::*;
+pub use schema_data::*;
 pub use schema_lora::*;
 pub use schema_prune::*;
 

@@ -345,10 +345,12 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let acts = 4
                     * ctx as u64
                     * (model.hidden_size as u64 * 4 + model.intermediate_size as u64 * 3 + 2 * vocab);
-                let summary = format!(
-                    "eval: perplexity, window {ctx}, stride {}",
-                    e.stride.unwrap_or((ctx / 2).max(1))
-                );
+                let rows = recipe.data.as_ref().is_some_and(|d| d.rows.is_rows());
+                let summary = if rows {
+                    format!("eval: perplexity over the trained tokens of the held-out rows (seq-len {seq})")
+                } else {
+                    format!("eval: perplexity, window {ctx}, stride {}", e.stride.unwrap_or((ctx / 2).max(1)))
+                };
                 (summary, (0, 0), Memory { weights, activations: acts, ..Default::default() })
             }
         };

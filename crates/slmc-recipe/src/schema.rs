@@ -113,6 +113,8 @@ pub struct DataSpec {
     pub seq_len: usize,
     /// Fraction of training sequences held out for evaluation when there is no `eval` source.
     pub eval_fraction: f64,
+    /// Packed text or instruction rows (`format`, `train-on`, `overlong`).
+    pub rows: crate::schema_data::RowSpec,
 }
 
 /// Learning-rate schedule after warmup.

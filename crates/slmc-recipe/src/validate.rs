@@ -172,8 +172,9 @@ fn data_spec(n: &Node, d: &mut Diagnostics) -> Option<DataSpec> {
     let eval = r.node("eval").map(|t| sources(t, "eval", d)).unwrap_or_default();
     let seq_len = r.uint_where("seq-len", 256, "at least 2", |v| v >= 2, d);
     let eval_fraction = r.float_where("eval-fraction", 0.05, "in [0, 0.5]", |v| (0.0..=0.5).contains(&v), d);
+    let rows = crate::validate_data::row_spec(&mut r, d);
     r.finish(d);
-    Some(DataSpec { train, eval, seq_len, eval_fraction })
+    Some(DataSpec { train, eval, seq_len, eval_fraction, rows })
 }
 
 /// The training keys of a finetune or distill stage; `distill` renames the adapters' `alpha` and
@@ -597,6 +598,7 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
     quantize_export_checks(r, root, d);
     crate::validate_lora::adapter_export_checks(r, root, d);
     crate::validate_prune::mask_checks(r, d);
+    crate::validate_data::checks(r, d);
     let data_free = |k: &StageKind| match k {
         StageKind::Quantize(q) => q.method == QuantMethod::Rtn,
         StageKind::Prune(p) => !p.needs_data(),

@@ -186,3 +186,28 @@ fn prune_methods_take_their_keys() {
     );
     assert!(load_str(&format!("{base}method = \"depth\"\n"), "r.toml", &[]).is_err(), "depth needs a size");
 }
+
+#[test]
+fn data_row_options_are_checked() {
+    let bad = r#"name = "demo"
+[model]
+path = "m"
+[data]
+train = "chat.jsonl"
+format = "chatml"
+train-on = "completion"
+[[stage]]
+kind = "finetune"
+"#;
+    let out = render(bad, &[]);
+    assert!(out.contains("did you mean `chat`?") && out.contains("did you mean `completions`?"), "{out}");
+    let text = "name = \"demo\"\n[model]\npath = \"m\"\n[data]\ntrain = \"t.txt\"\nformat = \"text\"\noverlong = \"drop\"\n[[stage]]\nkind = \"finetune\"\n";
+    let out = render(text, &[]);
+    assert!(out.contains("bad.toml:7:12") && out.contains("not to `format = \"text\"`"), "{out}");
+    let gptq = "name = \"demo\"\n[model]\npath = \"m\"\n[data]\ntrain = \"c.jsonl\"\nformat = \"chat\"\n[[stage]]\nkind = \"quantize\"\nmethod = \"gptq\"\n";
+    let out = render(gptq, &[]);
+    assert!(out.contains("draws calibration windows from packed text"), "{out}");
+    let ok = "name = \"demo\"\n[model]\npath = \"m\"\n[data]\ntrain = \"c.jsonl\"\nformat = \"prompt-completion\"\ntrain-on = \"all\"\noverlong = \"drop\"\n[[stage]]\nkind = \"finetune\"\n";
+    assert_eq!(render(ok, &[]), "ok");
+    snapshot("data_mistakes", &format!("{}\n{}", render(bad, &[]), render(text, &[])));
+}

@@ -3,7 +3,7 @@
 
 use crate::TrainError;
 use crate::kd::{Divergence, HiddenLoss, hidden_loss, kd_loss, topk_forward_kl};
-use crate::loss::cross_entropy;
+use crate::loss::masked_cross_entropy;
 use crate::teacher_cache::TopKCache;
 use crate::trainer::{Batch, StepLoss, TrainModel};
 use burn::module::{Module, Param, ParamId};
@@ -109,7 +109,8 @@ pub enum TeacherSignal<'a> {
     Cached(&'a TopKCache),
 }
 
-/// The distillation loss: `alpha · τ² · KD + (1 − alpha) · CE + w · hidden`.
+/// The distillation loss: `alpha · τ² · KD + (1 − alpha) · CE + w · hidden`, each averaged over
+/// the batch's trained tokens (all of them for packed text).
 pub struct DistillObjective<'a> {
     /// The teacher's distribution.
     pub teacher: TeacherSignal<'a>,
@@ -130,20 +131,21 @@ impl StepLoss<Distilled> for DistillObjective<'_> {
         let student_layers: Vec<usize> =
             self.hidden.as_ref().map_or(vec![], |h| h.2.iter().map(|p| p.0).collect());
         let (s_logits, s_hidden) = model.student.forward_with_hidden(batch.inputs.clone(), &student_layers);
-        let ce = cross_entropy(s_logits.clone(), batch.targets.clone());
+        let w = batch.weights.clone();
+        let ce = masked_cross_entropy(s_logits.clone(), batch.targets.clone(), w.clone());
         let v = self.vocab;
         let s_kd = if s_logits.dims()[2] == v { s_logits } else { s_logits.narrow(2, 0, v) };
         let (kd, t_hidden) = match &self.teacher {
             TeacherSignal::Cached(cache) => {
                 let (ids, logp) = cache.batch(&batch.indices, &s_kd.device());
-                (topk_forward_kl(ids, logp, s_kd, self.temperature), vec![])
+                (topk_forward_kl(ids, logp, s_kd, self.temperature, w.clone()), vec![])
             }
             TeacherSignal::Online(teacher) => {
                 let teacher_layers: Vec<usize> =
                     self.hidden.as_ref().map_or(vec![], |h| h.2.iter().map(|p| p.1).collect());
                 let (t_logits, t_hidden) = teacher.forward_with_hidden(batch.inputs.clone(), &teacher_layers);
                 let t_kd = if t_logits.dims()[2] == v { t_logits } else { t_logits.narrow(2, 0, v) };
-                (kd_loss(t_kd, s_kd, self.temperature, self.divergence), t_hidden)
+                (kd_loss(t_kd, s_kd, self.temperature, self.divergence, w.clone()), t_hidden)
             }
         };
         let mut loss = kd * self.alpha + ce * (1.0 - self.alpha);
@@ -154,7 +156,7 @@ impl StepLoss<Distilled> for DistillObjective<'_> {
                     Some(p) => p.forward(sh),
                     None => sh,
                 };
-                loss = loss + hidden_loss(sh, th, *kind) * (*weight / n);
+                loss = loss + hidden_loss(sh, th, *kind, w.clone()) * (*weight / n);
             }
         }
         loss

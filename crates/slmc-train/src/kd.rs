@@ -1,6 +1,8 @@
 //! Distillation losses (algorithms.md §8): token-level divergences between teacher and student
-//! distributions at temperature τ, in f32, summed over the vocabulary and averaged over tokens.
+//! distributions at temperature τ, in f32, summed over the vocabulary and averaged over tokens
+//! (over the trained tokens when a batch of instruction rows carries loss weights).
 
+use crate::loss::masked_mean;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 
@@ -43,17 +45,34 @@ pub fn divergence(teacher: Tensor<3>, student: Tensor<3>, tau: f64, kind: Diverg
     }
 }
 
-/// The KD term of the loss: mean over tokens of `τ² · divergence`.
-pub fn kd_loss(teacher: Tensor<3>, student: Tensor<3>, tau: f64, kind: Divergence) -> Tensor<1> {
-    divergence(teacher, student, tau, kind).mean() * (tau * tau)
+/// The KD term of the loss: mean over tokens of `τ² · divergence` (over the tokens of weight 1
+/// when `weights: [B, T]` is given).
+pub fn kd_loss(
+    teacher: Tensor<3>,
+    student: Tensor<3>,
+    tau: f64,
+    kind: Divergence,
+    weights: Option<Tensor<2>>,
+) -> Tensor<1> {
+    let d = divergence(teacher, student, tau, kind);
+    match weights {
+        None => d.mean() * (tau * tau),
+        Some(w) => masked_mean(d, w) * (tau * tau),
+    }
 }
 
 /// Forward KL against a cached top-K teacher distribution: `ids`/`logp` `[B, T, K]` are the
 /// teacher's K most likely tokens and their log-probabilities at temperature τ. The mass outside
 /// the K tokens goes into one tail bucket on both sides (algorithms.md §8.5), so with K = vocab this
 /// equals [`kd_loss`] with [`Divergence::ForwardKl`]. The student stays normalised over the full
-/// vocabulary. Returns the mean over tokens times τ².
-pub fn topk_forward_kl(ids: Tensor<3, Int>, logp: Tensor<3>, student: Tensor<3>, tau: f64) -> Tensor<1> {
+/// vocabulary. Returns the mean over tokens (of weight 1, with `weights`) times τ².
+pub fn topk_forward_kl(
+    ids: Tensor<3, Int>,
+    logp: Tensor<3>,
+    student: Tensor<3>,
+    tau: f64,
+    weights: Option<Tensor<2>>,
+) -> Tensor<1> {
     let lq_all = log_softmax(student / tau, 2);
     let lq = lq_all.gather(2, ids);
     let p = logp.clone().exp();
@@ -63,7 +82,10 @@ pub fn topk_forward_kl(ids: Tensor<3, Int>, logp: Tensor<3>, student: Tensor<3>,
     let p_tail = (p.sum_dim(2).neg() + 1.0).clamp(0.0, 1.0);
     let q_tail = (lq.exp().sum_dim(2).neg() + 1.0).clamp(eps, 1.0);
     let tail = p_tail.clone() * (p_tail.clamp(eps, 1.0).log() - q_tail.log());
-    (head + tail).mean() * (tau * tau)
+    match weights {
+        None => (head + tail).mean() * (tau * tau),
+        Some(w) => masked_mean((head + tail).squeeze_dim::<2>(2), w) * (tau * tau),
+    }
 }
 
 /// Hidden-state matching, per token and dimension: mean squared error, or `1 − cosine`.
@@ -75,16 +97,29 @@ pub enum HiddenLoss {
     Cosine,
 }
 
-/// Distance between (projected) student and teacher hidden states `[B, T, D]`.
-pub fn hidden_loss(student: Tensor<3>, teacher: Tensor<3>, kind: HiddenLoss) -> Tensor<1> {
+/// Distance between (projected) student and teacher hidden states `[B, T, D]`, averaged over
+/// tokens (of weight 1, with `weights`) and dimensions.
+pub fn hidden_loss(
+    student: Tensor<3>,
+    teacher: Tensor<3>,
+    kind: HiddenLoss,
+    weights: Option<Tensor<2>>,
+) -> Tensor<1> {
     let teacher = teacher.detach();
-    match kind {
-        HiddenLoss::Mse => (student - teacher).square().mean(),
-        HiddenLoss::Cosine => {
+    match (kind, weights) {
+        (HiddenLoss::Mse, None) => (student - teacher).square().mean(),
+        (HiddenLoss::Mse, Some(w)) => {
+            masked_mean((student - teacher).square().mean_dim(2).squeeze_dim::<2>(2), w)
+        }
+        (HiddenLoss::Cosine, w) => {
             let dot = (student.clone() * teacher.clone()).sum_dim(2);
             let ns = student.square().sum_dim(2).sqrt();
             let nt = teacher.square().sum_dim(2).sqrt();
-            (dot / (ns * nt + 1e-8)).neg().add_scalar(1.0).mean()
+            let per_token = (dot / (ns * nt + 1e-8)).neg().add_scalar(1.0);
+            match w {
+                None => per_token.mean(),
+                Some(w) => masked_mean(per_token.squeeze_dim::<2>(2), w),
+            }
         }
     }
 }
@@ -108,8 +143,8 @@ mod tests {
     fn divergences_vanish_on_equal_distributions_and_are_positive_otherwise() {
         let (a, b) = (logits(1), logits(2));
         for kind in [Divergence::ForwardKl, Divergence::ReverseKl, Divergence::Jsd { beta: 0.5 }] {
-            assert!(scalar(kd_loss(a.clone(), a.clone(), 2.0, kind)).abs() < 1e-5, "{kind:?}");
-            assert!(scalar(kd_loss(a.clone(), b.clone(), 2.0, kind)) > 0.01, "{kind:?}");
+            assert!(scalar(kd_loss(a.clone(), a.clone(), 2.0, kind, None)).abs() < 1e-5, "{kind:?}");
+            assert!(scalar(kd_loss(a.clone(), b.clone(), 2.0, kind, None)) > 0.01, "{kind:?}");
         }
     }
 
@@ -117,11 +152,11 @@ mod tests {
     fn jsd_half_is_symmetric_and_its_ends_are_the_kls() {
         let (a, b) = (logits(3), logits(4));
         let j = |x: &Tensor<3>, y: &Tensor<3>, beta| {
-            scalar(kd_loss(x.clone(), y.clone(), 1.0, Divergence::Jsd { beta }))
+            scalar(kd_loss(x.clone(), y.clone(), 1.0, Divergence::Jsd { beta }, None))
         };
         assert!((j(&a, &b, 0.5) - j(&b, &a, 0.5)).abs() < 1e-5);
-        assert_eq!(j(&a, &b, 0.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ForwardKl)));
-        assert_eq!(j(&a, &b, 1.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ReverseKl)));
+        assert_eq!(j(&a, &b, 0.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ForwardKl, None)));
+        assert_eq!(j(&a, &b, 1.0), scalar(kd_loss(a.clone(), b.clone(), 1.0, Divergence::ReverseKl, None)));
         // JSD is bounded by ln 2 per token.
         assert!(j(&a, &b, 0.5) < std::f32::consts::LN_2);
         // The mixture loss is continuous inside (0, 1): near 0 it approaches 0, not FKL.
@@ -139,7 +174,7 @@ mod tests {
         };
         let (p, q) = (sm([0.0, 1.0, 2.0]), sm([1.0, 0.0, 0.0]));
         let want: f64 = (0..3).map(|i| p[i] * (p[i] / q[i]).ln()).sum();
-        let got = scalar(kd_loss(t, s, 1.0, Divergence::ForwardKl)) as f64;
+        let got = scalar(kd_loss(t, s, 1.0, Divergence::ForwardKl, None)) as f64;
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
     }
 
@@ -149,8 +184,29 @@ mod tests {
         let tau = 2.0;
         let lp = log_softmax(t.clone() / tau, 2);
         let (vals, ids) = lp.sort_descending_with_indices(2);
-        let cached = scalar(topk_forward_kl(ids, vals, s.clone(), tau));
-        let online = scalar(kd_loss(t, s, tau, Divergence::ForwardKl));
+        let cached = scalar(topk_forward_kl(ids.clone(), vals.clone(), s.clone(), tau, None));
+        let online = scalar(kd_loss(t.clone(), s.clone(), tau, Divergence::ForwardKl, None));
         assert!((cached - online).abs() < 1e-4 * online.abs().max(1.0), "{cached} vs {online}");
+        // Masked: the mean over the tokens of weight 1 only, for both.
+        let d = Device::flex();
+        let w = Tensor::<2>::from_data([[1.0f32, 0.0, 0.0], [0.0, 0.0, 1.0]], &d);
+        let per_token: Vec<f32> =
+            divergence(t.clone(), s.clone(), tau, Divergence::ForwardKl).into_data().try_to_vec().unwrap();
+        let want = (per_token[0] + per_token[5]) / 2.0 * (tau * tau) as f32;
+        let online = scalar(kd_loss(t, s.clone(), tau, Divergence::ForwardKl, Some(w.clone())));
+        let cached = scalar(topk_forward_kl(ids, vals, s, tau, Some(w)));
+        assert!((online - want).abs() < 1e-5 * want.max(1.0), "{online} vs {want}");
+        assert!((cached - want).abs() < 1e-4 * want.max(1.0), "{cached} vs {want}");
+    }
+
+    #[test]
+    fn masked_hidden_loss_averages_trained_tokens() {
+        let d = Device::flex();
+        let s = Tensor::<3>::from_data([[[1.0f32, 1.0], [0.0, 2.0]]], &d);
+        let t = Tensor::<3>::from_data([[[0.0f32, 1.0], [0.0, 0.0]]], &d);
+        let w = Tensor::<2>::from_data([[0.0f32, 1.0]], &d);
+        // Token 1 only: ((0-0)² + (2-0)²) / 2 = 2; unmasked: (1 + 0 + 0 + 4) / 4 = 1.25.
+        assert_eq!(scalar(hidden_loss(s.clone(), t.clone(), HiddenLoss::Mse, Some(w))), 2.0);
+        assert_eq!(scalar(hidden_loss(s, t, HiddenLoss::Mse, None)), 1.25);
     }
 }

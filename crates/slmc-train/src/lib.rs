@@ -4,6 +4,7 @@
 //!
 //! The loss is pluggable ([`StepLoss`]), so distillation reuses the same loop.
 
+pub mod batch;
 pub mod checkpoint;
 pub mod clip;
 pub mod distill;

@@ -5,7 +5,7 @@
 use crate::TrainError;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use slmc_data::{Order, Packed};
+use slmc_data::{Order, Sequences};
 use slmc_formats::fsutil::atomic_write_with;
 use slmc_model::CausalLm;
 use std::collections::HashMap;
@@ -39,7 +39,7 @@ impl TopKCache {
     /// top `k` of `log_softmax(logits[..vocab] / tau)`.
     pub fn build(
         teacher: &CausalLm,
-        data: &Packed,
+        data: &Sequences,
         indices: &[usize],
         k: usize,
         tau: f64,
@@ -53,7 +53,7 @@ impl TopKCache {
         for (done, chunk) in indices.chunks(batch_size.max(1)).enumerate() {
             let flat: Vec<i32> = chunk
                 .iter()
-                .flat_map(|&i| data.get(i)[..t].iter().map(|&x| x as i32).collect::<Vec<_>>())
+                .flat_map(|&i| data.get(i).tokens[..t].iter().map(|&x| x as i32).collect::<Vec<_>>())
                 .collect();
             let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), t]), &device);
             let logits = teacher.forward(ids);

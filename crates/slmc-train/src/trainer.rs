@@ -4,12 +4,12 @@ use crate::TrainError;
 use crate::checkpoint::{self, TrainState};
 use crate::clip::clip_grad_norm;
 use crate::eval::eval_loss;
-use crate::loss::cross_entropy;
+use crate::loss::masked_cross_entropy;
 use crate::schedule::lr_at;
 use burn::module::{Module, ParamGroup};
 use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use slmc_data::{Order, Packed};
+use slmc_data::{Order, Sequences};
 use slmc_model::CausalLm;
 use slmc_recipe::TrainParams;
 use std::path::PathBuf;
@@ -24,6 +24,9 @@ pub struct Batch {
     pub targets: Tensor<2, Int>,
     /// Index of each sequence in the training split (for per-sequence caches).
     pub indices: Vec<usize>,
+    /// `[B, T]` loss weight of each target (1 = trained, 0 = masked), for instruction rows;
+    /// `None` for packed text, where every target trains.
+    pub weights: Option<Tensor<2>>,
 }
 
 /// What the engine trains: a language model, possibly with extra trainable modules (e.g.
@@ -72,6 +75,7 @@ impl Batch {
             inputs: Tensor::from_data(TensorData::new(inputs, [b, t]), device),
             targets: Tensor::from_data(TensorData::new(targets, [b, t]), device),
             indices,
+            weights: None,
         }
     }
 }
@@ -100,7 +104,11 @@ pub struct CrossEntropy;
 
 impl<M: TrainModel> StepLoss<M> for CrossEntropy {
     fn loss(&mut self, model: &M, batch: &Batch) -> Tensor<1> {
-        cross_entropy(model.lm().forward(batch.inputs.clone()), batch.targets.clone())
+        masked_cross_entropy(
+            model.lm().forward(batch.inputs.clone()),
+            batch.targets.clone(),
+            batch.weights.clone(),
+        )
     }
 
     fn layerwise(
@@ -110,17 +118,19 @@ impl<M: TrainModel> StepLoss<M> for CrossEntropy {
         divisor: f32,
         seed: u64,
     ) -> Option<(f32, GradientsParams)> {
-        let head = |logits: Tensor<3>| cross_entropy(logits, batch.targets.clone()) / divisor;
+        let head = |logits: Tensor<3>| {
+            masked_cross_entropy(logits, batch.targets.clone(), batch.weights.clone()) / divisor
+        };
         Some(crate::layerwise::loss_and_grads(model.lm(), batch.inputs.clone(), &head, seed))
     }
 }
 
-/// Training and held-out sequences.
+/// Training and held-out sequences (packed text, or masked instruction rows).
 pub struct TrainData {
     /// Training sequences.
-    pub train: Packed,
+    pub train: Sequences,
     /// Held-out sequences for periodic evaluation.
-    pub eval: Option<Packed>,
+    pub eval: Option<Sequences>,
 }
 
 /// Everything a run needs besides the model and data.
@@ -245,9 +255,8 @@ pub fn train<M: TrainModel>(
         for _ in 0..p.grad_accum {
             let indices: Vec<usize> =
                 (0..p.batch_size).map(|i| order.at(state.sequences_drawn + i as u64)).collect();
-            let seqs = indices.iter().map(|&i| data.train.get(i)).collect();
             state.sequences_drawn += p.batch_size as u64;
-            let batch = Batch::with_indices(seqs, indices, &device);
+            let batch = Batch::gather(&data.train, indices, &device);
             let divisor = p.grad_accum as f32;
             let (value, grads) = if options.layerwise {
                 let seed = state.seed ^ state.sequences_drawn.wrapping_mul(0xD1B5_4A32_D192_ED03);

@@ -2,7 +2,7 @@
 //! running the teacher online (up to the cache's f16 storage of log-probabilities).
 
 use burn::prelude::*;
-use slmc_data::{Packed, SourceOptions, TokenFile, build_token_file};
+use slmc_data::{Packed, Sequences, SourceOptions, TokenFile, build_token_file};
 use slmc_formats::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
@@ -39,7 +39,7 @@ fn full_vocabulary_cache_equals_the_online_teacher() {
     let out = dir.path().join("t.tokens");
     build_token_file(&[(src, SourceOptions::default())], &out, 1, &mut |_| Ok(vec![]), &mut |_, _| {})
         .unwrap();
-    let data = Packed::new(TokenFile::open(&out).unwrap(), 16).unwrap();
+    let data = Sequences::Packed(Packed::new(TokenFile::open(&out).unwrap(), 16).unwrap());
     let dev = Device::flex();
     let teacher = CausalLm::new(&config(2), Init::Normal { std: 0.3, seed: 1 }, &dev);
     let student =
@@ -55,7 +55,7 @@ fn full_vocabulary_cache_equals_the_online_teacher() {
     assert_eq!(cache.len(), seqs.len());
 
     let idx: Vec<usize> = seqs.iter().take(3).copied().collect();
-    let batch = Batch::with_indices(idx.iter().map(|&i| data.get(i)).collect(), idx.clone(), &dev);
+    let batch = Batch::gather(&data, idx.clone(), &dev);
     let objective = |signal| DistillObjective {
         teacher: signal,
         divergence: Divergence::ForwardKl,

@@ -2,7 +2,7 @@
 //! loss curve, and a non-finite loss stops the run keeping the last good checkpoint.
 
 use burn::prelude::*;
-use slmc_data::{Packed, SourceOptions, TokenFile, build_token_file};
+use slmc_data::{Packed, Sequences, SourceOptions, TokenFile, build_token_file};
 use slmc_formats::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
@@ -33,7 +33,7 @@ fn data(dir: &Path) -> TrainData {
     build_token_file(&[(src, SourceOptions::default())], &out, 1, &mut |_| Ok(vec![]), &mut |_, _| {})
         .unwrap();
     let (train, eval) = Packed::new(TokenFile::open(&out).unwrap(), 16).unwrap().split_tail(0.1).unwrap();
-    TrainData { train, eval: Some(eval) }
+    TrainData { train: Sequences::Packed(train), eval: Some(Sequences::Packed(eval)) }
 }
 
 fn params(steps: usize) -> TrainParams {

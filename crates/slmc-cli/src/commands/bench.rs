@@ -95,7 +95,7 @@ pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
 /// Times the real training loop: plain training of the teacher config, or (`distill`) its
 /// half-depth student against it.
 fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill: bool) -> anyhow::Result<()> {
-    use slmc_data::{Packed, TokenFile};
+    use slmc_data::{Packed, Sequences, TokenFile};
     use slmc_recipe::TrainParams;
     use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
     use slmc_train::kd::Divergence;
@@ -117,7 +117,7 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill:
         .collect();
     let path = tmp.path().join("random.tokens");
     std::fs::write(&path, bytes)?;
-    let data = TrainData { train: Packed::new(TokenFile::open(&path)?, seq)?, eval: None };
+    let data = TrainData { train: Sequences::Packed(Packed::new(TokenFile::open(&path)?, seq)?), eval: None };
     let params = TrainParams {
         steps,
         batch_size: batch,

@@ -1,4 +1,4 @@
-//! `slmc generate DIR --prompt TEXT`.
+//! `slmc generate DIR --prompt TEXT [--chat]`.
 
 use anyhow::Context;
 use burn::prelude::Device;
@@ -16,6 +16,10 @@ pub struct Args {
     /// The prompt (encoded with the tokenizer's special tokens, e.g. BOS).
     #[arg(long)]
     pub prompt: String,
+    /// Send the prompt as one user message, rendered with the model's chat template
+    /// (`chat_template` of tokenizer_config.json) and the assistant turn opened.
+    #[arg(long)]
+    pub chat: bool,
     /// Tokens to generate at most.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
@@ -38,7 +42,20 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
     let hf = HfModel::load(&a.model, device)?;
     let tok =
         hf.tokenizer.as_ref().with_context(|| format!("{} has no tokenizer.json", a.model.display()))?;
-    let prompt = tok.encode(&a.prompt, true)?;
+    let prompt = if a.chat {
+        let template = slmc_data::ChatTemplate::from_dir(&a.model)?.with_context(|| {
+            format!(
+                "{} has no chat template (no `chat_template` in tokenizer_config.json, no chat_template.jinja); drop --chat",
+                a.model.display()
+            )
+        })?;
+        let message = serde_json::json!({"role": "user", "content": a.prompt});
+        let text = template.render(&[message], true).map_err(|e| anyhow::anyhow!("chat template: {e}"))?;
+        // As transformers' apply_chat_template: the template places the special tokens.
+        tok.encode(&text, false)?
+    } else {
+        tok.encode(&a.prompt, true)?
+    };
     let options = GenerateOptions {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,
@@ -46,7 +63,9 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
         seed: a.seed,
         stop_ids: if a.ignore_eos { vec![] } else { tok.eos_ids.clone() },
     };
-    print!("{}", a.prompt);
+    if !a.chat {
+        print!("{}", a.prompt);
+    }
     std::io::stdout().flush()?;
     let start = Instant::now();
     let mut so_far: Vec<u32> = Vec::new();

@@ -22,6 +22,11 @@ pub(crate) fn windows(
         .data
         .and_then(|d| Some((d, d.train.as_ref()?)))
         .ok_or_else(|| PipelineError::Recipe(format!("{what} needs [data] train")))?;
+    let train = train.packed().ok_or_else(|| {
+        PipelineError::Recipe(format!(
+            "{what} draws calibration windows from packed text, and the training data are instruction rows"
+        ))
+    })?;
     let len = c.len.unwrap_or(d.seq_len).min(max_len);
     let windows = slmc_data::calibration_samples(train, c.samples, len, ctx.seed())?;
     write_calibration(&ctx.sdir.join("calibration.safetensors"), &windows)?;
