@@ -39,6 +39,13 @@ fn tensors(dir: &Path) -> Vec<(String, Vec<f32>)> {
     out
 }
 
+/// `slmc export MODEL --adapter PEFT EXTRA…` in `dir`.
+fn export_adapter(dir: &Path, model: &Path, peft: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["export", model.to_str().unwrap(), "--adapter", peft.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    slmc(dir, &args)
+}
+
 const LORA_STAGES: &str = r#"[[stage]]
 kind = "eval"
 [[stage]]
@@ -100,19 +107,8 @@ fn a_lora_stage_exports_adapters_that_load_back_and_merge_to_the_same_model() {
     // `slmc export --adapter` merges to the weights the run exported.
     let merged = dir.path().join("merged");
     let model = root().join("tests/fixtures/models/llama_gqa");
-    let o = slmc(
-        dir.path(),
-        &[
-            "export",
-            model.to_str().unwrap(),
-            "--adapter",
-            peft.to_str().unwrap(),
-            "--dtype",
-            "float32",
-            "-o",
-            merged.to_str().unwrap(),
-        ],
-    );
+    let o =
+        export_adapter(dir.path(), &model, &peft, &["--dtype", "float32", "-o", merged.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let (a, b) = (tensors(&merged), tensors(&run.join("artifacts/l-safetensors")));
     assert_eq!(a.len(), b.len());
@@ -134,19 +130,8 @@ fn a_lora_adapter_converts_to_a_llama_cpp_adapter() {
     let model = root().join("tests/fixtures/models/llama_gqa");
     let peft = root().join("tests/fixtures/lora/lora");
     let out = dir.path().join("a.gguf");
-    let o = slmc(
-        dir.path(),
-        &[
-            "export",
-            model.to_str().unwrap(),
-            "--adapter",
-            peft.to_str().unwrap(),
-            "--format",
-            "gguf-lora",
-            "-o",
-            out.to_str().unwrap(),
-        ],
-    );
+    let o =
+        export_adapter(dir.path(), &model, &peft, &["--format", "gguf-lora", "-o", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     // What the library writes for it (checked against llama.cpp's convert_lora_to_gguf.py in
     // slmc-formats' tests/adapter.rs): same metadata, tensors and bytes.
@@ -171,10 +156,7 @@ fn an_adapter_that_does_not_fit_the_model_is_refused_by_name() {
     let dir = tempfile::tempdir().unwrap();
     let other = root().join("tests/fixtures/models/phi3_fused");
     let peft = root().join("tests/fixtures/lora/lora");
-    let o = slmc(
-        dir.path(),
-        &["export", other.to_str().unwrap(), "--adapter", peft.to_str().unwrap(), "-o", "x"],
-    );
+    let o = export_adapter(dir.path(), &other, &peft, &["-o", "x"]);
     let out = text(&o);
     assert!(!o.status.success());
     assert!(out.contains("does not fit") && out.contains("`model.layers.0.mlp.gate_proj.weight`: the adapter targets it but the model has no such 2-D weight"), "{out}");

@@ -145,37 +145,27 @@ fn read_jsonl(
     format: RowFormat,
     f: &mut dyn FnMut(ChatRow) -> Result<(), DataError>,
 ) -> Result<usize, DataError> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::Io { path: path.into(), source: e })?;
     let invalid =
         |line: usize, reason: String| DataError::Invalid { path: path.into(), line: Some(line), reason };
-    let mut n = 0;
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| DataError::Io { path: path.into(), source: e })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| invalid(i + 1, format!("invalid JSON: {e}")))?;
+    crate::source::for_each_json_line(path, &mut |line, v| {
         let row = match format {
             RowFormat::Chat => {
                 let m =
-                    v.get("messages").ok_or_else(|| invalid(i + 1, "row has no `messages` field".into()))?;
-                ChatRow::Messages(messages_of(m).map_err(|r| invalid(i + 1, r))?)
+                    v.get("messages").ok_or_else(|| invalid(line, "row has no `messages` field".into()))?;
+                ChatRow::Messages(messages_of(m).map_err(|r| invalid(line, r))?)
             }
             _ => {
                 let s = |k: &str| {
                     v.get(k)
                         .and_then(|x| x.as_str())
                         .map(str::to_string)
-                        .ok_or_else(|| invalid(i + 1, format!("row needs a string `{k}` field")))
+                        .ok_or_else(|| invalid(line, format!("row needs a string `{k}` field")))
                 };
                 ChatRow::PromptCompletion { prompt: s("prompt")?, completion: s("completion")? }
             }
         };
-        f(row)?;
-        n += 1;
-    }
-    Ok(n)
+        f(row)
+    })
 }
 
 fn read_parquet(

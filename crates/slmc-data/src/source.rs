@@ -72,50 +72,64 @@ pub fn read_records(path: &Path, options: &SourceOptions) -> Result<Vec<Record>,
     Ok(out)
 }
 
-fn read_jsonl(
+/// Calls `f(line number, value)` for every non-blank line of a JSON-lines file (1-based line
+/// numbers, for errors); returns the number of rows.
+pub(crate) fn for_each_json_line(
     path: &Path,
-    options: &SourceOptions,
-    f: &mut dyn FnMut(Record) -> Result<(), DataError>,
+    f: &mut dyn FnMut(usize, serde_json::Value) -> Result<(), DataError>,
 ) -> Result<usize, DataError> {
     let file = std::fs::File::open(path).map_err(|e| DataError::Io { path: path.into(), source: e })?;
-    let invalid =
-        |line: usize, reason: String| DataError::Invalid { path: path.into(), line: Some(line), reason };
     let mut n = 0;
     for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
         let line = line.map_err(|e| DataError::Io { path: path.into(), source: e })?;
         if line.trim().is_empty() {
             continue;
         }
-        let v: serde_json::Value =
-            serde_json::from_str(&line).map_err(|e| invalid(i + 1, format!("invalid JSON: {e}")))?;
+        let v: serde_json::Value = serde_json::from_str(&line).map_err(|e| DataError::Invalid {
+            path: path.into(),
+            line: Some(i + 1),
+            reason: format!("invalid JSON: {e}"),
+        })?;
+        f(i + 1, v)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn read_jsonl(
+    path: &Path,
+    options: &SourceOptions,
+    f: &mut dyn FnMut(Record) -> Result<(), DataError>,
+) -> Result<usize, DataError> {
+    let invalid =
+        |line: usize, reason: String| DataError::Invalid { path: path.into(), line: Some(line), reason };
+    for_each_json_line(path, &mut |line, v| {
         let record = if let Some(ids) = v.get(&options.ids_field) {
             let arr = ids.as_array().ok_or_else(|| {
-                invalid(i + 1, format!("`{}` must be a list of token ids", options.ids_field))
+                invalid(line, format!("`{}` must be a list of token ids", options.ids_field))
             })?;
             let ids = arr
                 .iter()
                 .map(|x| x.as_u64().filter(|&x| x <= u32::MAX as u64).map(|x| x as u32))
                 .collect::<Option<Vec<u32>>>()
                 .ok_or_else(|| {
-                    invalid(i + 1, format!("`{}` must hold non-negative integers", options.ids_field))
+                    invalid(line, format!("`{}` must hold non-negative integers", options.ids_field))
                 })?;
             Record::Tokens(ids)
         } else if let Some(t) = v.get(&options.text_field) {
             Record::Text(
                 t.as_str()
-                    .ok_or_else(|| invalid(i + 1, format!("`{}` must be a string", options.text_field)))?
+                    .ok_or_else(|| invalid(line, format!("`{}` must be a string", options.text_field)))?
                     .to_string(),
             )
         } else {
             return Err(invalid(
-                i + 1,
+                line,
                 format!("row has neither a `{}` nor an `{}` field", options.text_field, options.ids_field),
             ));
         };
-        f(record)?;
-        n += 1;
-    }
-    Ok(n)
+        f(record)
+    })
 }
 
 fn read_parquet(

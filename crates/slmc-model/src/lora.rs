@@ -99,6 +99,17 @@ fn saved_tensors(model: &CausalLm, config: &LoraConfig) -> std::collections::BTr
         .collect()
 }
 
+/// The decoder linear modules (Hugging Face names) that `config.target_modules` selects by
+/// PEFT's name rule; empty for a regex (which the adapter format keeps but does not evaluate).
+pub fn matching_modules(model: &CausalLm, config: &LoraConfig) -> Vec<String> {
+    model
+        .config
+        .linear_modules()
+        .into_iter()
+        .filter(|m| config.target_modules.matches(m) == Some(true))
+        .collect()
+}
+
 /// ‖row‖ of a Hugging Face `[out, in]` weight given in burn's `[in, out]` layout.
 fn row_norms(w: &Tensor<2>) -> Vec<f32> {
     values(w.clone().square().sum_dim(0).sqrt())

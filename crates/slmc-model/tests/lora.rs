@@ -98,12 +98,7 @@ fn fresh(dora: bool) -> (slmc_model::CausalLm, slmc_formats::adapter::LoraAdapte
     let model = base().model;
     let mut config = LoraConfig::new(4, 8.0, vec!["q_proj".into(), "v_proj".into(), "down_proj".into()]);
     config.dora = dora;
-    let modules: Vec<String> = model
-        .config
-        .linear_modules()
-        .into_iter()
-        .filter(|m| config.target_modules.matches(m) == Some(true))
-        .collect();
+    let modules = lora::matching_modules(&model, &config);
     let adapter = lora::init_adapter(&model, &config, &modules, 7).unwrap();
     (model, adapter)
 }

@@ -176,12 +176,7 @@ fn adapted_model(dora: bool, nf4: bool) -> CausalLm {
     let m = fresh_model();
     let mut config = LoraConfig::new(4, 8.0, vec!["q_proj".into(), "v_proj".into(), "down_proj".into()]);
     config.dora = dora;
-    let modules: Vec<String> = m
-        .config
-        .linear_modules()
-        .into_iter()
-        .filter(|n| config.target_modules.matches(n) == Some(true))
-        .collect();
+    let modules = lora::matching_modules(&m, &config);
     let adapter = lora::init_adapter(&m, &config, &modules, 5).unwrap();
     let m = lora::attach_trainable(m, &adapter).unwrap();
     if nf4 { lora::pack_nf4(m, &slmc_formats::nf4::Nf4Options::default()).unwrap() } else { m }

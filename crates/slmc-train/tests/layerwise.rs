@@ -31,12 +31,7 @@ fn with_adapters(m: CausalLm, dora: bool, saved: &[&str]) -> CausalLm {
     let mut config = LoraConfig::new(4, 8.0, vec!["q_proj".into(), "v_proj".into(), "down_proj".into()]);
     config.dora = dora;
     config.modules_to_save = saved.iter().map(|s| s.to_string()).collect();
-    let modules: Vec<String> = m
-        .config
-        .linear_modules()
-        .into_iter()
-        .filter(|n| config.target_modules.matches(n) == Some(true))
-        .collect();
+    let modules = lora::matching_modules(&m, &config);
     let mut adapter = lora::init_adapter(&m, &config, &modules, 1).unwrap();
     adapter
         .modules
