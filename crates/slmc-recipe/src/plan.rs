@@ -238,7 +238,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
             StageKind::Finetune(t) => {
                 let tokens = (t.batch_size * seq) as u64;
                 let per_token = activation_values_per_token(&model, seq);
-                let acts = if t.gradient_checkpointing {
+                let acts = if t.activation_checkpointing {
                     // One layer's activations, every layer's input, the head's.
                     let layers = model.num_layers.max(1) as u64;
                     4 * tokens * (per_token / layers + layers * model.hidden_size as u64 + 3 * vocab)

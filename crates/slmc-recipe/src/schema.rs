@@ -166,9 +166,9 @@ pub struct TrainParams {
     /// `method = "lora" | "dora" | "qlora"`: train adapters on the frozen model (`None`: every
     /// parameter trains).
     pub adapter: Option<AdapterParams>,
-    /// Layer-wise gradient checkpointing (`gradient-checkpointing`; default on for QLoRA): one
+    /// Layer-wise gradient checkpointing (`activation-checkpointing`; default on for QLoRA): one
     /// layer's activations in memory at a time, for an extra forward pass.
-    pub gradient_checkpointing: bool,
+    pub activation_checkpointing: bool,
 }
 
 /// How a distillation student starts.
@@ -251,7 +251,7 @@ impl Default for TrainParams {
             checkpoint_every: 0,
             log_every: 10,
             adapter: None,
-            gradient_checkpointing: false,
+            activation_checkpointing: false,
         }
     }
 }

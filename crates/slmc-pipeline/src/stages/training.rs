@@ -23,7 +23,7 @@ pub(crate) fn options<'a, 'c: 'a>(
         checkpoint_dir: ctx.sdir.join("checkpoints"),
         interrupt: ctx.options.interrupt,
         kill_after: None,
-        layerwise: params.gradient_checkpointing,
+        layerwise: params.activation_checkpointing,
         keep_masks: (!keep_masks.is_empty()).then_some(keep_masks),
     })
 }
