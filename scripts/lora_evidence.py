@@ -262,8 +262,11 @@ def main():
             )
     lines += [
         "",
-        "QLoRA reference: bitsandbytes 0.49.2's 4-bit layers are not trained here (its CPU path is for inference; "
-        "the NF4 codes themselves are checked bit for bit in tests/fixtures/nf4). slmc's QLoRA base is those codes.",
+        "QLoRA reference: not run. bitsandbytes 0.49.2's native CPU `dequantize_4bit` is wrong when in_features is not "
+        "a multiple of the block size (64; pruning-lora-references.md §4.5), and the teacher's down_proj has 864 inputs, "
+        "so a bnb QLoRA run here would train on corrupted down_proj weights. slmc's NF4 codes, absmax and double "
+        "quantization are checked bit for bit against bnb 0.49.2 (tests/fixtures/nf4), and its dequantization against "
+        "bnb's own pure-torch path.",
         "",
         "## Load checks (slmc's LoRA run above)",
         "",
