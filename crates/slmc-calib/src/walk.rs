@@ -195,15 +195,13 @@ pub fn walk<S: Solver>(
         .into());
     }
     let c = model.config.clone();
-    let rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq.max(1), &device);
+    let rope = RopeTables::for_model(&c, 0, seq.max(1), &device);
     let mut inps: Vec<Tensor<3>> = if needs_data {
         calib
             .chunks(batch_size.max(1))
             .map(|batch| {
                 let ids: Vec<i32> = batch.iter().flatten().map(|&t| t as i32).collect();
-                model
-                    .embed_tokens
-                    .forward(Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq]), &device))
+                model.embed(Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq]), &device))
             })
             .collect()
     } else {
@@ -293,11 +291,13 @@ fn restore_block<S: Solver>(
 }
 
 /// Activations of one calibration batch inside the block being solved: its input `x`, and once
-/// computed, the attention context (input of `o_proj`) and the residual stream after attention
-/// `h`. Each is computed after the modules it depends on are final.
+/// computed, the attention context (input of `o_proj`), the attention output `attn` and the
+/// residual stream after attention `h`. Each is computed after the modules it depends on are
+/// final.
 struct BatchActs {
     x: Tensor<3>,
     context: Option<Tensor<3>>,
+    attn: Option<Tensor<3>>,
     h: Option<Tensor<3>>,
 }
 
@@ -312,13 +312,15 @@ fn site_input(layer: &DecoderLayer, site: Site, acts: &mut BatchActs, rope: &Rop
         }
         Site::MlpInput => {
             let ctx = acts.context.clone().expect("AttnOutput precedes MlpInput");
-            let h = acts.x.clone() + layer.self_attn.o_proj.forward(ctx);
+            let attn = layer.self_attn.out_proj().forward(ctx);
+            let h = layer.attn_residual(acts.x.clone(), attn.clone());
+            acts.attn = Some(attn);
             acts.h = Some(h.clone());
-            layer.post_attention_layernorm.forward(h)
+            layer.mlp_input(acts.x.clone(), h)
         }
         Site::MlpHidden => {
             let h = acts.h.clone().expect("MlpInput precedes MlpHidden");
-            layer.mlp.hidden(layer.post_attention_layernorm.forward(h))
+            layer.mlp.hidden(layer.mlp_input(acts.x.clone(), h))
         }
     }
 }
@@ -343,7 +345,7 @@ fn solve_block<S: Solver>(
         if sequential { Site::ALL.iter().map(|s| vec![*s]).collect() } else { vec![Site::ALL.to_vec()] };
     let device = layer.input_layernorm.weight.val().device();
     let mut acts: Vec<BatchActs> =
-        inps.into_iter().map(|x| BatchActs { x, context: None, h: None }).collect();
+        inps.into_iter().map(|x| BatchActs { x, context: None, attn: None, h: None }).collect();
     let mut out = Block::new();
     for group in &groups {
         let modules: Vec<(Site, &str, String)> = group
@@ -425,11 +427,11 @@ fn solve_block<S: Solver>(
         }
     }
     // The next block's inputs, from the solved block. With true-sequential solving the cached
-    // residual `h` was computed after q/k/v/o were final; otherwise run the whole block.
+    // attention output was computed after q/k/v/o were final; otherwise run the whole block.
     let next = acts
         .into_iter()
-        .map(|a| match (sequential, a.h) {
-            (true, Some(h)) => h.clone() + layer.mlp.forward(layer.post_attention_layernorm.forward(h)),
+        .map(|a| match (sequential, a.attn) {
+            (true, Some(attn)) => layer.forward_from_attn(a.x, attn),
             _ => layer.forward(a.x, rope, None),
         })
         .collect();

@@ -1,29 +1,15 @@
-//! Building blocks of the decoder: RMSNorm, grouped-query attention (separate or fused q/k/v),
-//! the SwiGLU MLP (separate or fused gate/up) and the decoder layer.
+//! Building blocks of the decoder: grouped-query attention (separate or fused q/k/v, optional
+//! QK-norm, soft-capping, per-layer RoPE), the gated (SwiGLU / GeGLU) or plain MLP and the
+//! decoder layer in its three wirings (sequential, sandwich, parallel).
 
+use crate::config::{Activation, Arch, BlockKind, LayerRope};
+pub use crate::norm::Norm;
 use crate::proj::Proj;
 use crate::rope::RopeTables;
-use burn::module::{Module, Param};
+use burn::module::Module;
 use burn::prelude::*;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
-
-/// Root-mean-square normalisation, computed in f32 as transformers does.
-#[derive(Module, Debug)]
-pub struct RmsNorm {
-    /// The per-channel scale (Hugging Face `*.weight`).
-    pub weight: Param<Tensor<1>>,
-    /// Added to the mean square before the square root.
-    pub eps: f64,
-}
-
-impl RmsNorm {
-    /// Normalises over the last dimension.
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let inv_rms = (x.clone().square().mean_dim(2) + self.eps).sqrt().recip();
-        x * inv_rms * self.weight.val().unsqueeze::<3>()
-    }
-}
 
 /// Where a decoder layer's linear modules read their input: the activations the quantizer
 /// collects Hessians of. The order is the true-sequential order of GPTQ (one group after another).
@@ -45,7 +31,7 @@ impl Site {
 
     /// The module names (relative to the layer, e.g. `self_attn.q_proj`) fed by this site in
     /// architecture `arch` (separate or fused projections).
-    pub fn modules(self, arch: crate::config::Arch) -> &'static [&'static str] {
+    pub fn modules(self, arch: Arch) -> &'static [&'static str] {
         arch.layer_linears()[self as usize]
     }
 }
@@ -61,7 +47,7 @@ pub struct LayerKv {
 
 /// Multi-head attention with grouped key/value heads. Field names are the Hugging Face module
 /// names; Phi-3 has one fused `qkv_proj` (output `[q | k | v]`) instead of `q_proj`, `k_proj`
-/// and `v_proj`.
+/// and `v_proj`, and Phi-2 calls the output projection `dense`.
 #[derive(Module, Debug)]
 pub struct Attention {
     /// Query projection (separate layout).
@@ -73,7 +59,13 @@ pub struct Attention {
     /// Fused projection (Phi-3 layout).
     pub qkv_proj: Option<Proj>,
     /// Output projection.
-    pub o_proj: Proj,
+    pub o_proj: Option<Proj>,
+    /// Output projection (Phi-2's name).
+    pub dense: Option<Proj>,
+    /// Per-head norm of the queries before RoPE (Qwen3, Gemma 3).
+    pub q_norm: Option<Norm>,
+    /// Per-head norm of the keys before RoPE.
+    pub k_norm: Option<Norm>,
     /// Query heads.
     pub num_heads: usize,
     /// Key/value heads.
@@ -82,13 +74,32 @@ pub struct Attention {
     pub head_dim: usize,
     /// Sliding window (0 = attend to every earlier position).
     pub window: usize,
+    /// Softmax scale, soft-cap and rotary table of this layer.
+    #[module(skip)]
+    pub spec: AttentionSpec,
+}
+
+/// The non-parameter settings of an [`Attention`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionSpec {
+    /// Factor on `q·kᵀ`.
+    pub scale: f64,
+    /// `cap · tanh(s / cap)` on the scores before the mask.
+    pub softcap: Option<f64>,
+    /// The rotary table the layer applies.
+    pub rope: LayerRope,
 }
 
 impl Attention {
     /// `x: [batch, seq, hidden]` at positions `start..start+seq`; `cache` holds the keys and
     /// values of positions `0..start` and is extended in place.
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
-        self.o_proj.forward(self.context(x, rope, cache))
+        self.out_proj().forward(self.context(x, rope, cache))
+    }
+
+    /// The output projection (`o_proj`, or Phi-2's `dense`).
+    pub fn out_proj(&self) -> &Proj {
+        self.o_proj.as_ref().or(self.dense.as_ref()).expect("CausalLm::new sets o_proj or dense")
     }
 
     /// The attention output before `o_proj` (`[batch, seq, heads · head_dim]`): the input the
@@ -109,8 +120,14 @@ impl Attention {
             _ => unreachable!("CausalLm::new always sets qkv_proj or all of q/k/v_proj"),
         };
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = rope.apply(heads(q, nh));
-        let mut k = rope.apply(heads(k, nkv));
+        let (mut q, mut k) = (heads(q, nh), heads(k, nkv));
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            (q, k) = (qn.forward(q), kn.forward(k));
+        }
+        let (q, mut k) = match rope.for_layer(self.spec.rope) {
+            Some(table) => (table.apply(q), table.apply(k)),
+            None => (q, k),
+        };
         let mut v = heads(v, nkv);
         if let Some(slot) = cache {
             if let Some(past) = slot.take() {
@@ -123,8 +140,8 @@ impl Attention {
         let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
         let mask = self.window_mask(s, total, &q.device());
         let options = AttentionModuleOptions {
-            scale: Some(1.0 / (hd as f64).sqrt()),
-            softcap: None,
+            scale: Some(self.spec.scale),
+            softcap: self.spec.softcap,
             is_causal: mask.is_none(),
         };
         attention(q, k, v, mask, None, options).swap_dims(1, 2).reshape([b, s, nh * hd])
@@ -156,38 +173,56 @@ fn repeat_kv(x: Tensor<4>, n: usize) -> Tensor<4> {
     x.unsqueeze_dim::<5>(2).expand([b, h, n, s, d]).reshape([b, h * n, s, d])
 }
 
-/// The SwiGLU feed-forward block: `down(silu(gate(x)) * up(x))`. Phi-3 has one fused
-/// `gate_up_proj` (output `[gate | up]`) instead of `gate_proj` and `up_proj`.
+/// The feed-forward block: gated `down(act(gate(x)) * up(x))` (SwiGLU / GeGLU), with Phi-3's
+/// fused `gate_up_proj` (output `[gate | up]`) instead of `gate_proj` and `up_proj`, or Phi-2's
+/// plain `fc2(act(fc1(x)))`.
 #[derive(Module, Debug)]
 pub struct Mlp {
-    /// Gate projection (through SiLU; separate layout).
+    /// Gate projection (through the activation; separate layout).
     pub gate_proj: Option<Proj>,
     /// Up projection (separate layout).
     pub up_proj: Option<Proj>,
     /// Fused projection (Phi-3 layout).
     pub gate_up_proj: Option<Proj>,
     /// Down projection.
-    pub down_proj: Proj,
+    pub down_proj: Option<Proj>,
+    /// Input projection of the plain MLP (Phi-2).
+    pub fc1: Option<Proj>,
+    /// Output projection of the plain MLP (Phi-2).
+    pub fc2: Option<Proj>,
+    /// The activation.
+    #[module(skip)]
+    pub activation: Activation,
 }
 
 impl Mlp {
     /// Applies the block to `[batch, seq, hidden]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.down_proj.forward(self.hidden(x))
+        self.out_proj().forward(self.hidden(x))
     }
 
-    /// `silu(gate(x)) * up(x)`, the input of `down_proj`.
+    /// The output projection (`down_proj`, or Phi-2's `fc2`).
+    pub fn out_proj(&self) -> &Proj {
+        self.down_proj.as_ref().or(self.fc2.as_ref()).expect("CausalLm::new sets down_proj or fc2")
+    }
+
+    /// The input of the output projection: `act(gate(x)) * up(x)`, or `act(fc1(x))`.
     pub fn hidden(&self, x: Tensor<3>) -> Tensor<3> {
-        let (gate, up) = match (&self.gate_up_proj, &self.gate_proj, &self.up_proj) {
+        let act = |t: Tensor<3>| match self.activation {
+            Activation::Silu => silu(t),
+            Activation::GeluTanh => gelu_tanh(t),
+        };
+        let (gate, up) = match (&self.gate_up_proj, &self.gate_proj, &self.up_proj, &self.fc1) {
             (Some(gate_up_proj), ..) => {
                 let gu = gate_up_proj.forward(x);
                 let i = gu.dims()[2] / 2;
                 (gu.clone().narrow(2, 0, i), gu.narrow(2, i, i))
             }
-            (None, Some(gate), Some(up)) => (gate.forward(x.clone()), up.forward(x)),
-            _ => unreachable!("CausalLm::new always sets gate_up_proj or gate_proj and up_proj"),
+            (None, Some(gate), Some(up), _) => (gate.forward(x.clone()), up.forward(x)),
+            (None, None, None, Some(fc1)) => return act(fc1.forward(x)),
+            _ => unreachable!("CausalLm::new sets gate_up_proj, gate_proj and up_proj, or fc1"),
         };
-        silu(gate) * up
+        act(gate) * up
     }
 }
 
@@ -198,24 +233,93 @@ fn silu(x: Tensor<3>) -> Tensor<3> {
     x.clone() / (x.neg().exp() + 1.0)
 }
 
-/// One pre-norm decoder layer.
+/// GELU, tanh approximation (`gelu_pytorch_tanh`, `gelu_new`):
+/// `x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³)))`.
+fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
+    let k = (2.0 / std::f64::consts::PI).sqrt();
+    let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * k;
+    x * (inner.tanh() + 1.0) * 0.5
+}
+
+/// One pre-norm decoder layer (wired as [`DecoderLayer::block`] says).
 #[derive(Module, Debug)]
 pub struct DecoderLayer {
-    /// Norm before attention.
-    pub input_layernorm: RmsNorm,
+    /// Norm before attention (Phi-2: before attention and MLP).
+    pub input_layernorm: Norm,
     /// Attention.
     pub self_attn: Attention,
-    /// Norm before the MLP.
-    pub post_attention_layernorm: RmsNorm,
+    /// Norm before the MLP (Llama); norm of the attention output (Gemma 2/3); none (Phi-2).
+    pub post_attention_layernorm: Option<Norm>,
+    /// Norm before the MLP (Gemma 2/3).
+    pub pre_feedforward_layernorm: Option<Norm>,
+    /// Norm of the MLP output (Gemma 2/3).
+    pub post_feedforward_layernorm: Option<Norm>,
     /// Feed-forward block.
     pub mlp: Mlp,
+    /// Norm and residual wiring.
+    #[module(skip)]
+    pub block: BlockKind,
+    /// Factor on each residual branch (Granite; 1 elsewhere).
+    #[module(skip)]
+    pub residual_multiplier: f64,
 }
 
 impl DecoderLayer {
     /// Applies the layer.
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
-        let h = x.clone() + self.self_attn.forward(self.input_layernorm.forward(x), rope, cache);
-        h.clone() + self.mlp.forward(self.post_attention_layernorm.forward(h))
+        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), rope, cache);
+        self.forward_from_attn(x, attn)
+    }
+
+    /// The layer output from its input `x` and the attention output `attn` (after the output
+    /// projection): the rest of [`DecoderLayer::forward`].
+    pub fn forward_from_attn(&self, x: Tensor<3>, attn: Tensor<3>) -> Tensor<3> {
+        let h = self.attn_residual(x.clone(), attn.clone());
+        let mlp = self.mlp.forward(self.mlp_input(x.clone(), h));
+        self.combine(x, attn, mlp)
+    }
+
+    /// The layer output from its input, the attention output and the MLP output.
+    pub fn combine(&self, x: Tensor<3>, attn: Tensor<3>, mlp: Tensor<3>) -> Tensor<3> {
+        if self.block == BlockKind::Parallel {
+            // transformers sums attn + mlp first, then the residual.
+            return attn + mlp + x;
+        }
+        self.mlp_residual(self.attn_residual(x, attn), mlp)
+    }
+
+    /// The residual stream after attention, given the layer input and the attention output
+    /// (`o_proj`'s result). Not meaningful for the parallel block, whose MLP reads the input.
+    pub fn attn_residual(&self, x: Tensor<3>, attn: Tensor<3>) -> Tensor<3> {
+        match (self.block, &self.post_attention_layernorm) {
+            (BlockKind::Sandwich, Some(n)) => x + n.forward(attn),
+            _ => x + self.scaled(attn),
+        }
+    }
+
+    /// The MLP's input, given the layer input `x` and the residual stream after attention `h`.
+    pub fn mlp_input(&self, x: Tensor<3>, h: Tensor<3>) -> Tensor<3> {
+        match self.block {
+            BlockKind::Sequential => self.norm(&self.post_attention_layernorm).forward(h),
+            BlockKind::Sandwich => self.norm(&self.pre_feedforward_layernorm).forward(h),
+            BlockKind::Parallel => self.input_layernorm.forward(x),
+        }
+    }
+
+    /// The layer output, given `h` and the MLP output (sequential and sandwich blocks).
+    fn mlp_residual(&self, h: Tensor<3>, mlp: Tensor<3>) -> Tensor<3> {
+        match (self.block, &self.post_feedforward_layernorm) {
+            (BlockKind::Sandwich, Some(n)) => h + n.forward(mlp),
+            _ => h + self.scaled(mlp),
+        }
+    }
+
+    fn scaled(&self, branch: Tensor<3>) -> Tensor<3> {
+        if self.residual_multiplier == 1.0 { branch } else { branch * self.residual_multiplier }
+    }
+
+    fn norm<'a>(&self, n: &'a Option<Norm>) -> &'a Norm {
+        n.as_ref().expect("CausalLm::new creates the norms its block kind uses")
     }
 
     /// The linear module at `name` (relative to the layer: `self_attn.q_proj`, `mlp.down_proj`…).
@@ -226,11 +330,14 @@ impl DecoderLayer {
             "self_attn.k_proj" => a.k_proj.as_ref(),
             "self_attn.v_proj" => a.v_proj.as_ref(),
             "self_attn.qkv_proj" => a.qkv_proj.as_ref(),
-            "self_attn.o_proj" => Some(&a.o_proj),
+            "self_attn.o_proj" => a.o_proj.as_ref(),
+            "self_attn.dense" => a.dense.as_ref(),
             "mlp.gate_proj" => m.gate_proj.as_ref(),
             "mlp.up_proj" => m.up_proj.as_ref(),
             "mlp.gate_up_proj" => m.gate_up_proj.as_ref(),
-            "mlp.down_proj" => Some(&m.down_proj),
+            "mlp.down_proj" => m.down_proj.as_ref(),
+            "mlp.fc1" => m.fc1.as_ref(),
+            "mlp.fc2" => m.fc2.as_ref(),
             _ => None,
         }
     }
@@ -243,11 +350,14 @@ impl DecoderLayer {
             "self_attn.k_proj" => a.k_proj.as_mut(),
             "self_attn.v_proj" => a.v_proj.as_mut(),
             "self_attn.qkv_proj" => a.qkv_proj.as_mut(),
-            "self_attn.o_proj" => Some(&mut a.o_proj),
+            "self_attn.o_proj" => a.o_proj.as_mut(),
+            "self_attn.dense" => a.dense.as_mut(),
             "mlp.gate_proj" => m.gate_proj.as_mut(),
             "mlp.up_proj" => m.up_proj.as_mut(),
             "mlp.gate_up_proj" => m.gate_up_proj.as_mut(),
-            "mlp.down_proj" => Some(&mut m.down_proj),
+            "mlp.down_proj" => m.down_proj.as_mut(),
+            "mlp.fc1" => m.fc1.as_mut(),
+            "mlp.fc2" => m.fc2.as_mut(),
             _ => None,
         }
     }

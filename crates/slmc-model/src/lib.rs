@@ -15,6 +15,7 @@ pub mod hf_dir;
 pub mod layers;
 pub mod lora;
 pub mod model;
+pub mod norm;
 pub mod perplexity;
 pub mod proj;
 pub mod rope;

@@ -4,8 +4,8 @@
 //! `layers.3.self_attn.q_proj.weight` is the Hugging Face tensor name without the `model.`
 //! prefix (see [`crate::weights::hf_name`]).
 
-use crate::config::ModelConfig;
-use crate::layers::{Attention, DecoderLayer, LayerKv, Mlp, RmsNorm};
+use crate::config::{BlockKind, ModelConfig, NormKind};
+use crate::layers::{Attention, AttentionSpec, DecoderLayer, LayerKv, Mlp, Norm};
 use crate::proj::Proj;
 use crate::rope::RopeTables;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
@@ -13,15 +13,17 @@ use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::module::linear;
 
-/// A decoder-only causal LM of the Llama family.
+/// A decoder-only causal LM (every supported family; see [`crate::config::Features`]).
 #[derive(Module, Debug)]
 pub struct CausalLm {
     /// Token embeddings `[vocab, hidden]`.
     pub embed_tokens: Embedding,
     /// Decoder layers.
     pub layers: Vec<DecoderLayer>,
-    /// Final norm.
-    pub norm: RmsNorm,
+    /// Final norm (`model.norm`).
+    pub norm: Option<Norm>,
+    /// Final norm under Phi-2's name (`model.final_layernorm`).
+    pub final_layernorm: Option<Norm>,
     /// Output projection; `None` when tied to the embeddings.
     pub lm_head: Option<Proj>,
     /// The configuration the model was built from.
@@ -137,37 +139,66 @@ impl CausalLm {
         let lin = |d_in: usize, d_out: usize, bias: bool| {
             Proj::new(matrix(d_in, d_out), bias.then(|| vector(d_out, 0.0)))
         };
-        let norm = |n: usize| RmsNorm { weight: Param::from_tensor(vector(n, 1.0)), eps: c.rms_norm_eps };
+        let f = &c.features;
+        let norm_of = |kind: NormKind, n: usize| {
+            let fill = if kind == NormKind::RmsUnitOffset { 0.0 } else { 1.0 };
+            Norm::new(
+                kind,
+                vector(n, fill),
+                (kind == NormKind::Layer).then(|| vector(n, 0.0)),
+                c.rms_norm_eps,
+            )
+        };
+        let norm = |n: usize| norm_of(f.norm, n);
         let (h, i) = (c.hidden_size, c.intermediate_size);
         let fused = c.arch.fused_projections();
+        let plain_mlp = c.arch.ungated_mlp();
+        let separate = !fused;
+        let phi = c.arch == crate::config::Arch::Phi;
         let layers = (0..c.num_layers)
             .map(|l| DecoderLayer {
                 input_layernorm: norm(h),
                 self_attn: Attention {
-                    q_proj: (!fused).then(|| lin(h, c.q_dim(), c.qkv_bias)),
-                    k_proj: (!fused).then(|| lin(h, c.kv_dim(), c.qkv_bias)),
-                    v_proj: (!fused).then(|| lin(h, c.kv_dim(), c.qkv_bias)),
+                    q_proj: separate.then(|| lin(h, c.q_dim(), c.qkv_bias)),
+                    k_proj: separate.then(|| lin(h, c.kv_dim(), c.qkv_bias)),
+                    v_proj: separate.then(|| lin(h, c.kv_dim(), c.qkv_bias)),
                     qkv_proj: fused.then(|| lin(h, c.q_dim() + 2 * c.kv_dim(), c.qkv_bias)),
-                    o_proj: lin(c.q_dim(), h, c.o_bias),
+                    o_proj: (!phi).then(|| lin(c.q_dim(), h, c.o_bias)),
+                    dense: phi.then(|| lin(c.q_dim(), h, c.o_bias)),
+                    q_norm: f.qk_norm.map(|k| norm_of(k, c.head_dim)),
+                    k_norm: f.qk_norm.map(|k| norm_of(k, c.head_dim)),
                     num_heads: c.num_heads,
                     num_kv_heads: c.num_kv_heads,
                     head_dim: c.head_dim,
                     window: c.sliding_windows.get(l).copied().flatten().unwrap_or(0),
+                    spec: AttentionSpec {
+                        scale: f.attention_scale,
+                        softcap: f.attn_softcap,
+                        rope: c.layer_rope(l),
+                    },
                 },
-                post_attention_layernorm: norm(h),
+                post_attention_layernorm: (f.block != BlockKind::Parallel).then(|| norm(h)),
+                pre_feedforward_layernorm: (f.block == BlockKind::Sandwich).then(|| norm(h)),
+                post_feedforward_layernorm: (f.block == BlockKind::Sandwich).then(|| norm(h)),
                 mlp: Mlp {
-                    gate_proj: (!fused).then(|| lin(h, i, c.mlp_bias)),
-                    up_proj: (!fused).then(|| lin(h, i, c.mlp_bias)),
+                    gate_proj: (separate && !plain_mlp).then(|| lin(h, i, c.mlp_bias)),
+                    up_proj: (separate && !plain_mlp).then(|| lin(h, i, c.mlp_bias)),
                     gate_up_proj: fused.then(|| lin(h, 2 * i, c.mlp_bias)),
-                    down_proj: lin(i, h, c.mlp_bias),
+                    down_proj: (!plain_mlp).then(|| lin(i, h, c.mlp_bias)),
+                    fc1: plain_mlp.then(|| lin(h, i, c.mlp_bias)),
+                    fc2: plain_mlp.then(|| lin(i, h, c.mlp_bias)),
+                    activation: f.activation,
                 },
+                block: f.block,
+                residual_multiplier: f.residual_multiplier,
             })
             .collect();
         let model = Self {
             embed_tokens: Embedding { weight: Param::from_tensor(matrix(c.vocab_size, h)) },
             layers,
-            norm: norm(h),
-            lm_head: (!c.tie_word_embeddings).then(|| lin(h, c.vocab_size, false)),
+            norm: (!phi).then(|| norm(h)),
+            final_layernorm: phi.then(|| norm(h)),
+            lm_head: (!c.tie_word_embeddings).then(|| lin(h, c.vocab_size, f.lm_head_bias)),
             config: config.clone(),
             lora_config: None,
         };
@@ -209,9 +240,8 @@ impl CausalLm {
     pub fn hidden(&self, ids: Tensor<2, Int>, cache: Option<&mut KvCache>) -> Tensor<3> {
         let [_, seq] = ids.dims();
         let start = cache.as_ref().map_or(0, |c| c.len);
-        let c = &self.config;
-        let rope = RopeTables::new(&c.rope, c.rotary_dim(), start, seq, &self.device());
-        let mut x = self.embed_tokens.forward(ids);
+        let rope = RopeTables::for_model(&self.config, start, seq, &self.device());
+        let mut x = self.embed(ids);
         match cache {
             None => {
                 for layer in &self.layers {
@@ -225,16 +255,27 @@ impl CausalLm {
                 cache.len += seq;
             }
         }
-        self.norm.forward(x)
+        self.final_norm().forward(x)
+    }
+
+    /// Token embeddings, scaled as the architecture does (Gemma √hidden, Granite's multiplier).
+    pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        let x = self.embed_tokens.forward(ids);
+        let m = self.config.features.embedding_multiplier;
+        if m == 1.0 { x } else { x * m }
+    }
+
+    /// The final norm (`model.norm`, or Phi-2's `model.final_layernorm`).
+    pub fn final_norm(&self) -> &Norm {
+        self.norm.as_ref().or(self.final_layernorm.as_ref()).expect("CausalLm::new creates a final norm")
     }
 
     /// Logits and the hidden states after the decoder layers in `layers` (0-based; in that order),
     /// for distillation's hidden-state matching.
     pub fn forward_with_hidden(&self, ids: Tensor<2, Int>, layers: &[usize]) -> (Tensor<3>, Vec<Tensor<3>>) {
         let [_, seq] = ids.dims();
-        let c = &self.config;
-        let rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &self.device());
-        let mut x = self.embed_tokens.forward(ids);
+        let rope = RopeTables::for_model(&self.config, 0, seq, &self.device());
+        let mut x = self.embed(ids);
         let mut kept: Vec<Option<Tensor<3>>> = vec![None; layers.len()];
         for (i, layer) in self.layers.iter().enumerate() {
             x = layer.forward(x, &rope, None);
@@ -243,14 +284,23 @@ impl CausalLm {
             }
         }
         let hidden = kept.into_iter().map(|h| h.expect("layer index checked by the caller")).collect();
-        (self.lm_logits(self.norm.forward(x)), hidden)
+        (self.lm_logits(self.final_norm().forward(x)), hidden)
     }
 
     /// Projects hidden states to vocabulary logits (through the embeddings when tied).
+    /// Then Granite divides by `logits_scaling` and Gemma 2 soft-caps.
     pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
-        match &self.lm_head {
+        let f = &self.config.features;
+        let mut logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+        };
+        if f.logits_scaling != 1.0 {
+            logits = logits / f.logits_scaling;
         }
+        if let Some(cap) = f.final_softcap {
+            logits = (logits / cap).tanh() * cap;
+        }
+        logits
     }
 }

@@ -5,7 +5,7 @@
 //! Frequencies and angles are computed in f32 in the same order of operations as transformers'
 //! `_compute_*_parameters` and rotary-embedding forward, so tables match to the last bit or two.
 
-use crate::config::{RopeConfig, RopeScaling};
+use crate::config::{LayerRope, ModelConfig, RopeConfig, RopeScaling};
 use burn::prelude::*;
 
 /// Inverse frequencies (`rotary_dim / 2` of them) and the cos/sin multiplier for a forward pass
@@ -65,16 +65,45 @@ pub fn inv_freq(rope: &RopeConfig, rotary_dim: usize, max_pos_exclusive: usize) 
     }
 }
 
+/// The rotary tables of one forward pass: the model's, and Gemma 3's second table for its
+/// sliding-window layers. Each layer picks its table with [`RopeTables::for_layer`].
+pub struct RopeTables {
+    /// The model's table ([`ModelConfig::rope`]).
+    pub global: RopeTable,
+    /// The sliding layers' table, when they have their own base.
+    pub local: Option<RopeTable>,
+}
+
+impl RopeTables {
+    /// The tables of `config` for `seq` positions from `start`.
+    pub fn for_model(config: &ModelConfig, start: usize, seq: usize, device: &Device) -> Self {
+        let rot = config.rotary_dim();
+        Self {
+            global: RopeTable::new(&config.rope, rot, start, seq, device),
+            local: config.features.rope_local.as_ref().map(|r| RopeTable::new(r, rot, start, seq, device)),
+        }
+    }
+
+    /// The table a layer using `which` applies (`None` for a NoPE layer).
+    pub fn for_layer(&self, which: LayerRope) -> Option<&RopeTable> {
+        match which {
+            LayerRope::Global => Some(&self.global),
+            LayerRope::Local => self.local.as_ref().or(Some(&self.global)),
+            LayerRope::None => None,
+        }
+    }
+}
+
 /// cos and sin tables `[seq, rotary_dim]` (the half-table repeated twice, as transformers
 /// concatenates `freqs` with itself) for positions `start..start + seq`.
-pub struct RopeTables {
+pub struct RopeTable {
     /// cos of the angles, times the scaling multiplier.
     pub cos: Tensor<2>,
     /// sin of the angles, times the scaling multiplier.
     pub sin: Tensor<2>,
 }
 
-impl RopeTables {
+impl RopeTable {
     /// Builds the tables for `seq` positions from `start`.
     pub fn new(rope: &RopeConfig, rotary_dim: usize, start: usize, seq: usize, device: &Device) -> Self {
         let (inv, mult) = inv_freq(rope, rotary_dim, start + seq);
@@ -130,7 +159,7 @@ mod tests {
     fn rotation_matches_the_closed_form_for_one_frequency() {
         let dev = Device::flex();
         // head_dim 2: a single frequency of 1 rad per position.
-        let t = RopeTables::new(&rope(RopeScaling::None), 2, 3, 1, &dev);
+        let t = RopeTable::new(&rope(RopeScaling::None), 2, 3, 1, &dev);
         let x = Tensor::<4>::from_data([[[[1.0f32, 0.0]]]], &dev);
         let y: Vec<f32> = t.apply(x).into_data().try_to_vec().unwrap();
         assert!((y[0] - 3f32.cos()).abs() < 1e-6 && (y[1] - 3f32.sin()).abs() < 1e-6, "{y:?}");
@@ -139,7 +168,7 @@ mod tests {
     #[test]
     fn partial_rotary_leaves_the_tail_alone() {
         let dev = Device::flex();
-        let t = RopeTables::new(&rope(RopeScaling::None), 2, 5, 1, &dev);
+        let t = RopeTable::new(&rope(RopeScaling::None), 2, 5, 1, &dev);
         let x = Tensor::<4>::from_data([[[[1.0f32, 0.0, 7.0, -3.0]]]], &dev);
         let y: Vec<f32> = t.apply(x).into_data().try_to_vec().unwrap();
         assert_eq!(&y[2..], &[7.0, -3.0]);

@@ -159,7 +159,7 @@ fn only_adapters_and_saved_modules_get_gradients() {
     assert!(grads.get::<2>(model.lm_head.as_ref().unwrap().weight.id).is_some(), "lm_head is saved");
     assert!(grads.get::<2>(q.weight.id).is_none(), "frozen base weight got a gradient");
     assert!(grads.get::<2>(model.embed_tokens.weight.id).is_none());
-    assert!(grads.get::<1>(model.norm.weight.id).is_none());
+    assert!(grads.get::<1>(model.final_norm().weight.id).is_none());
     let k = model.decoder_linear("model.layers.0.self_attn.k_proj").unwrap();
     assert!(grads.get::<2>(k.weight.id).is_none());
     // Exactly the adapter factors, magnitudes and lm_head: 6 modules × 3 tensors + 1.

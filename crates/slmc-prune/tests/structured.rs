@@ -219,7 +219,7 @@ fn activation_importance_follows_minitron_aggregation() {
     let imp = collect(&model, &calib, 2, &mut |done, total| progress.push((done, total))).unwrap();
     assert_eq!(progress, vec![(1, 2), (2, 2)]);
     // Window by window on the host.
-    let rope = slmc_model::rope::RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &model.device());
+    let rope = slmc_model::rope::RopeTables::for_model(&c, 0, seq, &model.device());
     let vec3 = |t: Tensor<3>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
     let mut xs: Vec<Tensor<3>> = calib
         .iter()
@@ -236,8 +236,8 @@ fn activation_importance_follows_minitron_aggregation() {
         for x in xs.iter_mut() {
             let a = layer.input_layernorm.forward(x.clone());
             let cx = layer.self_attn.context(a.clone(), &rope, None);
-            let h = x.clone() + layer.self_attn.o_proj.forward(cx.clone());
-            let m = layer.post_attention_layernorm.forward(h.clone());
+            let h = x.clone() + layer.self_attn.out_proj().forward(cx.clone());
+            let m = layer.post_attention_layernorm.as_ref().unwrap().forward(h.clone());
             let g = layer.mlp.hidden(m.clone());
             *x = layer.forward(x.clone(), &rope, None);
             na.push(vec3(a));

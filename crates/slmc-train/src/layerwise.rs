@@ -55,11 +55,11 @@ pub fn loss_and_grads(
     let device = lm.device();
     let [_, seq] = inputs.dims();
     let c = &lm.config;
-    let rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &device);
+    let rope = RopeTables::for_model(c, 0, seq, &device);
     // Forward: keep each layer's input, detached (no graph survives a layer).
-    let embedded = lm.embed_tokens.forward(inputs.clone());
+    let embedded = lm.embed(inputs.clone());
     let plain = lm.valid();
-    let plain_rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &device.clone().without_autodiff());
+    let plain_rope = RopeTables::for_model(c, 0, seq, &device.clone().without_autodiff());
     let mut x = embedded.clone().inner();
     let mut xs = vec![Tensor::from_inner(x.clone())];
     for (l, layer) in plain.layers.iter().enumerate() {
@@ -70,11 +70,11 @@ pub fn loss_and_grads(
     let mut total = GradientsParams::new();
     // Head: final norm, LM head, loss.
     let h = xs.pop().expect("the embeddings are always kept").require_grad();
-    let loss = head_loss(lm.lm_logits(lm.norm.forward(h.clone())));
+    let loss = head_loss(lm.lm_logits(lm.final_norm().forward(h.clone())));
     let value: f32 = loss.clone().into_scalar();
     let mut grads = loss.backward();
     let mut upstream = h.grad(&grads).expect("the loss depends on the last hidden state");
-    collect(&mut grads, &lm.norm, &mut total);
+    collect(&mut grads, lm.final_norm(), &mut total);
     if let Some(head) = &lm.lm_head {
         collect(&mut grads, head, &mut total);
     }

@@ -92,7 +92,8 @@ fn plan(adapter: &LoraAdapter, target: &GgufLoraTarget, ty: GgmlType) -> Result<
     let mut out = Vec::with_capacity(2 * adapter.modules.len());
     for (module, w) in &adapter.modules {
         let hf = format!("{module}.weight");
-        let name = match names::gguf_name(&hf) {
+        // Linear modules map to the same names in every architecture.
+        let name = match names::gguf_name(&hf, crate::hf_config::Arch::Llama) {
             Some(Mapped::Tensor(n)) => n,
             _ => return Err(bad(format!("`{hf}` has no llama.cpp counterpart for an adapter to apply to"))),
         };

@@ -146,13 +146,13 @@ pub fn collect(
         )));
     }
     let device = model.device();
-    let rope = RopeTables::new(&c.rope, c.rotary_dim(), 0, seq, &device);
+    let rope = RopeTables::for_model(c, 0, seq, &device);
     let mut xs: Vec<Tensor<3>> = calib
         .chunks(batch_size)
         .map(|batch| {
             let ids: Vec<i32> = batch.iter().flatten().map(|&t| t as i32).collect();
             let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), seq]), &device);
-            model.embed_tokens.forward(ids)
+            model.embed(ids)
         })
         .collect();
     let total = model.layers.len();
@@ -169,12 +169,13 @@ pub fn collect(
             norm_in.add(a.clone());
             let ctx = layer.self_attn.context(a, &rope, None);
             context.add(ctx.clone());
-            let h = x.clone() + layer.self_attn.o_proj.forward(ctx);
-            let m = layer.post_attention_layernorm.forward(h.clone());
+            let attn = layer.self_attn.out_proj().forward(ctx);
+            let h = layer.attn_residual(x.clone(), attn.clone());
+            let m = layer.mlp_input(x.clone(), h);
             norm_post.add(m.clone());
             let act = layer.mlp.hidden(m);
             channels.add(act.clone());
-            let out = h + layer.mlp.down_proj.forward(act);
+            let out = layer.combine(x.clone(), attn, layer.mlp.out_proj().forward(act));
             influence += one_minus_mean_cos(x.clone(), out.clone());
             *x = out;
         }

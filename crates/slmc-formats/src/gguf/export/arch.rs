@@ -13,13 +13,26 @@ pub fn gguf_arch(arch: Arch) -> &'static str {
         Arch::Llama | Arch::Mistral => "llama",
         Arch::Qwen2 => "qwen2",
         Arch::Phi3 => "phi3",
+        Arch::Gemma => "gemma",
+        Arch::Gemma2 => "gemma2",
+        Arch::Gemma3 => "gemma3",
+        Arch::Granite => "granite",
+        Arch::Phi => "phi2",
+        Arch::Qwen3 => "qwen3",
+        Arch::SmolLm3 => "smollm3",
     }
 }
 
 /// Whether the architecture runs llama.cpp's "normal" RoPE on consecutive pairs, so Q and K rows
 /// must be permuted from Hugging Face's half-split layout.
 pub fn needs_qk_permutation(arch: Arch) -> bool {
-    matches!(arch, Arch::Llama | Arch::Mistral)
+    matches!(arch, Arch::Llama | Arch::Mistral | Arch::Granite | Arch::SmolLm3)
+}
+
+/// Whether llama.cpp stores this architecture's norm weights as `1 + w` (Gemma's `(1 + w)·x̂`
+/// becomes a plain `w'·x̂`; architectures.md T-4).
+pub fn norm_plus_one(arch: Arch) -> bool {
+    arch.is_gemma()
 }
 
 /// A tensor the exporter creates (it has no Hugging Face counterpart).
@@ -55,10 +68,43 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
     w.add(&k("feed_forward_length"), u32_of("feed_forward_length", c.intermediate_size)?)?;
     w.add(&k("attention.head_count"), u32_of("head_count", c.num_heads)?)?;
     w.add(&k("attention.head_count_kv"), u32_of("head_count_kv", c.num_kv_heads)?)?;
-    w.add(&k("attention.layer_norm_rms_epsilon"), c.rms_norm_eps as f32)?;
+    if c.arch == Arch::Phi {
+        w.add(&k("attention.layer_norm_epsilon"), c.rms_norm_eps as f32)?;
+    } else {
+        w.add(&k("attention.layer_norm_rms_epsilon"), c.rms_norm_eps as f32)?;
+    }
     w.add(&k("rope.freq_base"), c.rope.theta as f32)?;
     let default_head = c.hidden_size / c.num_heads;
+    let head_lengths = |w: &mut GgufWriter| -> Result<(), FormatError> {
+        w.add(&k("attention.key_length"), u32_of("key_length", c.head_dim)?)?;
+        w.add(&k("attention.value_length"), u32_of("value_length", c.head_dim)?)
+    };
     match c.arch {
+        Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 | Arch::Qwen3 => head_lengths(w)?,
+        Arch::Granite | Arch::SmolLm3 => {
+            w.add(&k("vocab_size"), u32_of("vocab_size", c.vocab_size)?)?;
+            w.add(&k("rope.dimension_count"), u32_of("rope.dimension_count", c.head_dim)?)?;
+            if c.head_dim != default_head {
+                head_lengths(w)?;
+            }
+        }
+        Arch::Phi => {
+            w.add(&k("rope.dimension_count"), u32_of("rope.dimension_count", c.rotary_dim())?)?;
+            if c.head_dim != default_head {
+                head_lengths(w)?;
+            }
+        }
+        _ => {}
+    }
+    add_family_hparams(w, c, &mut notes)?;
+    match c.arch {
+        Arch::Gemma
+        | Arch::Gemma2
+        | Arch::Gemma3
+        | Arch::Granite
+        | Arch::Phi
+        | Arch::Qwen3
+        | Arch::SmolLm3 => {}
         Arch::Llama | Arch::Mistral => {
             w.add(&k("attention.key_length"), u32_of("key_length", c.head_dim)?)?;
             w.add(&k("attention.value_length"), u32_of("value_length", c.head_dim)?)?;
@@ -97,6 +143,14 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
     }
     match &c.rope.scaling {
         RopeScaling::None => {}
+        RopeScaling::Llama3 { .. } if !matches!(c.arch, Arch::Llama | Arch::Mistral) => {
+            return Err(FormatError::GgufWrite {
+                reason: format!(
+                    "llama3 rope scaling is only written for llama models, not {}",
+                    c.arch.model_type()
+                ),
+            });
+        }
         RopeScaling::Linear { factor } => {
             if c.arch == Arch::Phi3 {
                 return Err(FormatError::GgufWrite {
@@ -112,7 +166,9 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
             w.add(&k("rope.scaling.attn_factor"), *attention_factor as f32)?;
         }
     }
-    if matches!(c.arch, Arch::Mistral | Arch::Qwen2) && c.sliding_windows.iter().any(Option::is_some) {
+    if matches!(c.arch, Arch::Mistral | Arch::Qwen2 | Arch::Qwen3 | Arch::SmolLm3)
+        && c.sliding_windows.iter().any(Option::is_some)
+    {
         let w = c.sliding_windows.iter().flatten().next().copied().unwrap_or(0);
         notes.push(format!(
             "sliding_window {w}: llama.cpp's {a} architecture attends to the full context, so outputs match \
@@ -120,6 +176,81 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
         ));
     }
     Ok(notes)
+}
+
+/// The keys of the Gemma 2/3, Granite and SmolLM3 graphs (architectures.md §2.4, §3.4, §4.4,
+/// §7.4): soft-caps, sliding window and its layer pattern, the second RoPE base, Granite's four
+/// multipliers; and what llama.cpp cannot express, refused or noted.
+fn add_family_hparams(
+    w: &mut GgufWriter,
+    c: &ModelConfig,
+    notes: &mut Vec<String>,
+) -> Result<(), FormatError> {
+    let a = gguf_arch(c.arch);
+    let k = |s: &str| format!("{a}.{s}");
+    let f = &c.features;
+    let refuse = |reason: String| Err(FormatError::GgufWrite { reason });
+    if c.arch.is_gemma() && !c.tie_word_embeddings {
+        return refuse(format!(
+            "llama.cpp's {a} has no output.weight: an untied Gemma head cannot be written (tie it or export safetensors)"
+        ));
+    }
+    if matches!(c.arch, Arch::Gemma2 | Arch::Gemma3) {
+        let expected = 1.0 / (c.head_dim as f64).sqrt();
+        if (f.attention_scale - expected).abs() > 1e-9 * expected {
+            notes.push(format!(
+                "query_pre_attn_scalar gives attention scale {:.6}; llama.cpp's {a} uses 1/sqrt(head_dim) = {expected:.6}",
+                f.attention_scale
+            ));
+        }
+        let window = c.sliding_windows.iter().flatten().copied().next();
+        if let Some(win) = window {
+            w.add(&k("attention.sliding_window"), u32_of("sliding_window", win)?)?;
+        }
+        // llama.cpp's default patterns: Gemma 2 even layers (period 2), Gemma 3 five of six.
+        let period = if c.arch == Arch::Gemma2 { 2 } else { 6 };
+        let default: Vec<bool> = (0..c.num_layers).map(|i| i % period < period - 1).collect();
+        let actual: Vec<bool> = c.sliding_windows.iter().map(Option::is_some).collect();
+        if window.is_some() && actual != default {
+            w.add(&k("attention.sliding_window_pattern"), crate::gguf::value::Array::Bool(actual))?;
+        }
+    }
+    match c.arch {
+        Arch::Gemma2 => {
+            let (Some(attn), Some(fin)) = (f.attn_softcap, f.final_softcap) else {
+                return refuse(
+                    "llama.cpp's gemma2 always soft-caps attention and logits; this config disables one"
+                        .into(),
+                );
+            };
+            w.add(&k("attn_logit_softcapping"), attn as f32)?;
+            w.add(&k("final_logit_softcapping"), fin as f32)?;
+        }
+        Arch::Gemma3 => {
+            if let Some(local) = &f.rope_local {
+                w.add(&k("rope.freq_base_swa"), local.theta as f32)?;
+            }
+            if let Some(fin) = f.final_softcap {
+                w.add(&k("final_logit_softcapping"), fin as f32)?;
+            }
+        }
+        Arch::Granite => {
+            w.add(&k("attention.scale"), f.attention_scale as f32)?;
+            w.add(&k("embedding_scale"), f.embedding_multiplier as f32)?;
+            w.add(&k("residual_scale"), f.residual_multiplier as f32)?;
+            w.add(&k("logit_scale"), f.logits_scaling as f32)?;
+        }
+        Arch::SmolLm3 => {
+            let fixed: Vec<bool> = (0..c.num_layers).map(|i| !(i + 1).is_multiple_of(4)).collect();
+            if f.rope_layers != fixed {
+                return refuse(
+                    "llama.cpp's smollm3 hard-codes NoPE on every 4th layer; this model's no_rope_layers differ".into(),
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Tensors llama.cpp needs that Hugging Face computes on the fly: `rope_freqs.weight` for

@@ -131,6 +131,11 @@ pub fn export_gguf(req: ExportRequest<'_>, out: &Path) -> Result<ExportReport, F
         )));
     }
     let mut planned = plan_tensors(&req)?;
+    for (i, p) in planned.iter().enumerate() {
+        if planned[..i].iter().any(|q| q.info.name == p.info.name) {
+            return Err(bad(format!("two tensors map to `{}`", p.info.name)));
+        }
+    }
     check_complete(&planned, c)?;
     let has_output = planned.iter().any(|p| p.info.name == "output.weight");
     for p in &mut planned {
@@ -232,7 +237,7 @@ fn plan_tensors(req: &ExportRequest<'_>) -> Result<Vec<Planned>, FormatError> {
     let c = req.config;
     let mut out: Vec<Planned> = Vec::with_capacity(req.tensors.len());
     for t in &req.tensors {
-        let name = match names::gguf_name(&t.name) {
+        let name = match names::gguf_name(&t.name, c.arch) {
             Some(Mapped::Tensor(n)) => n,
             Some(Mapped::Dropped) => continue,
             None => return Err(bad(format!("tensor `{}` has no llama.cpp counterpart", t.name))),
@@ -240,46 +245,65 @@ fn plan_tensors(req: &ExportRequest<'_>) -> Result<Vec<Planned>, FormatError> {
         if name == "output.weight" && c.tie_word_embeddings {
             continue; // llama.cpp reuses token_embd; a duplicate would only waste space
         }
-        if out.iter().any(|p| p.info.name == name) {
-            return Err(bad(format!("two tensors map to `{name}` (the second is `{}`)", t.name)));
-        }
-        let n: usize = t.shape.iter().product();
-        let row_len = t.shape.last().copied().unwrap_or(1).max(1);
-        let heads = if arch::needs_qk_permutation(c.arch) {
-            names::permute_heads(&t.name, c.num_heads, c.num_kv_heads)
+        // llama.cpp's phi2 has no tied head: the embeddings are written again as output.weight.
+        let names_here: Vec<String> = if name == "token_embd.weight" && phi2_tied(c) {
+            vec![name, "output.weight".into()]
         } else {
-            None
+            vec![name]
         };
-        let ne: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
-        let (ggml_type, source) = match &t.data {
-            TensorData::Dense(v) => {
-                if v.len() != n {
-                    return Err(bad(format!("`{}` has {} values for shape {:?}", t.name, v.len(), t.shape)));
-                }
-                let v = match heads {
-                    // A 1-D bias permutes as a column of rows of length 1.
-                    Some(h) => names::permute_rows(v, if t.shape.len() == 1 { 1 } else { row_len }, h)
-                        .map_err(|e| bad(format!("`{}`: {e}", t.name)))?,
-                    None => v.clone(),
-                };
-                (GgmlType::F32, Source::Dense(v))
-            }
-            TensorData::Encoded { ggml_type, bytes } => {
-                let rows = if t.shape.len() == 1 { 1 } else { n / row_len };
-                let b = match heads {
-                    Some(h) if t.shape.len() > 1 && rows > 0 && bytes.len() % rows == 0 => {
-                        names::permute_rows(bytes, bytes.len() / rows, h)
-                            .map_err(|e| bad(format!("`{}`: {e}", t.name)))?
-                    }
-                    Some(_) => return Err(bad(format!("`{}`: encoded data cannot be row-permuted", t.name))),
-                    None => bytes.clone(),
-                };
-                (*ggml_type, Source::Encoded(b))
-            }
-        };
-        out.push(Planned { info: TensorInfo { name, ne, ggml_type }, source });
+        for name in names_here {
+            out.push(plan_one(t, name, c)?);
+        }
     }
     Ok(out)
+}
+
+/// A tied Phi-2 model (llama.cpp's phi2 always reads `output.weight`).
+fn phi2_tied(c: &ModelConfig) -> bool {
+    c.arch == crate::hf_config::Arch::Phi && c.tie_word_embeddings
+}
+
+/// One tensor renamed to `name`, checked, Q/K-permuted where llama.cpp's RoPE needs it, Gemma
+/// norms stored as `1 + w`.
+fn plan_one(t: &ExportTensor, name: String, c: &ModelConfig) -> Result<Planned, FormatError> {
+    let n: usize = t.shape.iter().product();
+    let row_len = t.shape.last().copied().unwrap_or(1).max(1);
+    let heads = if arch::needs_qk_permutation(c.arch) {
+        names::permute_heads(&t.name, c.num_heads, c.num_kv_heads)
+    } else {
+        None
+    };
+    let ne: Vec<u64> = t.shape.iter().rev().map(|&d| d as u64).collect();
+    let (ggml_type, source) = match &t.data {
+        TensorData::Dense(v) => {
+            if v.len() != n {
+                return Err(bad(format!("`{}` has {} values for shape {:?}", t.name, v.len(), t.shape)));
+            }
+            let mut v = match heads {
+                // A 1-D bias permutes as a column of rows of length 1.
+                Some(h) => names::permute_rows(v, if t.shape.len() == 1 { 1 } else { row_len }, h)
+                    .map_err(|e| bad(format!("`{}`: {e}", t.name)))?,
+                None => v.clone(),
+            };
+            if arch::norm_plus_one(c.arch) && name.ends_with("norm.weight") {
+                v.iter_mut().for_each(|x| *x += 1.0);
+            }
+            (GgmlType::F32, Source::Dense(v))
+        }
+        TensorData::Encoded { ggml_type, bytes } => {
+            let rows = if t.shape.len() == 1 { 1 } else { n / row_len };
+            let b = match heads {
+                Some(h) if t.shape.len() > 1 && rows > 0 && bytes.len() % rows == 0 => {
+                    names::permute_rows(bytes, bytes.len() / rows, h)
+                        .map_err(|e| bad(format!("`{}`: {e}", t.name)))?
+                }
+                Some(_) => return Err(bad(format!("`{}`: encoded data cannot be row-permuted", t.name))),
+                None => bytes.clone(),
+            };
+            (*ggml_type, Source::Encoded(b))
+        }
+    };
+    Ok(Planned { info: TensorInfo { name, ne, ggml_type }, source })
 }
 
 /// The tensors llama.cpp requires for this configuration are all there (it would reject a file
@@ -293,20 +317,41 @@ fn check_complete(planned: &[Planned], c: &ModelConfig) -> Result<(), FormatErro
             missing.push(n);
         }
     };
+    use crate::hf_config::BlockKind;
+    let f = &c.features;
     need("token_embd.weight".into());
     need("output_norm.weight".into());
-    if !c.tie_word_embeddings {
+    if !c.tie_word_embeddings || phi2_tied(c) {
         need("output.weight".into());
     }
+    if f.lm_head_bias {
+        need("output.bias".into());
+    }
     for i in 0..c.num_layers {
-        for base in ["attn_norm", "ffn_norm", "attn_output", "ffn_up", "ffn_down"] {
+        for base in ["attn_norm", "attn_output", "ffn_up", "ffn_down"] {
             need(format!("blk.{i}.{base}.weight"));
+        }
+        match f.block {
+            BlockKind::Sequential => need(format!("blk.{i}.ffn_norm.weight")),
+            BlockKind::Sandwich => {
+                for base in ["post_attention_norm", "ffn_norm", "post_ffw_norm"] {
+                    need(format!("blk.{i}.{base}.weight"));
+                }
+            }
+            BlockKind::Parallel => {}
+        }
+        if f.qk_norm.is_some() {
+            need(format!("blk.{i}.attn_q_norm.weight"));
+            need(format!("blk.{i}.attn_k_norm.weight"));
         }
         if c.arch.fused_projections() {
             need(format!("blk.{i}.attn_qkv.weight"));
         } else {
-            for base in ["attn_q", "attn_k", "attn_v", "ffn_gate"] {
+            for base in ["attn_q", "attn_k", "attn_v"] {
                 need(format!("blk.{i}.{base}.weight"));
+            }
+            if !c.arch.ungated_mlp() {
+                need(format!("blk.{i}.ffn_gate.weight"));
             }
         }
     }

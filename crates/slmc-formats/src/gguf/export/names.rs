@@ -1,5 +1,7 @@
 //! Hugging Face tensor names → llama.cpp tensor names (`gguf-py/gguf/tensor_mapping.py` for the
-//! llama, qwen2 and phi3 architectures), and the llama-arch Q/K row permutation.
+//! architectures slmc exports), and the llama-arch Q/K row permutation.
+
+use crate::hf_config::Arch;
 
 /// What happens to a Hugging Face tensor on the way to GGUF.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -10,15 +12,18 @@ pub enum Mapped {
     Dropped,
 }
 
-/// The GGUF name of a Hugging Face tensor, or `None` if llama.cpp has no such tensor.
-pub fn gguf_name(hf: &str) -> Option<Mapped> {
+/// The GGUF name of a Hugging Face tensor of architecture `arch`, or `None` if llama.cpp has no
+/// such tensor.
+pub fn gguf_name(hf: &str, arch: Arch) -> Option<Mapped> {
     if hf.ends_with("rotary_emb.inv_freq") {
         return Some(Mapped::Dropped);
     }
     let fixed = match hf {
         "model.embed_tokens.weight" => Some("token_embd.weight"),
-        "model.norm.weight" => Some("output_norm.weight"),
+        "model.norm.weight" | "model.final_layernorm.weight" => Some("output_norm.weight"),
+        "model.final_layernorm.bias" => Some("output_norm.bias"),
         "lm_head.weight" => Some("output.weight"),
+        "lm_head.bias" => Some("output.bias"),
         _ => None,
     };
     if let Some(f) = fixed {
@@ -31,17 +36,24 @@ pub fn gguf_name(hf: &str) -> Option<Mapped> {
     if kind != "weight" && kind != "bias" {
         return None;
     }
+    let sandwich = matches!(arch, Arch::Gemma2 | Arch::Gemma3);
     let base = match module {
         "input_layernorm" => "attn_norm",
+        // Gemma 2/3: the norm on the attention output; elsewhere the norm before the MLP.
+        "post_attention_layernorm" if sandwich => "post_attention_norm",
         "post_attention_layernorm" => "ffn_norm",
+        "pre_feedforward_layernorm" => "ffn_norm",
+        "post_feedforward_layernorm" => "post_ffw_norm",
+        "self_attn.q_norm" => "attn_q_norm",
+        "self_attn.k_norm" => "attn_k_norm",
         "self_attn.q_proj" => "attn_q",
         "self_attn.k_proj" => "attn_k",
         "self_attn.v_proj" => "attn_v",
-        "self_attn.o_proj" => "attn_output",
+        "self_attn.o_proj" | "self_attn.dense" => "attn_output",
         "self_attn.qkv_proj" => "attn_qkv",
         "mlp.gate_proj" => "ffn_gate",
-        "mlp.up_proj" => "ffn_up",
-        "mlp.down_proj" => "ffn_down",
+        "mlp.up_proj" | "mlp.fc1" => "ffn_up",
+        "mlp.down_proj" | "mlp.fc2" => "ffn_down",
         // Phi-3: gate rows first, then up; llama.cpp's SwiGLU splits the fused tensor the same way.
         "mlp.gate_up_proj" => "ffn_up",
         _ => return None,
@@ -97,7 +109,7 @@ mod tests {
 
     #[test]
     fn names_follow_tensor_mapping() {
-        let t = |s: &str| gguf_name(s).unwrap();
+        let t = |s: &str| gguf_name(s, Arch::Llama).unwrap();
         assert_eq!(t("model.embed_tokens.weight"), Mapped::Tensor("token_embd.weight".into()));
         assert_eq!(t("model.layers.11.self_attn.q_proj.bias"), Mapped::Tensor("blk.11.attn_q.bias".into()));
         assert_eq!(t("model.layers.0.mlp.gate_up_proj.weight"), Mapped::Tensor("blk.0.ffn_up.weight".into()));
@@ -110,8 +122,24 @@ mod tests {
             Mapped::Tensor("blk.3.ffn_norm.weight".into())
         );
         assert_eq!(t("model.layers.0.self_attn.rotary_emb.inv_freq"), Mapped::Dropped);
-        assert_eq!(gguf_name("model.layers.0.mlp.experts.0.weight"), None);
-        assert_eq!(gguf_name("model.layers.x.mlp.up_proj.weight"), None);
+        assert_eq!(gguf_name("model.layers.0.mlp.experts.0.weight", Arch::Llama), None);
+        assert_eq!(gguf_name("model.layers.x.mlp.up_proj.weight", Arch::Llama), None);
+        let g = |s: &str| gguf_name(s, Arch::Gemma2).unwrap();
+        assert_eq!(
+            g("model.layers.1.post_attention_layernorm.weight"),
+            Mapped::Tensor("blk.1.post_attention_norm.weight".into())
+        );
+        assert_eq!(
+            g("model.layers.1.pre_feedforward_layernorm.weight"),
+            Mapped::Tensor("blk.1.ffn_norm.weight".into())
+        );
+        assert_eq!(
+            g("model.layers.1.post_feedforward_layernorm.weight"),
+            Mapped::Tensor("blk.1.post_ffw_norm.weight".into())
+        );
+        let p = |s: &str| gguf_name(s, Arch::Phi).unwrap();
+        assert_eq!(p("model.layers.0.self_attn.dense.bias"), Mapped::Tensor("blk.0.attn_output.bias".into()));
+        assert_eq!(p("model.final_layernorm.bias"), Mapped::Tensor("output_norm.bias".into()));
     }
 
     #[test]

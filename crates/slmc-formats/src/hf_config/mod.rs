@@ -6,78 +6,14 @@
 //! `slmc-formats` (no burn) so that recipe checking and planning can read model shapes without
 //! compiling a tensor backend.
 
+mod arch;
+mod features;
+
+pub use arch::{Activation, Arch, BlockKind, LayerRope, NormKind, SUPPORTED_MODEL_TYPES};
+
 use crate::FloatDtype;
 use crate::FormatError;
 use serde_json::{Map, Value, json};
-
-/// The architectures slmc implements (Hugging Face `model_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arch {
-    /// `LlamaForCausalLM`.
-    Llama,
-    /// `MistralForCausalLM`.
-    Mistral,
-    /// `Qwen2ForCausalLM` (q/k/v biases).
-    Qwen2,
-    /// `Phi3ForCausalLM` (fused `qkv_proj` and `gate_up_proj`).
-    Phi3,
-}
-
-/// The `model_type` values slmc accepts, for error messages.
-pub const SUPPORTED_MODEL_TYPES: &str = "llama, mistral, qwen2, phi3";
-
-impl Arch {
-    /// Parses a Hugging Face `model_type`.
-    pub fn from_model_type(s: &str) -> Option<Self> {
-        match s {
-            "llama" => Some(Self::Llama),
-            "mistral" => Some(Self::Mistral),
-            "qwen2" => Some(Self::Qwen2),
-            "phi3" => Some(Self::Phi3),
-            _ => None,
-        }
-    }
-
-    /// The Hugging Face `model_type`.
-    pub fn model_type(self) -> &'static str {
-        match self {
-            Self::Llama => "llama",
-            Self::Mistral => "mistral",
-            Self::Qwen2 => "qwen2",
-            Self::Phi3 => "phi3",
-        }
-    }
-
-    /// The transformers class name written to `architectures`.
-    pub fn hf_class(self) -> &'static str {
-        match self {
-            Self::Llama => "LlamaForCausalLM",
-            Self::Mistral => "MistralForCausalLM",
-            Self::Qwen2 => "Qwen2ForCausalLM",
-            Self::Phi3 => "Phi3ForCausalLM",
-        }
-    }
-
-    /// Whether q/k/v are one fused `qkv_proj` and gate/up one `gate_up_proj`.
-    pub fn fused_projections(self) -> bool {
-        self == Self::Phi3
-    }
-
-    /// The linear modules of one decoder layer (names relative to the layer), grouped by the
-    /// input they read, in forward order: q/k/v, o, gate/up, down (GPTQ's true-sequential order).
-    pub fn layer_linears(self) -> [&'static [&'static str]; 4] {
-        if self.fused_projections() {
-            [&["self_attn.qkv_proj"], &["self_attn.o_proj"], &["mlp.gate_up_proj"], &["mlp.down_proj"]]
-        } else {
-            [
-                &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-                &["self_attn.o_proj"],
-                &["mlp.gate_proj", "mlp.up_proj"],
-                &["mlp.down_proj"],
-            ]
-        }
-    }
-}
 
 /// How rotary position frequencies are rescaled for long context.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,8 +104,47 @@ pub struct ModelConfig {
     pub pad_token_id: Option<u32>,
     /// The dtype weights are stored in.
     pub dtype: FloatDtype,
-    /// The original `config.json`, kept so that keys slmc does not model survive a save.
+    /// The family-specific parts of the forward pass.
+    pub features: Features,
+    /// The original `config.json` (for a multimodal wrapper: its `text_config`), kept so that keys
+    /// slmc does not model survive a save.
     pub raw: Map<String, Value>,
+}
+
+/// Everything in which the supported families' forward passes differ from Llama's, decided once
+/// from `config.json` (architectures.md §1–§7). Llama's values: RMSNorm, SiLU, sequential block,
+/// multipliers 1, scale `head_dim^-0.5`, no soft-caps, RoPE on every layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    /// The decoder and final norms.
+    pub norm: NormKind,
+    /// Per-head norm of queries and keys before RoPE (Qwen3: `Rms`, Gemma 3: `RmsUnitOffset`).
+    pub qk_norm: Option<NormKind>,
+    /// The MLP activation.
+    pub activation: Activation,
+    /// Norm and residual wiring of a decoder layer.
+    pub block: BlockKind,
+    /// Factor on the token embeddings (Gemma: √hidden; Granite: `embedding_multiplier`).
+    pub embedding_multiplier: f64,
+    /// Softmax scale of attention scores (`head_dim^-0.5`, Gemma 2/3
+    /// `query_pre_attn_scalar^-0.5`, Granite `attention_multiplier`).
+    pub attention_scale: f64,
+    /// `cap · tanh(s / cap)` on attention scores before the mask (Gemma 2).
+    pub attn_softcap: Option<f64>,
+    /// `cap · tanh(z / cap)` on the logits (Gemma 2, optionally Gemma 3).
+    pub final_softcap: Option<f64>,
+    /// Factor on each residual branch before it is added (Granite).
+    pub residual_multiplier: f64,
+    /// The logits are divided by this (Granite).
+    pub logits_scaling: f64,
+    /// RoPE of sliding-window layers when it differs from [`ModelConfig::rope`] (Gemma 3).
+    pub rope_local: Option<RopeConfig>,
+    /// Per layer: `false` for a layer without positional rotation (SmolLM3's NoPE layers).
+    pub rope_layers: Vec<bool>,
+    /// `lm_head` has a bias (Phi-2).
+    pub lm_head_bias: bool,
+    /// The config came from a multimodal wrapper (`gemma3`) whose vision tower is ignored.
+    pub multimodal: bool,
 }
 
 impl ModelConfig {
@@ -199,7 +174,9 @@ impl ModelConfig {
             "self_attn.o_proj" => [h, q],
             "mlp.gate_proj" | "mlp.up_proj" => [i, h],
             "mlp.gate_up_proj" => [2 * i, h],
-            "mlp.down_proj" => [h, i],
+            "mlp.down_proj" | "mlp.fc2" => [h, i],
+            "self_attn.dense" => [h, q],
+            "mlp.fc1" => [i, h],
             _ => return None,
         })
     }
@@ -211,7 +188,24 @@ impl ModelConfig {
         let Value::Object(raw) = value else {
             return Err(FormatError::Config { file: source.into(), reason: "expected a JSON object".into() });
         };
-        Parser { raw: &raw, source }.parse()
+        // A `gemma3` multimodal checkpoint: the language model is described by `text_config`.
+        if raw.get("model_type").and_then(Value::as_str) == Some("gemma3") {
+            let Some(Value::Object(text)) = raw.get("text_config") else {
+                return Err(FormatError::Config {
+                    file: source.into(),
+                    reason: "a gemma3 config needs a `text_config` object".into(),
+                });
+            };
+            let mut text = text.clone();
+            text.insert("model_type".into(), json!("gemma3_text"));
+            for key in ["tie_word_embeddings", "torch_dtype", "dtype"] {
+                if let (false, Some(v)) = (text.contains_key(key), raw.get(key)) {
+                    text.insert(key.into(), v.clone());
+                }
+            }
+            return Parser { raw: &text, source }.parse(true);
+        }
+        Parser { raw: &raw, source }.parse(false)
     }
 
     /// Reads `config.json` from a file.
@@ -242,6 +236,20 @@ impl ModelConfig {
         }
     }
 
+    /// Which rotary table layer `layer` uses (NoPE layers none, Gemma 3's sliding layers their
+    /// own).
+    pub fn layer_rope(&self, layer: usize) -> LayerRope {
+        if !self.features.rope_layers.get(layer).copied().unwrap_or(true) {
+            LayerRope::None
+        } else if self.features.rope_local.is_some()
+            && self.sliding_windows.get(layer).is_some_and(Option::is_some)
+        {
+            LayerRope::Local
+        } else {
+            LayerRope::Global
+        }
+    }
+
     /// Number of rotated dimensions per head (even).
     pub fn rotary_dim(&self) -> usize {
         let d = (self.head_dim as f64 * self.rope.partial_rotary_factor) as usize;
@@ -256,10 +264,22 @@ impl ModelConfig {
             + self.q_dim() * h
             + if self.qkv_bias { self.q_dim() + 2 * self.kv_dim() } else { 0 }
             + if self.o_bias { h } else { 0 };
-        let mlp = 3 * h * i + if self.mlp_bias { 2 * i + h } else { 0 };
-        let layer = attn + mlp + 2 * h;
-        let head = if self.tie_word_embeddings { 0 } else { v * h };
-        v * h + self.num_layers * layer + h + head
+        let f = &self.features;
+        let mlp = if self.arch.ungated_mlp() {
+            2 * h * i + if self.mlp_bias { i + h } else { 0 }
+        } else {
+            3 * h * i + if self.mlp_bias { 2 * i + h } else { 0 }
+        };
+        let norm = if f.norm == NormKind::Layer { 2 * h } else { h };
+        let norms_per_layer = match f.block {
+            BlockKind::Sequential => 2,
+            BlockKind::Sandwich => 4,
+            BlockKind::Parallel => 1,
+        };
+        let qk_norm = if f.qk_norm.is_some() { 2 * self.head_dim } else { 0 };
+        let layer = attn + mlp + norms_per_layer * norm + qk_norm;
+        let head = if self.tie_word_embeddings { 0 } else { v * h + if f.lm_head_bias { v } else { 0 } };
+        v * h + self.num_layers * layer + norm + head
     }
 
     /// The configuration as transformers 4.x `config.json` (which 5.x also reads): the original
@@ -283,20 +303,36 @@ impl ModelConfig {
         set("num_attention_heads", json!(self.num_heads));
         set("num_key_value_heads", json!(self.num_kv_heads));
         set("max_position_embeddings", json!(self.max_position_embeddings));
-        set("rms_norm_eps", json!(self.rms_norm_eps));
-        set("hidden_act", json!("silu"));
+        let arch = self.arch;
+        if arch == Arch::Phi {
+            set("layer_norm_eps", json!(self.rms_norm_eps));
+            set("hidden_act", json!("gelu_new"));
+        } else {
+            set("rms_norm_eps", json!(self.rms_norm_eps));
+            set("hidden_act", json!(self.features.activation.hf_name()));
+        }
+        if matches!(arch, Arch::Gemma2 | Arch::Gemma3) {
+            set("hidden_activation", json!(self.features.activation.hf_name()));
+        }
         set("tie_word_embeddings", json!(self.tie_word_embeddings));
         set("torch_dtype", json!(self.dtype.hf_name()));
         set("rope_theta", json!(self.rope.theta));
-        if matches!(self.arch, Arch::Llama | Arch::Mistral) {
+        if matches!(arch, Arch::Llama | Arch::Mistral | Arch::Qwen3) || arch.is_gemma() {
             set("head_dim", json!(self.head_dim));
         }
-        if self.arch == Arch::Llama {
+        if matches!(arch, Arch::Llama | Arch::Granite | Arch::SmolLm3) {
             set("attention_bias", json!(self.qkv_bias));
             set("mlp_bias", json!(self.mlp_bias));
         }
-        if self.arch == Arch::Phi3 {
+        if matches!(arch, Arch::Qwen3) || arch.is_gemma() {
+            set("attention_bias", json!(self.qkv_bias));
+        }
+        if matches!(arch, Arch::Phi3 | Arch::Phi) {
             set("partial_rotary_factor", json!(self.rope.partial_rotary_factor));
+        }
+        if arch == Arch::SmolLm3 {
+            let flags: Vec<u8> = self.features.rope_layers.iter().map(|&r| u8::from(r)).collect();
+            set("no_rope_layers", json!(flags));
         }
         if let Some(b) = self.bos_token_id {
             set("bos_token_id", json!(b));
@@ -309,32 +345,28 @@ impl ModelConfig {
         if let Some(p) = self.pad_token_id {
             set("pad_token_id", json!(p));
         }
-        let scaling = match &self.rope.scaling {
-            RopeScaling::None => Value::Null,
-            RopeScaling::Linear { factor } => {
-                json!({"rope_type": "linear", "type": "linear", "factor": factor})
+        if let RopeScaling::LongRope { original_max_position_embeddings, .. } = &self.rope.scaling {
+            set("original_max_position_embeddings", json!(original_max_position_embeddings));
+        }
+        set("rope_scaling", rope_scaling_json(&self.rope.scaling));
+        if let Some(local) = &self.features.rope_local {
+            // Gemma 3 in both spellings: 4.x reads the top-level keys, 5.x the nested dict.
+            set("rope_local_base_freq", json!(local.theta));
+            let mut full = rope_scaling_json(&self.rope.scaling);
+            if full.is_null() {
+                full = json!({"rope_type": "default"});
             }
-            RopeScaling::Llama3 {
-                factor,
-                low_freq_factor,
-                high_freq_factor,
-                original_max_position_embeddings,
-            } => {
-                json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": low_freq_factor,
-                       "high_freq_factor": high_freq_factor,
-                       "original_max_position_embeddings": original_max_position_embeddings})
-            }
-            RopeScaling::LongRope { short_factor, long_factor, original_max_position_embeddings, .. } => {
-                set("original_max_position_embeddings", json!(original_max_position_embeddings));
-                // transformers 4.4x's Phi3Config insists on exactly these three keys.
-                json!({"type": "longrope", "short_factor": short_factor, "long_factor": long_factor})
-            }
-        };
-        set("rope_scaling", scaling);
+            full["rope_theta"] = json!(self.rope.theta);
+            set(
+                "rope_parameters",
+                json!({"full_attention": full,
+                       "sliding_attention": {"rope_type": "default", "rope_theta": local.theta}}),
+            );
+        }
         if let Some(w) = self.sliding_windows.iter().flatten().next() {
             set("sliding_window", json!(w));
         }
-        if out.contains_key("layer_types") {
+        if out.contains_key("layer_types") || matches!(arch, Arch::Gemma2 | Arch::Gemma3) {
             // Keep per-layer attention types in step with the (possibly changed) layer count.
             let types: Vec<&str> = self
                 .sliding_windows
@@ -344,6 +376,30 @@ impl ModelConfig {
             out.insert("layer_types".into(), json!(types));
         }
         Value::Object(out)
+    }
+}
+
+/// A 4.x `rope_scaling` dict (null for plain RoPE).
+fn rope_scaling_json(scaling: &RopeScaling) -> Value {
+    match scaling {
+        RopeScaling::None => Value::Null,
+        RopeScaling::Linear { factor } => {
+            json!({"rope_type": "linear", "type": "linear", "factor": factor})
+        }
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => {
+            json!({"rope_type": "llama3", "factor": factor, "low_freq_factor": low_freq_factor,
+                       "high_freq_factor": high_freq_factor,
+                       "original_max_position_embeddings": original_max_position_embeddings})
+        }
+        RopeScaling::LongRope { short_factor, long_factor, .. } => {
+            // transformers 4.4x's Phi3Config insists on exactly these three keys.
+            json!({"type": "longrope", "short_factor": short_factor, "long_factor": long_factor})
+        }
     }
 }
 
@@ -412,19 +468,12 @@ impl Parser<'_> {
         }
     }
 
-    fn parse(&self) -> Result<ModelConfig, FormatError> {
+    fn parse(&self, multimodal: bool) -> Result<ModelConfig, FormatError> {
         let model_type =
             self.get("model_type").and_then(Value::as_str).ok_or_else(|| self.err("missing `model_type`"))?;
         let arch = Arch::from_model_type(model_type).ok_or_else(|| {
             self.err(format!("unsupported model_type `{model_type}`; slmc supports {SUPPORTED_MODEL_TYPES}"))
         })?;
-        if let Some(act) = self.get("hidden_act").and_then(Value::as_str)
-            && act != "silu"
-        {
-            return Err(
-                self.err(format!("unsupported hidden_act `{act}`; slmc's decoder implements silu (SwiGLU)"))
-            );
-        }
         let hidden_size = self.usize_req("hidden_size")?;
         let num_heads = self.usize_req("num_attention_heads")?;
         let num_kv_heads = self.usize_opt("num_key_value_heads")?.unwrap_or(num_heads);
@@ -453,19 +502,21 @@ impl Parser<'_> {
             self.err(format!("unsupported dtype `{dtype_name}`; expected float32, float16 or bfloat16"))
         })?;
         let attention_bias = self.bool_opt("attention_bias")?.unwrap_or(false);
+        let mlp_bias = self.bool_opt("mlp_bias")?.unwrap_or(false);
         let (qkv_bias, o_bias, mlp_bias) = match arch {
-            Arch::Llama => (attention_bias, attention_bias, self.bool_opt("mlp_bias")?.unwrap_or(false)),
+            Arch::Llama | Arch::Granite | Arch::SmolLm3 => (attention_bias, attention_bias, mlp_bias),
+            Arch::Gemma | Arch::Gemma2 | Arch::Gemma3 | Arch::Qwen3 => {
+                (attention_bias, attention_bias, false)
+            }
             Arch::Qwen2 => (true, false, false),
+            Arch::Phi => (true, true, true),
             Arch::Mistral | Arch::Phi3 => (false, false, false),
         };
-        let rope = self.rope(arch, head_dim, max_position_embeddings)?;
-        if rope.partial_rotary_factor <= 0.0 || rope.partial_rotary_factor > 1.0 {
-            return Err(self.err(format!(
-                "partial_rotary_factor must be in (0, 1], got {}",
-                rope.partial_rotary_factor
-            )));
-        }
+        let rope = self.global_rope(arch, head_dim, max_position_embeddings)?;
         let sliding_windows = self.sliding_windows(arch, num_layers)?;
+        let features =
+            self.features(arch, hidden_size, head_dim, num_layers, &sliding_windows, multimodal)?;
+        let norm_eps_key = if arch == Arch::Phi { "layer_norm_eps" } else { "rms_norm_eps" };
         let mut eos_token_ids = self.token_ids("eos_token_id")?;
         eos_token_ids.dedup();
         Ok(ModelConfig {
@@ -478,9 +529,11 @@ impl Parser<'_> {
             num_kv_heads,
             head_dim,
             max_position_embeddings,
-            rms_norm_eps: self.f64_opt("rms_norm_eps")?.unwrap_or(1e-6),
+            rms_norm_eps: self.f64_opt(norm_eps_key)?.unwrap_or(if arch == Arch::Phi { 1e-5 } else { 1e-6 }),
             rope,
-            tie_word_embeddings: self.bool_opt("tie_word_embeddings")?.unwrap_or(false),
+            tie_word_embeddings: self
+                .bool_opt("tie_word_embeddings")?
+                .unwrap_or(arch.is_gemma() || arch == Arch::SmolLm3),
             qkv_bias,
             o_bias,
             mlp_bias,
@@ -489,6 +542,7 @@ impl Parser<'_> {
             eos_token_ids,
             pad_token_id: self.token_ids("pad_token_id")?.first().copied(),
             dtype,
+            features,
             raw: self.raw.clone(),
         })
     }
@@ -497,17 +551,21 @@ impl Parser<'_> {
         // transformers' MistralConfig defaults `sliding_window` to 4096 when the key is absent
         // (an explicit null disables it).
         let window = match (arch, self.raw.get("sliding_window")) {
-            (Arch::Mistral, None) => Some(4096),
+            (Arch::Mistral | Arch::Gemma2 | Arch::Gemma3, None) => Some(4096),
             _ => self.usize_opt("sliding_window")?,
         };
         let uses = match arch {
-            Arch::Llama => false,
+            Arch::Llama | Arch::Gemma | Arch::Granite | Arch::Phi => false,
             // Mistral applies its window to every layer whenever one is set.
             Arch::Mistral => true,
-            // Qwen2 only when `use_sliding_window`, and then from `max_window_layers` on.
-            Arch::Qwen2 => self.bool_opt("use_sliding_window")?.unwrap_or(false),
-            // Phi-3's modelling code applies `sliding_window` to every layer when set.
-            Arch::Phi3 => true,
+            // Qwen2/Qwen3 only when `use_sliding_window`, and then from `max_window_layers` on;
+            // SmolLM3 only when `use_sliding_window`, on its NoPE layers.
+            Arch::Qwen2 | Arch::Qwen3 | Arch::SmolLm3 => {
+                self.bool_opt("use_sliding_window")?.unwrap_or(false)
+            }
+            // Phi-3's modelling code applies `sliding_window` to every layer when set; Gemma 2/3
+            // on the layers `layer_types` (or the default pattern) marks sliding.
+            Arch::Phi3 | Arch::Gemma2 | Arch::Gemma3 => true,
         };
         let Some(w) = window.filter(|_| uses) else {
             return Ok(vec![None; num_layers]);
@@ -529,18 +587,69 @@ impl Parser<'_> {
                 })
                 .collect();
         }
-        let first = if arch == Arch::Qwen2 { self.usize_opt("max_window_layers")?.unwrap_or(0) } else { 0 };
-        Ok((0..num_layers).map(|i| (i >= first).then_some(w)).collect())
+        match arch {
+            // Gemma 2: even layers slide; Gemma 3: all but every `sliding_window_pattern`-th (6).
+            Arch::Gemma2 | Arch::Gemma3 => {
+                let period = match arch {
+                    Arch::Gemma2 => 2,
+                    _ => self
+                        .usize_opt("sliding_window_pattern")?
+                        .or(self.usize_opt("_sliding_window_pattern")?)
+                        .unwrap_or(6),
+                };
+                Ok((0..num_layers).map(|i| (!(i + 1).is_multiple_of(period.max(1))).then_some(w)).collect())
+            }
+            Arch::SmolLm3 => {
+                let rope = self.rope_layers(arch, num_layers)?;
+                Ok(rope.into_iter().map(|r| (!r).then_some(w)).collect())
+            }
+            _ => {
+                let first = if matches!(arch, Arch::Qwen2 | Arch::Qwen3) {
+                    self.usize_opt("max_window_layers")?.unwrap_or(0)
+                } else {
+                    0
+                };
+                Ok((0..num_layers).map(|i| (i >= first).then_some(w)).collect())
+            }
+        }
     }
 
-    /// Finds the rope parameters in the 5.x `rope_parameters` dict or the 4.x top-level
+    /// The model's (for Gemma 3: the full-attention layers') rope parameters, from the 5.x
+    /// `rope_parameters` dict (nested by layer type for Gemma 3) or the 4.x top-level
     /// `rope_theta` + `rope_scaling` dict.
-    fn rope(&self, arch: Arch, head_dim: usize, max_pos: usize) -> Result<RopeConfig, FormatError> {
+    fn global_rope(&self, arch: Arch, head_dim: usize, max_pos: usize) -> Result<RopeConfig, FormatError> {
         let empty = Map::new();
         let params = self.get("rope_parameters").and_then(Value::as_object);
-        let scaling = self.get("rope_scaling").and_then(Value::as_object);
-        let dict = params.or(scaling).unwrap_or(&empty);
-        let lookup = |k: &str| dict.get(k).filter(|v| !v.is_null()).or_else(|| self.get(k));
+        let params = match params {
+            Some(p) if p.contains_key("full_attention") => p
+                .get("full_attention")
+                .and_then(Value::as_object)
+                .ok_or_else(|| self.err("rope_parameters.full_attention must be an object".to_string()))?,
+            Some(p) => p,
+            None => self.get("rope_scaling").and_then(Value::as_object).unwrap_or(&empty),
+        };
+        let default_theta = match arch {
+            Arch::SmolLm3 => 2_000_000.0,
+            Arch::Gemma3 => 1_000_000.0,
+            _ => 10_000.0,
+        };
+        self.rope(arch, params, true, default_theta, head_dim, max_pos)
+    }
+
+    /// Rope parameters from `dict`; with `top_level`, keys missing from it are looked up at the
+    /// top of `config.json` (the 4.x spelling), else `default_theta` applies.
+    fn rope(
+        &self,
+        arch: Arch,
+        dict: &Map<String, Value>,
+        top_level: bool,
+        default_theta: f64,
+        head_dim: usize,
+        max_pos: usize,
+    ) -> Result<RopeConfig, FormatError> {
+        let lookup = |k: &str| {
+            dict.get(k).filter(|v| !v.is_null()).or_else(|| if top_level { self.get(k) } else { None })
+        };
         let num = |k: &str| -> Result<Option<f64>, FormatError> {
             match lookup(k) {
                 None => Ok(None),
@@ -550,8 +659,9 @@ impl Parser<'_> {
                     .ok_or_else(|| self.err(format!("rope `{k}` must be a number, got {v}"))),
             }
         };
-        let theta = num("rope_theta")?.unwrap_or(10000.0);
-        let partial_rotary_factor = num("partial_rotary_factor")?.unwrap_or(1.0);
+        let theta = num("rope_theta")?.unwrap_or(default_theta);
+        let partial_rotary_factor =
+            num("partial_rotary_factor")?.unwrap_or(if arch == Arch::Phi { 0.5 } else { 1.0 });
         let kind =
             dict.get("rope_type").or_else(|| dict.get("type")).and_then(Value::as_str).unwrap_or("default");
         let req = |k: &str| -> Result<f64, FormatError> {
@@ -613,6 +723,11 @@ impl Parser<'_> {
                 self.err(format!("longrope scaling is only supported for phi3, not {}", arch.model_type()))
             );
         }
+        if partial_rotary_factor <= 0.0 || partial_rotary_factor > 1.0 {
+            return Err(
+                self.err(format!("partial_rotary_factor must be in (0, 1], got {partial_rotary_factor}"))
+            );
+        }
         Ok(RopeConfig { theta, scaling, partial_rotary_factor })
     }
 }
@@ -647,8 +762,8 @@ mod tests {
 
     #[test]
     fn unsupported_model_type_names_the_supported_ones() {
-        let err = ModelConfig::from_json_str(r#"{"model_type":"gemma2"}"#, "c.json").unwrap_err().to_string();
-        assert!(err.contains("gemma2") && err.contains("llama, mistral, qwen2, phi3"), "{err}");
+        let err = ModelConfig::from_json_str(r#"{"model_type":"mamba"}"#, "c.json").unwrap_err().to_string();
+        assert!(err.contains("mamba") && err.contains(SUPPORTED_MODEL_TYPES), "{err}");
         let err = ModelConfig::from_json_str(&LLAMA_V4.replace("llama3", "yarn"), "c.json")
             .unwrap_err()
             .to_string();
