@@ -101,8 +101,7 @@ pub fn select_layers(
         return Err(ModelError::Input(format!("layers {layers:?} must be non-empty indices below {n}")));
     }
     let mut config = model.config.clone();
-    config.num_layers = layers.len();
-    config.sliding_windows = layers.iter().map(|&l| model.config.sliding_windows[l]).collect();
+    config.select_layers(layers);
     let mut out = Vec::new();
     for t in export(model) {
         match t.name.strip_prefix("model.layers.") {
@@ -124,6 +123,70 @@ pub fn select_layers(
 /// carry a redundant `lm_head.weight`, which is checked to equal the embeddings and ignored).
 /// Returns the model and the storage dtype found (the most common one).
 pub fn load<S: TensorSource + ?Sized>(
+    config: &crate::ModelConfig,
+    checkpoint: &S,
+    dir: &str,
+    device: &Device,
+) -> Result<(CausalLm, FloatDtype), ModelError> {
+    if config.features.multimodal {
+        let language = LanguageModel::new(checkpoint);
+        return load_plain(config, &language, dir, device);
+    }
+    load_plain(config, checkpoint, dir, device)
+}
+
+/// The language model of a multimodal checkpoint (Gemma 3): its tensors under text-only names
+/// (`language_model.model.*` and `model.language_model.*` → `model.*`,
+/// `language_model.lm_head.*` → `lm_head.*`), the vision tower and projector left out.
+struct LanguageModel<'a, S: TensorSource + ?Sized> {
+    inner: &'a S,
+    /// Text-only name → name in the checkpoint.
+    names: Vec<(String, String)>,
+}
+
+impl<'a, S: TensorSource + ?Sized> LanguageModel<'a, S> {
+    fn new(inner: &'a S) -> Self {
+        let names = inner
+            .tensor_names()
+            .into_iter()
+            .filter_map(|n| {
+                let text = if let Some(rest) = n.strip_prefix("language_model.model.") {
+                    format!("model.{rest}")
+                } else if let Some(rest) = n.strip_prefix("model.language_model.") {
+                    format!("model.{rest}")
+                } else if let Some(rest) = n.strip_prefix("language_model.lm_head.") {
+                    format!("lm_head.{rest}")
+                } else if n.starts_with("lm_head.") || n.starts_with("model.layers.") {
+                    n.clone()
+                } else {
+                    return None; // vision_tower.*, multi_modal_projector.*, model.vision_tower.*
+                };
+                Some((text, n))
+            })
+            .collect();
+        Self { inner, names }
+    }
+
+    fn source_name(&self, name: &str) -> Option<&str> {
+        self.names.iter().find(|(t, _)| t == name).map(|(_, s)| s.as_str())
+    }
+}
+
+impl<S: TensorSource + ?Sized> TensorSource for LanguageModel<'_, S> {
+    fn tensor_names(&self) -> Vec<String> {
+        self.names.iter().map(|(t, _)| t.clone()).collect()
+    }
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.inner.shape(self.source_name(name)?)
+    }
+    fn values(&self, name: &str) -> Result<(FloatDtype, Vec<f32>), ModelError> {
+        let source =
+            self.source_name(name).ok_or_else(|| ModelError::Input(format!("tensor `{name}` is missing")))?;
+        self.inner.values(source)
+    }
+}
+
+fn load_plain<S: TensorSource + ?Sized>(
     config: &crate::ModelConfig,
     checkpoint: &S,
     dir: &str,

@@ -128,8 +128,7 @@ pub fn student_config(
                 ));
             }
             let mut c = teacher.clone();
-            c.num_layers = layers.len();
-            c.sliding_windows = layers.iter().map(|&l| teacher.sliding_windows[l]).collect();
+            c.select_layers(&layers);
             Ok(c)
         }
         StudentInit::Config(overrides) => {

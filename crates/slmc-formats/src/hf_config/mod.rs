@@ -7,6 +7,8 @@
 //! compiling a tensor backend.
 
 mod arch;
+#[cfg(test)]
+mod family_tests;
 mod features;
 
 pub use arch::{Activation, Arch, BlockKind, LayerRope, NormKind, SUPPORTED_MODEL_TYPES};
@@ -233,6 +235,23 @@ impl ModelConfig {
                 Some(*original_max_position_embeddings)
             }
             _ => None,
+        }
+    }
+
+    /// Keeps only the decoder layers `kept` (indices into the current layers, in that order):
+    /// the layer count and every per-layer setting (sliding windows, NoPE layers) follow.
+    pub fn select_layers(&mut self, kept: &[usize]) {
+        self.num_layers = kept.len();
+        self.sliding_windows = kept.iter().map(|&l| self.sliding_windows.get(l).copied().flatten()).collect();
+        let rope = &self.features.rope_layers;
+        self.features.rope_layers = kept.iter().map(|&l| rope.get(l).copied().unwrap_or(true)).collect();
+    }
+
+    /// Sets the residual width, with what depends on it (Gemma's embedding scale √hidden).
+    pub fn set_hidden_size(&mut self, hidden: usize) {
+        self.hidden_size = hidden;
+        if self.arch.is_gemma() {
+            self.features.embedding_multiplier = (hidden as f64).sqrt();
         }
     }
 

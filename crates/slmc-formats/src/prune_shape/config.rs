@@ -29,8 +29,9 @@ pub fn shrunk_config(
         ));
     }
     let mut c = shape.apply(config);
-    c.sliding_windows =
-        kept_layers.iter().map(|&l| config.sliding_windows.get(l).copied().flatten()).collect();
+    let mut layers = config.clone();
+    layers.select_layers(kept_layers);
+    (c.sliding_windows, c.features.rope_layers) = (layers.sliding_windows, layers.features.rope_layers);
     c.raw.insert("head_dim".into(), json!(config.head_dim));
     if let Some(bound) = c.raw.get("max_window_layers").and_then(Value::as_u64) {
         let below = kept_layers.iter().filter(|&&l| (l as u64) < bound).count();

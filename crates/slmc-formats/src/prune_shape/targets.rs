@@ -42,9 +42,8 @@ impl Shape {
         c.num_heads = self.num_attention_heads;
         c.num_kv_heads = self.num_key_value_heads;
         c.intermediate_size = self.intermediate_size;
-        c.hidden_size = self.hidden_size;
-        c.num_layers = self.num_hidden_layers;
-        c.sliding_windows.truncate(self.num_hidden_layers);
+        c.set_hidden_size(self.hidden_size);
+        c.select_layers(&(0..self.num_hidden_layers).collect::<Vec<_>>());
         c
     }
 
