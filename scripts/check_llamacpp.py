@@ -56,7 +56,8 @@ from safetensors.torch import load_file  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests/fixtures/models"
 VARIANTS = ["llama_gqa", "llama_tied_bf16", "llama3_rope", "llama_linear_v4", "mistral_sharded",
-            "qwen2_bias", "phi3_fused", "phi3_longrope"]
+            "qwen2_bias", "phi3_fused", "phi3_longrope", "gemma_geglu", "gemma2_softcap", "gemma3_text_swa",
+            "gemma3_mm", "granite_mult", "phi2_parallel", "qwen3_qknorm", "smollm3_nope"]
 
 VALUE_TYPES = {
     "context_length": "UINT32", "embedding_length": "UINT32", "block_count": "UINT32",
@@ -102,11 +103,19 @@ def gguf_to_hf_state(r, kv, arch: str) -> dict[str, torch.Tensor]:
     """Dequantized GGUF tensors under Hugging Face names (undoing the llama Q/K permutation)."""
     from gguf.quants import dequantize
 
-    inv = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
-    blk = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
-           "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
-           "attn_qkv": "self_attn.qkv_proj", "ffn_gate": "mlp.gate_proj", "ffn_down": "mlp.down_proj",
-           "ffn_up": "mlp.gate_up_proj" if arch == "phi3" else "mlp.up_proj"}
+    phi2 = arch == "phi2"
+    sandwich = arch in ("gemma2", "gemma3")
+    inv = {"token_embd": "model.embed_tokens", "output_norm": "model.final_layernorm" if phi2 else "model.norm",
+           "output": "lm_head"}
+    blk = {"attn_norm": "input_layernorm",
+           "ffn_norm": "pre_feedforward_layernorm" if sandwich else "post_attention_layernorm",
+           "post_attention_norm": "post_attention_layernorm", "post_ffw_norm": "post_feedforward_layernorm",
+           "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm", "attn_q": "self_attn.q_proj",
+           "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+           "attn_output": "self_attn.dense" if phi2 else "self_attn.o_proj",
+           "attn_qkv": "self_attn.qkv_proj", "ffn_gate": "mlp.gate_proj",
+           "ffn_down": "mlp.fc2" if phi2 else "mlp.down_proj",
+           "ffn_up": "mlp.gate_up_proj" if arch == "phi3" else ("mlp.fc1" if phi2 else "mlp.up_proj")}
     n_head = kv[f"{arch}.attention.head_count"]
     n_kv = kv[f"{arch}.attention.head_count_kv"]
     out = {}
@@ -120,7 +129,9 @@ def gguf_to_hf_state(r, kv, arch: str) -> dict[str, torch.Tensor]:
             name = f"model.layers.{i}.{blk[b]}.{kind}"
         else:
             name = f"{inv[base]}.{kind}"
-        if arch == "llama" and base.endswith(("attn_q", "attn_k")):
+        if arch.startswith("gemma") and base.endswith("norm") and kind == "weight":
+            x = x - 1.0  # llama.cpp's gemma norms hold 1 + w
+        if arch in ("llama", "granite", "smollm3") and base.endswith(("attn_q", "attn_k")):
             h = n_head if base.endswith("attn_q") else n_kv
             d = x.shape[0] // h
             x = x.reshape(h, d // 2, 2, *x.shape[1:]).swapaxes(1, 2).reshape(x.shape)
@@ -134,8 +145,11 @@ def hf_logits(variant: str, ids: torch.Tensor, state=None, no_window=False) -> t
     cfg = AutoConfig.from_pretrained(FIXTURES / variant)
     if no_window:
         cfg.sliding_window = None
-    model = AutoModelForCausalLM.from_pretrained(FIXTURES / variant, config=cfg, dtype=torch.float32,
-                                                 attn_implementation="eager")
+    if variant == "gemma3_mm":
+        from transformers import AutoModelForImageTextToText as Auto
+    else:
+        Auto = AutoModelForCausalLM
+    model = Auto.from_pretrained(FIXTURES / variant, config=cfg, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     if state is not None:
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -206,17 +220,26 @@ def llama_logits(path: Path, ids: torch.Tensor) -> np.ndarray:
         llm.reset()
         llm.eval(row)
         rows.append(np.array(llm.scores[: len(row)], dtype=np.float32))
-    tok_ok = check_tokenizer(llm)
+    tok_ok = check_tokenizer(llm, path.parent / "model-dir")
     del llm
     return np.stack(rows), tok_ok
 
 
-def check_tokenizer(llm) -> tuple[int, int]:
+def check_tokenizer(llm, model_dir: Path) -> tuple[int, int]:
+    """llama.cpp's ids for the tokenizer reference texts against transformers': the committed ids
+    for the shared byte-level BPE fixture tokenizer, transformers run live for a model directory
+    with its own (SentencePiece-style) tokenizer."""
     ref = json.loads((ROOT / "tests/fixtures/tokenizer/reference.json").read_text())
+    tok = None
+    if (model_dir / "tokenizer.model").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(model_dir)
     ok = 0
     for case in ref["cases"]:
+        want = case["ids"] if tok is None else tok(case["text"])["input_ids"]
         got = llm.tokenize(case["text"].encode("utf-8"), add_bos=True, special=False)
-        ok += got == case["ids"]
+        ok += got == want
     return ok, len(ref["cases"])
 
 
@@ -243,6 +266,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for variant in args.variants.split(","):
             ref = load_file(str(FIXTURES / variant / "reference.safetensors"))
+            link = Path(tmp) / "model-dir"
+            if link.is_symlink():
+                link.unlink()
+            link.symlink_to(FIXTURES / variant)
             ids = ref["input_ids"]
             f32 = Path(tmp) / f"{variant}.f32-src.gguf"
             subprocess.run([str(args.slmc), "export", str(FIXTURES / variant), "--format", "gguf", "--type", "f32",

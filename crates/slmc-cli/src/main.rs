@@ -23,7 +23,8 @@ const EXIT_INTERNAL: u8 = 2;
     about = "Compress small language models: distill, prune, quantize, fine-tune; export GGUF and safetensors",
     long_about = "slmc compresses small language models with one binary and no Python.\n\n\
         Models are Hugging Face directories (config.json + *.safetensors + tokenizer.json) of the \
-        llama, mistral, qwen2 and phi3 families. Computation runs on the CPU by default (the pure-Rust \
+        llama, mistral, qwen2, phi3, gemma, gemma2, gemma3 (text), granite, phi (Phi-2), qwen3 and \
+        smollm3 families. Computation runs on the CPU by default (the pure-Rust \
         flex backend); builds with `--features cuda` or `--features tch` add GPU backends.",
     after_help = "Examples:\n  \
         slmc inspect tests/fixtures/models/llama_gqa\n  \

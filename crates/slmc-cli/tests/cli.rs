@@ -170,7 +170,8 @@ fn user_errors_exit_1_with_one_clear_line() {
     let o = slmc(&["inspect", tmp.path().to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stderr(&o).contains("unsupported model_type `gpt_neox`; slmc supports llama, mistral, qwen2, phi3"),
+        stderr(&o)
+            .contains("unsupported model_type `gpt_neox`; slmc supports llama, mistral, qwen2, phi3, gemma"),
         "{}",
         stderr(&o)
     );

@@ -1,5 +1,6 @@
-//! The Llama-family decoder of slmc, in burn: one implementation configured per architecture
-//! (`llama`, `mistral`, `qwen2`, `phi3`), Hugging Face checkpoint load/save, tokenizer,
+//! The decoder of slmc, in burn: one implementation configured per architecture (`llama`,
+//! `mistral`, `qwen2`, `phi3`, `gemma`, `gemma2`, `gemma3_text`, `granite`, `phi`, `qwen3`,
+//! `smollm3`; see [`config::Features`]), Hugging Face checkpoint load/save, tokenizer,
 //! KV-cache generation and perplexity.
 //!
 //! Tensor names are Hugging Face names everywhere (`model.layers.3.self_attn.q_proj.weight`);

@@ -13,9 +13,13 @@ pub fn adapter_modules(a: &AdapterParams, model: &ModelConfig) -> Result<Vec<Str
     let all = model.linear_modules();
     match &a.targets {
         AdapterTargets::Default => {
-            // PEFT's defaults (utils/constants.py): q_proj + v_proj; Phi-3's fused qkv_proj.
-            let names: &[&str] =
-                if model.arch.fused_projections() { &["qkv_proj"] } else { &["q_proj", "v_proj"] };
+            // PEFT's defaults (utils/constants.py): q_proj + v_proj; Phi-3's fused qkv_proj;
+            // Phi-2 adds fc1/fc2. (PEFT has no entry for granite or smollm3: q_proj + v_proj.)
+            let names: &[&str] = match model.arch {
+                a if a.fused_projections() => &["qkv_proj"],
+                slmc_formats::Arch::Phi => &["q_proj", "v_proj", "fc1", "fc2"],
+                _ => &["q_proj", "v_proj"],
+            };
             let targets =
                 names.iter().map(|n| Selector { text: n.to_string(), origin: Origin::Nowhere }).collect();
             crate::select::resolve(&Selection { targets, ignore: Vec::new() }, &all)

@@ -58,6 +58,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
             "kv_heads": config.num_kv_heads,
             "head_dim": config.head_dim,
             "tied_embeddings": config.tie_word_embeddings,
+            "features": config.features.describe(),
+            "attention_scale": config.features.attention_scale,
             "sparsity": {
                 "overall": sparsity.overall(),
                 "by_module": sparsity.by_kind.iter().map(|(k, (z, t))| (k.clone(), serde_json::json!({"zeros": z, "weights": t, "fraction": *z as f64 / (*t).max(1) as f64}))).collect::<serde_json::Map<_, _>>(),
@@ -92,6 +94,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     row("context length", config.max_position_embeddings.to_string());
     row("rope", format!("theta {} {rope}", config.rope.theta));
     row("tied embeddings", config.tie_word_embeddings.to_string());
+    let features = config.features.describe();
+    if !features.is_empty() {
+        row("family features", features.join(", "));
+    }
     if config.sliding_windows.iter().any(Option::is_some) {
         let w: Vec<String> =
             config.sliding_windows.iter().map(|w| w.map_or("full".into(), |w| w.to_string())).collect();

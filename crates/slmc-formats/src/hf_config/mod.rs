@@ -113,6 +113,60 @@ pub struct ModelConfig {
     pub raw: Map<String, Value>,
 }
 
+impl Features {
+    /// What differs from Llama's forward pass, in words (`["GeGLU", "(1+w) RMSNorm", …]`); empty
+    /// for the Llama-like families.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        match self.norm {
+            NormKind::Rms => {}
+            NormKind::RmsUnitOffset => out.push("(1+w) RMSNorm".to_string()),
+            NormKind::Layer => out.push("LayerNorm".to_string()),
+        }
+        if self.activation == Activation::GeluTanh {
+            out.push("GELU (tanh)".into());
+        }
+        match self.block {
+            BlockKind::Sequential => {}
+            BlockKind::Sandwich => out.push("sandwich norms".into()),
+            BlockKind::Parallel => out.push("parallel attention + MLP".into()),
+        }
+        if let Some(k) = self.qk_norm {
+            out.push(format!("QK-norm ({})", if k == NormKind::Rms { "w" } else { "1+w" }));
+        }
+        if self.embedding_multiplier != 1.0 {
+            out.push(format!("embeddings ×{}", self.embedding_multiplier));
+        }
+        if self.residual_multiplier != 1.0 {
+            out.push(format!("residual branches ×{}", self.residual_multiplier));
+        }
+        if self.logits_scaling != 1.0 {
+            out.push(format!("logits ÷{}", self.logits_scaling));
+        }
+        if let Some(c) = self.attn_softcap {
+            out.push(format!("attention soft-cap {c}"));
+        }
+        if let Some(c) = self.final_softcap {
+            out.push(format!("logit soft-cap {c}"));
+        }
+        if let Some(r) = &self.rope_local {
+            out.push(format!("sliding layers RoPE theta {}", r.theta));
+        }
+        let nope: Vec<String> =
+            self.rope_layers.iter().enumerate().filter(|(_, r)| !**r).map(|(i, _)| i.to_string()).collect();
+        if !nope.is_empty() {
+            out.push(format!("NoPE layers {}", nope.join(",")));
+        }
+        if self.lm_head_bias {
+            out.push("lm_head bias".into());
+        }
+        if self.multimodal {
+            out.push("language model of a multimodal checkpoint (vision tower ignored)".into());
+        }
+        out
+    }
+}
+
 /// Everything in which the supported families' forward passes differ from Llama's, decided once
 /// from `config.json` (architectures.md §1–§7). Llama's values: RMSNorm, SiLU, sequential block,
 /// multipliers 1, scale `head_dim^-0.5`, no soft-caps, RoPE on every layer.

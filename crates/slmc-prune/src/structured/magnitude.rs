@@ -37,7 +37,7 @@ pub fn magnitude(model: &CausalLm) -> Importance {
     let mut hidden = vec![0.0; c.hidden_size];
     let mut writes = vec![0.0; layers];
     for t in export(model) {
-        let Some(p) = parse(&t.name) else { continue };
+        let Some(p) = parse(&t.name).filter(|p| p.module != Module::QkNorm) else { continue };
         let cols = if t.shape.len() == 2 { t.shape[1] } else { 1 };
         let (rows_sq, cols_sq) = (row_sq(&t.values, cols), col_sq(&t.values, cols));
         // The hidden dimension: the output rows (and bias) of o/down and the norms, else the

@@ -6,14 +6,15 @@
 //! | module | rows kept | columns kept |
 //! |---|---|---|
 //! | `embed_tokens`, `lm_head` (once when tied) | all | hidden |
-//! | every norm | hidden | |
+//! | every norm (weights and LayerNorm biases) | hidden | |
+//! | `q_norm`, `k_norm` (one head wide) | all | |
 //! | `q_proj` (+ bias) | kept heads' rows | hidden |
 //! | `k_proj`, `v_proj` (+ biases) | kept KV heads' rows | hidden |
 //! | `qkv_proj` (+ bias) | the q, k and v parts of the above | hidden |
-//! | `o_proj` (+ bias on rows) | hidden | kept heads' columns |
-//! | `gate_proj`, `up_proj` (+ biases) | kept channels | hidden |
+//! | `o_proj` / `dense` (+ bias on rows) | hidden | kept heads' columns |
+//! | `gate_proj`, `up_proj`, `fc1` (+ biases) | kept channels | hidden |
 //! | `gate_up_proj` (+ bias) | kept channels of each half | hidden |
-//! | `down_proj` (+ bias on rows) | hidden | kept channels |
+//! | `down_proj`, `fc2` (+ bias on rows) | hidden | kept channels |
 
 use super::keep::{KeepSets, LayerKeep};
 use super::tensors::{Module, parse, take, unit_rows};
@@ -72,6 +73,7 @@ fn slice(
     let (out, inp): (Option<&[usize]>, Option<&[usize]>) = match p.module {
         Module::Embed | Module::LmHead => (None, Some(hidden)),
         Module::FinalNorm | Module::InputNorm | Module::PostNorm => (Some(hidden), None),
+        Module::QkNorm => (None, None),
         Module::Q => (rows_of(|r| &r.q), Some(hidden)),
         Module::K | Module::V => (rows_of(|r| &r.kv), Some(hidden)),
         Module::Qkv => (rows_of(|r| &r.qkv), Some(hidden)),

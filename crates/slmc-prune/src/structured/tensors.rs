@@ -8,12 +8,14 @@ pub(crate) enum Module {
     Embed,
     /// `lm_head` (`[vocab, hidden]`).
     LmHead,
-    /// `model.norm`.
+    /// `model.norm` (Phi-2: `model.final_layernorm`).
     FinalNorm,
     /// `input_layernorm`.
     InputNorm,
-    /// `post_attention_layernorm`.
+    /// `post_attention_layernorm` (and Gemma 2/3's pre/post-feed-forward norms).
     PostNorm,
+    /// `self_attn.q_norm` / `k_norm`: over one head's width, untouched by pruning.
+    QkNorm,
     /// `self_attn.q_proj`.
     Q,
     /// `self_attn.k_proj`.
@@ -22,15 +24,15 @@ pub(crate) enum Module {
     V,
     /// Phi-3's fused `self_attn.qkv_proj` (`[q | k | v]` rows).
     Qkv,
-    /// `self_attn.o_proj`.
+    /// `self_attn.o_proj` (Phi-2: `self_attn.dense`).
     O,
     /// `mlp.gate_proj`.
     Gate,
-    /// `mlp.up_proj`.
+    /// `mlp.up_proj` (Phi-2: `mlp.fc1`).
     Up,
     /// Phi-3's fused `mlp.gate_up_proj` (`[gate | up]` rows).
     GateUp,
-    /// `mlp.down_proj`.
+    /// `mlp.down_proj` (Phi-2: `mlp.fc2`).
     Down,
 }
 
@@ -65,21 +67,24 @@ pub(crate) fn parse(name: &str) -> Option<ParamName> {
     let (layer, module) = match path {
         "model.embed_tokens" => (None, Module::Embed),
         "lm_head" => (None, Module::LmHead),
-        "model.norm" => (None, Module::FinalNorm),
+        "model.norm" | "model.final_layernorm" => (None, Module::FinalNorm),
         _ => {
             let (index, rest) = path.strip_prefix("model.layers.")?.split_once('.')?;
             let module = match rest {
                 "input_layernorm" => Module::InputNorm,
-                "post_attention_layernorm" => Module::PostNorm,
+                "post_attention_layernorm" | "pre_feedforward_layernorm" | "post_feedforward_layernorm" => {
+                    Module::PostNorm
+                }
+                "self_attn.q_norm" | "self_attn.k_norm" => Module::QkNorm,
                 "self_attn.q_proj" => Module::Q,
                 "self_attn.k_proj" => Module::K,
                 "self_attn.v_proj" => Module::V,
                 "self_attn.qkv_proj" => Module::Qkv,
-                "self_attn.o_proj" => Module::O,
+                "self_attn.o_proj" | "self_attn.dense" => Module::O,
                 "mlp.gate_proj" => Module::Gate,
-                "mlp.up_proj" => Module::Up,
+                "mlp.up_proj" | "mlp.fc1" => Module::Up,
                 "mlp.gate_up_proj" => Module::GateUp,
-                "mlp.down_proj" => Module::Down,
+                "mlp.down_proj" | "mlp.fc2" => Module::Down,
                 _ => return None,
             };
             (Some(index.parse().ok()?), module)
