@@ -390,7 +390,13 @@ impl ModelConfig {
         set("tie_word_embeddings", json!(self.tie_word_embeddings));
         set("torch_dtype", json!(self.dtype.hf_name()));
         set("rope_theta", json!(self.rope.theta));
-        if matches!(arch, Arch::Llama | Arch::Mistral | Arch::Qwen3) || arch.is_gemma() {
+        // Granite, Phi-2 and SmolLM3 read an optional `head_dim` (default hidden / heads), which a
+        // width-pruned model needs.
+        let derived_head = self.hidden_size.checked_div(self.num_heads) == Some(self.head_dim);
+        if matches!(arch, Arch::Llama | Arch::Mistral | Arch::Qwen3)
+            || arch.is_gemma()
+            || (matches!(arch, Arch::Granite | Arch::Phi | Arch::SmolLm3) && !derived_head)
+        {
             set("head_dim", json!(self.head_dim));
         }
         if matches!(arch, Arch::Llama | Arch::Granite | Arch::SmolLm3) {

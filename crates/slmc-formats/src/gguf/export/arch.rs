@@ -54,11 +54,14 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
     let a = gguf_arch(c.arch);
     let k = |s: &str| format!("{a}.{s}");
     let mut notes = Vec::new();
-    if c.arch == Arch::Phi3 && c.head_dim * c.num_heads != c.hidden_size {
+    if matches!(c.arch, Arch::Phi3 | Arch::Phi) && c.head_dim * c.num_heads != c.hidden_size {
         return Err(FormatError::GgufWrite {
             reason: format!(
-                "llama.cpp's phi3 needs head_dim × heads = hidden_size, got {} × {} ≠ {}",
-                c.head_dim, c.num_heads, c.hidden_size
+                "llama.cpp's {} needs head_dim × heads = hidden_size, got {} × {} ≠ {}",
+                gguf_arch(c.arch),
+                c.head_dim,
+                c.num_heads,
+                c.hidden_size
             ),
         });
     }
