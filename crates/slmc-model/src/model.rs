@@ -26,6 +26,8 @@ pub struct CausalLm {
     pub final_layernorm: Option<Norm>,
     /// Output projection; `None` when tied to the embeddings.
     pub lm_head: Option<Proj>,
+    /// The output bias of a tied head (Phi-2 ties only the weight; Hugging Face `lm_head.bias`).
+    pub lm_head_bias: Option<Param<Tensor<1>>>,
     /// The configuration the model was built from.
     #[module(skip)]
     pub config: ModelConfig,
@@ -199,6 +201,8 @@ impl CausalLm {
             norm: (!phi).then(|| norm(h)),
             final_layernorm: phi.then(|| norm(h)),
             lm_head: (!c.tie_word_embeddings).then(|| lin(h, c.vocab_size, f.lm_head_bias)),
+            lm_head_bias: (c.tie_word_embeddings && f.lm_head_bias)
+                .then(|| Param::from_tensor(vector(c.vocab_size, 0.0))),
             config: config.clone(),
             lora_config: None,
         };
@@ -293,7 +297,11 @@ impl CausalLm {
         let f = &self.config.features;
         let mut logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
-            None => linear(hidden, self.embed_tokens.weight.val().transpose(), None),
+            None => linear(
+                hidden,
+                self.embed_tokens.weight.val().transpose(),
+                self.lm_head_bias.as_ref().map(Param::val),
+            ),
         };
         if f.logits_scaling != 1.0 {
             logits = logits / f.logits_scaling;

@@ -15,7 +15,13 @@ use std::collections::BTreeSet;
 /// The Hugging Face name of a burn parameter path (`layers.0.mlp.up_proj.weight` →
 /// `model.layers.0.mlp.up_proj.weight`; `lm_head.weight` stays).
 pub fn hf_name(burn_path: &str) -> String {
-    if burn_path.starts_with("lm_head.") { burn_path.to_string() } else { format!("model.{burn_path}") }
+    if burn_path == "lm_head_bias" {
+        "lm_head.bias".into()
+    } else if burn_path.starts_with("lm_head.") {
+        burn_path.to_string()
+    } else {
+        format!("model.{burn_path}")
+    }
 }
 
 /// Whether a rank-2 parameter is stored transposed relative to Hugging Face (every Linear
