@@ -398,6 +398,9 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     exports.push((name.into(), bytes));
                 }
                 ExportFormat::Gguf => {
+                    if let Err(why) = slmc_formats::gguf::export::arch::representable(&model) {
+                        problems.push(Diagnostic::plain(format!("[export] gguf: {why}")));
+                    }
                     let t = recipe.gguf_type();
                     let bits = gguf_nominal_bits(t.name());
                     exports.push((

@@ -49,22 +49,52 @@ fn u32_of(name: &str, v: usize) -> Result<u32, FormatError> {
         .map_err(|_| FormatError::GgufWrite { reason: format!("{name} = {v} does not fit in UINT32") })
 }
 
+/// Why llama.cpp's graph for this architecture cannot run a model of configuration `c`, if it
+/// cannot (`slmc check` reports it before a run; the exporter refuses the file).
+pub fn representable(c: &ModelConfig) -> Result<(), String> {
+    let a = gguf_arch(c.arch);
+    let f = &c.features;
+    if matches!(c.arch, Arch::Phi3 | Arch::Phi) && c.head_dim * c.num_heads != c.hidden_size {
+        return Err(format!(
+            "llama.cpp's {a} needs head_dim × heads = hidden_size, got {} × {} ≠ {}",
+            c.head_dim, c.num_heads, c.hidden_size
+        ));
+    }
+    if c.arch.is_gemma() && !c.tie_word_embeddings {
+        return Err(format!(
+            "llama.cpp's {a} has no output.weight: an untied Gemma head cannot be written (tie it or export safetensors)"
+        ));
+    }
+    if c.arch == Arch::Gemma2 && (f.attn_softcap.is_none() || f.final_softcap.is_none()) {
+        return Err(
+            "llama.cpp's gemma2 always soft-caps attention and logits; this config disables one".into()
+        );
+    }
+    if c.arch == Arch::SmolLm3 {
+        let fixed: Vec<bool> = (0..c.num_layers).map(|i| !(i + 1).is_multiple_of(4)).collect();
+        if f.rope_layers != fixed {
+            return Err(
+                "llama.cpp's smollm3 hard-codes NoPE on every 4th layer; this model's no_rope_layers differ"
+                    .into(),
+            );
+        }
+    }
+    if matches!(c.rope.scaling, RopeScaling::Llama3 { .. }) && !matches!(c.arch, Arch::Llama | Arch::Mistral)
+    {
+        return Err(format!(
+            "llama3 rope scaling is only written for llama models, not {}",
+            c.arch.model_type()
+        ));
+    }
+    Ok(())
+}
+
 /// Adds the `{arch}.*` hyper-parameters. Returns notes on what llama.cpp will not reproduce.
 pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, FormatError> {
+    representable(c).map_err(|reason| FormatError::GgufWrite { reason })?;
     let a = gguf_arch(c.arch);
     let k = |s: &str| format!("{a}.{s}");
     let mut notes = Vec::new();
-    if matches!(c.arch, Arch::Phi3 | Arch::Phi) && c.head_dim * c.num_heads != c.hidden_size {
-        return Err(FormatError::GgufWrite {
-            reason: format!(
-                "llama.cpp's {} needs head_dim × heads = hidden_size, got {} × {} ≠ {}",
-                gguf_arch(c.arch),
-                c.head_dim,
-                c.num_heads,
-                c.hidden_size
-            ),
-        });
-    }
     w.add(&k("context_length"), u32_of("context_length", c.max_position_embeddings)?)?;
     w.add(&k("embedding_length"), u32_of("embedding_length", c.hidden_size)?)?;
     w.add(&k("block_count"), u32_of("block_count", c.num_layers)?)?;
@@ -146,14 +176,6 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
     }
     match &c.rope.scaling {
         RopeScaling::None => {}
-        RopeScaling::Llama3 { .. } if !matches!(c.arch, Arch::Llama | Arch::Mistral) => {
-            return Err(FormatError::GgufWrite {
-                reason: format!(
-                    "llama3 rope scaling is only written for llama models, not {}",
-                    c.arch.model_type()
-                ),
-            });
-        }
         RopeScaling::Linear { factor } => {
             if c.arch == Arch::Phi3 {
                 return Err(FormatError::GgufWrite {
@@ -192,12 +214,6 @@ fn add_family_hparams(
     let a = gguf_arch(c.arch);
     let k = |s: &str| format!("{a}.{s}");
     let f = &c.features;
-    let refuse = |reason: String| Err(FormatError::GgufWrite { reason });
-    if c.arch.is_gemma() && !c.tie_word_embeddings {
-        return refuse(format!(
-            "llama.cpp's {a} has no output.weight: an untied Gemma head cannot be written (tie it or export safetensors)"
-        ));
-    }
     if matches!(c.arch, Arch::Gemma2 | Arch::Gemma3) {
         let expected = 1.0 / (c.head_dim as f64).sqrt();
         if (f.attention_scale - expected).abs() > 1e-9 * expected {
@@ -220,14 +236,10 @@ fn add_family_hparams(
     }
     match c.arch {
         Arch::Gemma2 => {
-            let (Some(attn), Some(fin)) = (f.attn_softcap, f.final_softcap) else {
-                return refuse(
-                    "llama.cpp's gemma2 always soft-caps attention and logits; this config disables one"
-                        .into(),
-                );
-            };
-            w.add(&k("attn_logit_softcapping"), attn as f32)?;
-            w.add(&k("final_logit_softcapping"), fin as f32)?;
+            if let (Some(attn), Some(fin)) = (f.attn_softcap, f.final_softcap) {
+                w.add(&k("attn_logit_softcapping"), attn as f32)?;
+                w.add(&k("final_logit_softcapping"), fin as f32)?;
+            }
         }
         Arch::Gemma3 => {
             if let Some(local) = &f.rope_local {
@@ -242,14 +254,6 @@ fn add_family_hparams(
             w.add(&k("embedding_scale"), f.embedding_multiplier as f32)?;
             w.add(&k("residual_scale"), f.residual_multiplier as f32)?;
             w.add(&k("logit_scale"), f.logits_scaling as f32)?;
-        }
-        Arch::SmolLm3 => {
-            let fixed: Vec<bool> = (0..c.num_layers).map(|i| !(i + 1).is_multiple_of(4)).collect();
-            if f.rope_layers != fixed {
-                return refuse(
-                    "llama.cpp's smollm3 hard-codes NoPE on every 4th layer; this model's no_rope_layers differ".into(),
-                );
-            }
         }
         _ => {}
     }
