@@ -76,6 +76,7 @@ fn vocab(n: usize) -> GgufVocab {
         special_ids: BTreeMap::from([("bos", 0), ("eos", 1)]),
         add_special: BTreeMap::new(),
         chat_templates: vec![],
+        add_space_prefix: None,
         warnings: vec![],
     }
 }

@@ -14,6 +14,7 @@ pub mod spm;
 pub mod tensor_info;
 pub mod value;
 pub mod vocab;
+mod vocab_spm_json;
 pub mod writer;
 
 pub use export::{ExportReport, ExportRequest, ExportTensor, TensorData, export_gguf};

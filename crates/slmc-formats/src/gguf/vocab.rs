@@ -80,16 +80,19 @@ pub struct GgufVocab {
     pub add_special: BTreeMap<&'static str, bool>,
     /// Chat templates: `(name, template)`, the unnamed default first with name `""`.
     pub chat_templates: Vec<(String, String)>,
+    /// `tokenizer.ggml.add_space_prefix` (SentencePiece only): whether the tokenizer puts `▁` in
+    /// front of the text (Llama 2: yes; Gemma: no). `None`: not written.
+    pub add_space_prefix: Option<bool>,
     /// Things the user should know (unknown pre-tokenizer, ignored entries).
     pub warnings: Vec<String>,
 }
 
-fn tok_err(dir: &Path, file: &str, reason: impl Into<String>) -> FormatError {
+pub(super) fn tok_err(dir: &Path, file: &str, reason: impl Into<String>) -> FormatError {
     FormatError::Tokenizer { path: dir.join(file), reason: reason.into() }
 }
 
 /// Whether a token's text looks special although it is not marked so (`does_token_look_special`).
-fn looks_special(t: &str) -> bool {
+pub(super) fn looks_special(t: &str) -> bool {
     matches!(t, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
         || (t.starts_with("<|") && t.ends_with("|>"))
         || (t.starts_with("<｜") && t.ends_with("｜>"))
@@ -117,12 +120,15 @@ impl GgufVocab {
         let mut v = match (kind, byte_fallback) {
             ("BPE", false) => Self::byte_level_bpe(src, model)?,
             ("BPE", true) | ("Unigram", _) if src.spm_model.is_some() => Self::sentencepiece(src)?,
-            ("BPE", true) | ("Unigram", _) => {
+            // A SentencePiece BPE saved as tokenizer.json only (transformers 5 drops
+            // tokenizer.model): pieces, scores from the merge ranks.
+            ("BPE", true) => Self::sentencepiece_from_json(src, model)?,
+            ("Unigram", _) => {
                 return Err(tok_err(
                     src.dir,
                     "tokenizer.model",
-                    "this SentencePiece-style tokenizer needs its tokenizer.model for GGUF export \
-                     (llama.cpp merges by the piece scores stored there; tokenizer.json has none)",
+                    "this SentencePiece Unigram tokenizer needs its tokenizer.model for GGUF export \
+                     (llama.cpp scores pieces by the log-probabilities stored there)",
                 ));
             }
             (other, _) => {
@@ -136,10 +142,13 @@ impl GgufVocab {
             }
         };
         v.resolve_special_tokens(src);
+        if v.model == "llama" {
+            v.add_space_prefix = Some(super::vocab_spm_json::adds_space_prefix(src.tokenizer_json));
+        }
         Ok(v)
     }
 
-    fn empty(model: &'static str, pre: String, pre_source: PreSource) -> Self {
+    pub(super) fn empty(model: &'static str, pre: String, pre_source: PreSource) -> Self {
         Self {
             model,
             pre,
@@ -151,6 +160,7 @@ impl GgufVocab {
             special_ids: BTreeMap::new(),
             add_special: BTreeMap::new(),
             chat_templates: Vec::new(),
+            add_space_prefix: None,
             warnings: Vec::new(),
         }
     }
@@ -465,6 +475,9 @@ impl GgufVocab {
         }
         for (kind, b) in &self.add_special {
             w.add(&format!("tokenizer.ggml.add_{kind}_token"), Value::Bool(*b))?;
+        }
+        if let Some(b) = self.add_space_prefix {
+            w.add("tokenizer.ggml.add_space_prefix", Value::Bool(b))?;
         }
         let named: Vec<String> =
             self.chat_templates.iter().filter(|(n, _)| !n.is_empty()).map(|(n, _)| n.clone()).collect();
