@@ -162,10 +162,14 @@ impl<'a, S: TensorSource + ?Sized> LanguageModel<'a, S> {
                     format!("model.{rest}")
                 } else if let Some(rest) = n.strip_prefix("language_model.lm_head.") {
                     format!("lm_head.{rest}")
-                } else if n.starts_with("lm_head.") || n.starts_with("model.layers.") {
-                    n.clone()
+                } else if n.starts_with("vision_tower.")
+                    || n.starts_with("multi_modal_projector.")
+                    || n.starts_with("model.vision_tower.")
+                    || n.starts_with("model.multi_modal_projector.")
+                {
+                    return None;
                 } else {
-                    return None; // vision_tower.*, multi_modal_projector.*, model.vision_tower.*
+                    n.clone() // already text-only (slmc's own tensors of such a model)
                 };
                 Some((text, n))
             })

@@ -133,7 +133,8 @@ fn greedy_generation_with_kv_cache_matches_transformers() {
         let want: Vec<u32> =
             g["new_ids"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect();
         let eos = g["eos_id"].as_u64().unwrap_or(1) as u32;
-        let options = GenerateOptions { max_new_tokens: want.len(), stop_ids: vec![eos], ..Default::default() };
+        let options =
+            GenerateOptions { max_new_tokens: want.len(), stop_ids: vec![eos], ..Default::default() };
         let got = generate(&m.model, &prompt, &options, &mut |_| {}).unwrap();
         assert_eq!(got, want, "{variant}");
     }
@@ -221,7 +222,8 @@ fn save_then_load_is_bit_exact_in_the_stored_dtype() {
         for name in saved.names() {
             // A multimodal checkpoint holds the language model under `language_model.`; slmc
             // saves it text-only.
-            let source = if orig.meta(name).is_some() { name.to_string() } else { format!("language_model.{name}") };
+            let source =
+                if orig.meta(name).is_some() { name.to_string() } else { format!("language_model.{name}") };
             assert_eq!(saved.bytes(name).unwrap(), orig.bytes(&source).unwrap(), "{variant}: {name}");
         }
         assert!(target.join("tokenizer.json").is_file() && target.join("generation_config.json").is_file());
@@ -275,4 +277,28 @@ fn truncated_weights_are_an_error_not_a_panic() {
     std::fs::write(tmp.path().join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let err = HfModel::load(tmp.path(), &Device::flex()).err().unwrap().to_string();
     assert!(err.contains("truncated"), "{err}");
+}
+
+#[test]
+fn gemma3_multimodal_loads_from_either_tensor_layout() {
+    // transformers 5 saves `language_model.model.*`; 4.52+ checkpoints use `model.language_model.*`.
+    let m = load("gemma3_mm");
+    let ckpt = slmc_formats::Checkpoint::open_dir(&model_dir("gemma3_mm")).unwrap();
+    assert!(ckpt.names().any(|n| n.starts_with("vision_tower.")), "the fixture has a vision tower");
+    let renamed: Vec<weights::HfTensor> = ckpt
+        .names()
+        .map(|n| {
+            let (_, _, values) = ckpt.read_f32(n).unwrap();
+            let name = n.replacen("language_model.model.", "model.language_model.", 1);
+            weights::HfTensor { name, shape: ckpt.meta(n).unwrap().shape, values }
+        })
+        .collect();
+    assert!(renamed.iter().any(|t| t.name.starts_with("model.language_model.layers.")));
+    let (other, _) = weights::load(&m.config, &renamed[..], "renamed", &Device::flex()).unwrap();
+    let r = reference("gemma3_mm");
+    let ids = ids_tensor(&r.ids, &Device::flex());
+    let (a, b) = (m.model.forward(ids.clone()), other.forward(ids));
+    let (a, b): (Vec<f32>, Vec<f32>) =
+        (a.into_data().try_to_vec().unwrap(), b.into_data().try_to_vec().unwrap());
+    assert_eq!(a, b);
 }
