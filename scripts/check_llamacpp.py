@@ -152,10 +152,14 @@ def hf_logits(variant: str, ids: torch.Tensor, state=None, no_window=False) -> t
     model = Auto.from_pretrained(FIXTURES / variant, config=cfg, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     if state is not None:
+        if variant == "gemma3_mm":  # the language model of the multimodal class
+            state = {(f"model.language_model.{k[6:]}" if k.startswith("model.") else k): v for k, v in state.items()}
         missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if not (m == "lm_head.weight" and cfg.tie_word_embeddings)]
+        tied = getattr(cfg, "tie_word_embeddings", False) or getattr(cfg.get_text_config(), "tie_word_embeddings", False)
+        missing = [m for m in missing if not (m == "lm_head.weight" and tied)
+                   and not m.startswith(("model.vision_tower.", "model.multi_modal_projector."))]
         assert not missing and not unexpected, (missing, unexpected)
-        if cfg.tie_word_embeddings:
+        if tied:
             model.tie_weights()
     with torch.no_grad():
         return model(input_ids=ids, use_cache=False).logits.float()
@@ -228,10 +232,11 @@ def llama_logits(path: Path, ids: torch.Tensor) -> np.ndarray:
 def check_tokenizer(llm, model_dir: Path) -> tuple[int, int]:
     """llama.cpp's ids for the tokenizer reference texts against transformers': the committed ids
     for the shared byte-level BPE fixture tokenizer, transformers run live for a model directory
-    with its own (SentencePiece-style) tokenizer."""
+    with a tokenizer of its own (gemma_geglu's SentencePiece-style one)."""
     ref = json.loads((ROOT / "tests/fixtures/tokenizer/reference.json").read_text())
     tok = None
-    if (model_dir / "tokenizer.model").is_file():
+    shared = (ROOT / "tests/fixtures/tokenizer/tokenizer.json").read_bytes()
+    if (model_dir / "tokenizer.json").read_bytes() != shared:
         from transformers import AutoTokenizer
 
         tok = AutoTokenizer.from_pretrained(model_dir)

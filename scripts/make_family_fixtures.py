@@ -144,7 +144,7 @@ def spm_tokenizer(out: Path):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy(SPM_MODEL, tmp / "tokenizer.model")
-    (tmp / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GemmaTokenizer"}))
+    (tmp / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "GemmaTokenizer", "add_bos_token": True}))
     tok = AutoTokenizer.from_pretrained(tmp)
     shutil.rmtree(tmp)
     return tok
@@ -223,6 +223,11 @@ def build(name: str, spec: dict, bpe_tok) -> dict:
     model.save_pretrained(out)
     if spec.get("spm"):
         tok.save_pretrained(out)
+        tc_path = out / "tokenizer_config.json"
+        tc = json.loads(tc_path.read_text())
+        for k in ("vocab_file", "is_local", "local_files_only"):  # machine-specific
+            tc.pop(k, None)
+        mf.write_json(tc_path, tc)
     else:
         mf.save_tokenizer(tok, out)
     del model

@@ -142,6 +142,13 @@ impl GgufVocab {
             }
         };
         v.resolve_special_tokens(src);
+        if v.model == "llama"
+            && !v.add_special.contains_key("bos")
+            && template_adds_nothing(src.tokenizer_json)
+        {
+            // llama.cpp's SentencePiece default is to add BOS; this tokenizer adds none.
+            v.add_special.insert("bos", false);
+        }
         if v.model == "llama" {
             v.add_space_prefix = Some(super::vocab_spm_json::adds_space_prefix(src.tokenizer_json));
         }
@@ -496,6 +503,17 @@ impl GgufVocab {
     }
 }
 
+/// Whether the tokenizer's post-processor is a `TemplateProcessing` whose single-sequence template
+/// is the text alone (no special tokens around it).
+fn template_adds_nothing(tokenizer_json: &Json) -> bool {
+    let post = tokenizer_json.get("post_processor");
+    post.and_then(|p| p.get("type")).and_then(Json::as_str) == Some("TemplateProcessing")
+        && post
+            .and_then(|p| p.get("single"))
+            .and_then(Json::as_array)
+            .is_some_and(|s| s.iter().all(|e| e.get("SpecialToken").is_none()))
+}
+
 /// The GGUF key of a special token id (note llama.cpp's spelling `seperator`).
 fn special_id_key(kind: &str) -> String {
     let k = match kind {
@@ -592,7 +610,12 @@ mod tests {
         s.n_vocab = 4;
         let e = GgufVocab::from_sources(&s).unwrap_err().to_string();
         assert!(e.contains("does not fit the model's 4 embedding rows"), "{e}");
+        // A byte-fallback BPE without tokenizer.model is read from tokenizer.json (scores from
+        // merge ranks; `a b` is no merge's result, so 0); a Unigram one needs tokenizer.model.
         tok["model"]["byte_fallback"] = json!(true);
+        let v = GgufVocab::from_sources(&sources(&tok, None, None)).unwrap();
+        assert_eq!((v.model, v.tokens[4].as_str(), v.scores.as_ref().unwrap()[4]), ("llama", "a b", 0.0));
+        tok["model"]["type"] = json!("Unigram");
         let e = GgufVocab::from_sources(&sources(&tok, None, None)).unwrap_err().to_string();
         assert!(e.contains("needs its tokenizer.model"), "{e}");
         tok["model"]["type"] = json!("WordPiece");
