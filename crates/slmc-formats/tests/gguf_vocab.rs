@@ -1,6 +1,6 @@
 //! SentencePiece vocabularies: slmc's `tokenizer.model` reader against the tokens, scores and
 //! types llama.cpp's converter derives with sentencepiece itself (tests/fixtures/gguf/spm/, from
-//! scripts/make_gguf_fixtures.py).
+//! scripts/make_gguf_fixtures.py), and the same model read from a `tokenizer.json` alone.
 
 use serde_json::{Value, json};
 use slmc_formats::gguf::vocab::token_type;
@@ -62,8 +62,59 @@ fn sentencepiece_vocab_matches_the_converter() {
 }
 
 #[test]
-fn sentencepiece_without_tokenizer_model_is_refused() {
-    let tok = json!({"added_tokens": [], "model": {"type": "BPE", "byte_fallback": true, "vocab": {"a": 0}, "merges": []}});
+fn sentencepiece_bpe_from_tokenizer_json_alone_keeps_the_pieces_and_their_priority() {
+    // gemma_geglu's tokenizer.json is the same SentencePiece model converted by transformers 5
+    // (which saves no tokenizer.model). Pieces and types must be the converter's; scores come from
+    // merge ranks, and must order every merged piece as sentencepiece's own scores do.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/models/gemma_geglu");
+    let read =
+        |f: &str| -> Value { serde_json::from_str(&std::fs::read_to_string(dir.join(f)).unwrap()).unwrap() };
+    let (tok, tc) = (read("tokenizer.json"), read("tokenizer_config.json"));
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(spm_dir().join("spm_vocab.json")).unwrap()).unwrap();
+    let n = reference["tokens"].as_array().unwrap().len();
+    let n_vocab = read("config.json")["vocab_size"].as_u64().unwrap() as usize;
+    let src = VocabSources {
+        dir: &dir,
+        tokenizer_json: &tok,
+        tokenizer_config: Some(&tc),
+        config_json: None,
+        chat_template_jinja: None,
+        spm_model: None,
+        added_tokens_json: None,
+        n_vocab,
+        chktxt_hash: None,
+    };
+    let v = GgufVocab::from_sources(&src).unwrap();
+    assert_eq!((v.model, v.add_space_prefix), ("llama", Some(false)));
+    let scores = v.scores.as_ref().unwrap();
+    let merged: Vec<usize> =
+        (0..n).filter(|&i| scores[i] < 0.0 && v.token_types[i] == token_type::NORMAL).collect();
+    assert!(merged.len() > 50, "{} merged pieces", merged.len());
+    for i in 0..n {
+        assert_eq!(v.tokens[i], reference["tokens"][i].as_str().unwrap(), "token {i}");
+        let want = reference["types"][i].as_i64().unwrap();
+        // The converter keeps user-defined pieces NORMAL; transformers lists them as added tokens,
+        // which become USER_DEFINED, or CONTROL when they look special (`<|user|>`), as gguf-py does.
+        let got = i64::from(v.token_types[i]);
+        let added = want == 1 && (got == 4 || (got == 3 && v.tokens[i].starts_with("<|")));
+        assert!(got == want || added, "type {i} ({}): {got} vs {want}", v.tokens[i]);
+    }
+    let spm = |i: usize| reference["scores"][i].as_f64().unwrap();
+    for &a in &merged {
+        for &b in &merged {
+            if spm(a) > spm(b) {
+                assert!(scores[a] > scores[b], "{} / {}", v.tokens[a], v.tokens[b]);
+            }
+        }
+    }
+    // The added <bos> is special; the tokenizer adds it, as recorded for llama.cpp.
+    assert_eq!(v.add_special.get("bos"), Some(&true));
+}
+
+#[test]
+fn sentencepiece_unigram_without_tokenizer_model_is_refused() {
+    let tok = json!({"added_tokens": [], "model": {"type": "Unigram", "vocab": [["a", -1.0]]}});
     let src = VocabSources {
         dir: Path::new("m"),
         tokenizer_json: &tok,
