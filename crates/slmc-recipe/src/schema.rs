@@ -169,7 +169,14 @@ pub struct TrainParams {
     /// Layer-wise gradient checkpointing (`activation-checkpointing`; default on for QLoRA): one
     /// layer's activations in memory at a time, for an extra forward pass.
     pub activation_checkpointing: bool,
+    /// Positions per chunk of the vocabulary losses (`loss-chunk`; 0 = the whole micro-batch at
+    /// once): the LM head, cross-entropy and KD divergences run chunk by chunk, so that
+    /// `[batch, seq, vocab]` logits never exist whole.
+    pub loss_chunk: usize,
 }
+
+/// Default `loss-chunk`: 1024 positions (with a 32k vocabulary, 131 MB per f32 logits copy).
+pub const DEFAULT_LOSS_CHUNK: usize = 1024;
 
 /// How a distillation student starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -252,6 +259,7 @@ impl Default for TrainParams {
             log_every: 10,
             adapter: None,
             activation_checkpointing: false,
+            loss_chunk: DEFAULT_LOSS_CHUNK,
         }
     }
 }

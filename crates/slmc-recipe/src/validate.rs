@@ -208,20 +208,14 @@ fn train_params(r: &mut TableReader<'_>, distill: bool, d: &mut Diagnostics) -> 
         checkpoint_every: r.uint("checkpoint-every", d).map_or(def.checkpoint_every, |v| v.0),
         log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
         activation_checkpointing: false,
+        loss_chunk: r.uint("loss-chunk", d).map_or(def.loss_chunk, |v| v.0),
         adapter: None,
     };
     params.adapter = crate::validate_lora::adapter_params(r, distill, d);
     let qlora = params.adapter.as_ref().is_some_and(|a| a.kind == crate::schema_lora::AdapterKind::Qlora);
     params.activation_checkpointing = match r.boolean("activation-checkpointing", d) {
-        Some((true, origin)) if distill => {
-            d.push(Diagnostic::new(
-                format!("`activation-checkpointing` in {} is implemented for finetune stages only", r.what()),
-                origin,
-            ));
-            false
-        }
         Some((b, _)) => b,
-        None => qlora && !distill,
+        None => qlora,
     };
     params
 }

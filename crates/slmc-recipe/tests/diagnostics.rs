@@ -211,3 +211,28 @@ kind = "finetune"
     assert_eq!(render(ok, &[]), "ok");
     snapshot("data_mistakes", &format!("{}\n{}", render(bad, &[]), render(text, &[])));
 }
+
+#[test]
+fn memory_options_apply_to_finetune_and_distill_stages() {
+    let base = "name = \"demo\"\n[model]\npath = \"m\"\n[teacher]\npath = \"t\"\n[data]\ntrain = \"t.txt\"\n\
+                [[stage]]\nkind = \"distill\"\n[[stage]]\nkind = \"finetune\"\n";
+    let sets = ["stage.0.activation-checkpointing=true", "stage.0.loss-chunk=256", "stage.1.loss-chunk=0"];
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let r = load_str(base, "ok.toml", &sets).map_err(|(s, d)| s.render_all(&d)).unwrap();
+    let StageKind::Distill(d) = &r.stages[0].kind else { panic!("distill") };
+    assert!(d.train.activation_checkpointing);
+    assert_eq!(d.train.loss_chunk, 256);
+    let StageKind::Finetune(f) = &r.stages[1].kind else { panic!("finetune") };
+    assert!(!f.activation_checkpointing);
+    assert_eq!(f.loss_chunk, 0);
+    // Defaults: no checkpointing, chunks of DEFAULT_LOSS_CHUNK positions.
+    let r = load_str(base, "ok.toml", &[]).map_err(|(s, d)| s.render_all(&d)).unwrap();
+    let StageKind::Distill(d) = &r.stages[0].kind else { panic!("distill") };
+    assert!(!d.train.activation_checkpointing);
+    assert_eq!(d.train.loss_chunk, slmc_recipe::schema::DEFAULT_LOSS_CHUNK);
+    // A misspelt key gets a suggestion; a wrong type is an error at its position.
+    let out = render(base, &["stage.0.loss-chunks=256"]);
+    assert!(out.contains("did you mean `loss-chunk`?"), "{out}");
+    let out = render(base, &["stage.1.loss-chunk=\"big\""]);
+    assert!(out.contains("loss-chunk"), "{out}");
+}

@@ -2,12 +2,16 @@
 //! with optional linear projections for hidden-state matching.
 
 use crate::TrainError;
-use crate::kd::{Divergence, HiddenLoss, hidden_loss, kd_loss, topk_forward_kl};
-use crate::loss::masked_cross_entropy;
+use crate::chunked::{LayerTerms, TokenMean, head_logits, trunk};
+use crate::kd::{
+    Divergence, HiddenLoss, hidden_loss, kd_loss, token_divergence, token_topk_forward_kl, topk_forward_kl,
+};
+use crate::loss::{masked_cross_entropy, token_nll};
 use crate::teacher_cache::TopKCache;
-use crate::trainer::{Batch, StepLoss, TrainModel};
+use crate::trainer::{Batch, GradOptions, StepLoss, TrainModel, chunked_grads};
 use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use slmc_formats::{Checkpoint, FloatDtype, TensorToWrite, write_checkpoint};
 use slmc_model::CausalLm;
@@ -160,5 +164,80 @@ impl StepLoss<Distilled> for DistillObjective<'_> {
             }
         }
         loss
+    }
+    fn loss_and_grads(
+        &mut self,
+        model: &Distilled,
+        batch: &Batch,
+        how: &GradOptions,
+    ) -> Option<(f32, GradientsParams)> {
+        let [b, t] = batch.targets.dims();
+        let n = b * t;
+        let mean = TokenMean::new(n, batch.weights.clone());
+        let targets = batch.targets.clone().reshape([n]);
+        let (v, tau, alpha, divisor) = (self.vocab, self.temperature, self.alpha, how.divisor);
+        let hidden_pairs = self.hidden.as_ref().map_or(vec![], |h| h.2.clone());
+        // The teacher's side, at most `[B, T, H]` and `[B, T, K]` whole: final-norm hidden states
+        // (its logits are made chunk by chunk), or the cached top-K entries.
+        enum Side {
+            Online(Tensor<2>),
+            Cached(Tensor<2, Int>, Tensor<2>),
+        }
+        let (side, t_hidden) = match &self.teacher {
+            TeacherSignal::Cached(cache) => {
+                let (ids, logp) = cache.batch(&batch.indices, &batch.inputs.device());
+                let k = ids.dims()[2];
+                (Side::Cached(ids.reshape([n, k]), logp.reshape([n, k])), vec![])
+            }
+            TeacherSignal::Online(teacher) => {
+                let layers: Vec<usize> = hidden_pairs.iter().map(|p| p.1).collect();
+                let (hn, hidden) = trunk(teacher, batch.inputs.clone(), &layers);
+                let d = hn.dims()[2];
+                (Side::Online(hn.reshape([n, d])), hidden)
+            }
+        };
+        let teacher = match &self.teacher {
+            TeacherSignal::Online(t) => Some(*t),
+            TeacherSignal::Cached(_) => None,
+        };
+        let loss = |s_logits: Tensor<2>, r: std::ops::Range<usize>| {
+            let (start, len) = (r.start, r.len());
+            let s_kd =
+                if s_logits.dims()[1] == v { s_logits.clone() } else { s_logits.clone().narrow(1, 0, v) };
+            let kd = match &side {
+                Side::Cached(ids, logp) => token_topk_forward_kl(
+                    ids.clone().narrow(0, start, len),
+                    logp.clone().narrow(0, start, len),
+                    s_kd,
+                    tau,
+                ),
+                Side::Online(th) => {
+                    let lm = teacher.expect("online teacher");
+                    let t_logits = head_logits(lm, th.clone().narrow(0, start, len));
+                    let t_kd = if t_logits.dims()[1] == v { t_logits } else { t_logits.narrow(1, 0, v) };
+                    token_divergence(t_kd, s_kd, tau, self.divergence)
+                }
+            };
+            let mut share = mean.share(kd, r.clone()) * (alpha * tau * tau);
+            if alpha < 1.0 {
+                let nll = token_nll(s_logits, targets.clone().narrow(0, start, len));
+                share = share + mean.share(nll, r) * (1.0 - alpha);
+            }
+            share / divisor
+        };
+        let w = batch.weights.clone();
+        let pairs = hidden_pairs.len().max(1) as f64;
+        let term = |slot: usize, sh: Tensor<3>| {
+            let (kind, weight, _) = self.hidden.as_ref().expect("terms only with a hidden loss");
+            let sh = match model.projections.get(slot) {
+                Some(p) => p.forward(sh),
+                None => sh,
+            };
+            hidden_loss(sh, t_hidden[slot].clone(), *kind, w.clone()) * (*weight / pairs / divisor as f64)
+        };
+        // Hidden-state terms need the live teacher (a cached teacher has no hidden states).
+        let layers = if t_hidden.is_empty() { vec![] } else { hidden_pairs.iter().map(|p| p.0).collect() };
+        let terms = LayerTerms { layers, term: &term };
+        Some(chunked_grads(model, &model.student, batch.inputs.clone(), how, &loss, &terms))
     }
 }

@@ -73,6 +73,16 @@ pub fn topk_forward_kl(
     tau: f64,
     weights: Option<Tensor<2>>,
 ) -> Tensor<1> {
+    let d = topk_divergence(ids, logp, student, tau);
+    match weights {
+        None => d.mean() * (tau * tau),
+        Some(w) => masked_mean(d, w) * (tau * tau),
+    }
+}
+
+/// Per-token `[B, T]` forward KL against a cached top-K teacher distribution, tail bucket included
+/// (without the τ² factor); see [`topk_forward_kl`].
+fn topk_divergence(ids: Tensor<3, Int>, logp: Tensor<3>, student: Tensor<3>, tau: f64) -> Tensor<2> {
     let lq_all = log_softmax(student / tau, 2);
     let lq = lq_all.gather(2, ids);
     let p = logp.clone().exp();
@@ -82,10 +92,26 @@ pub fn topk_forward_kl(
     let p_tail = (p.sum_dim(2).neg() + 1.0).clamp(0.0, 1.0);
     let q_tail = (lq.exp().sum_dim(2).neg() + 1.0).clamp(eps, 1.0);
     let tail = p_tail.clone() * (p_tail.clamp(eps, 1.0).log() - q_tail.log());
-    match weights {
-        None => (head + tail).mean() * (tau * tau),
-        Some(w) => masked_mean((head + tail).squeeze_dim::<2>(2), w) * (tau * tau),
-    }
+    (head + tail).squeeze_dim::<2>(2)
+}
+
+/// Per-token divergence `[N]` for a chunk of `N` flattened positions: teacher and student logits
+/// `[N, V]` (see [`divergence`]; without the τ² factor).
+pub fn token_divergence(teacher: Tensor<2>, student: Tensor<2>, tau: f64, kind: Divergence) -> Tensor<1> {
+    divergence(teacher.unsqueeze_dim::<3>(0), student.unsqueeze_dim::<3>(0), tau, kind).squeeze_dim::<1>(0)
+}
+
+/// Per-token forward KL `[N]` against cached top-K ids and log-probabilities `[N, K]` for a chunk
+/// of `N` flattened positions with student logits `[N, V]` (see [`topk_forward_kl`]; without the
+/// τ² factor).
+pub fn token_topk_forward_kl(
+    ids: Tensor<2, Int>,
+    logp: Tensor<2>,
+    student: Tensor<2>,
+    tau: f64,
+) -> Tensor<1> {
+    topk_divergence(ids.unsqueeze_dim::<3>(0), logp.unsqueeze_dim::<3>(0), student.unsqueeze_dim::<3>(0), tau)
+        .squeeze_dim::<1>(0)
 }
 
 /// Hidden-state matching, per token and dimension: mean squared error, or `1 − cosine`.

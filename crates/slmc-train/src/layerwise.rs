@@ -7,49 +7,30 @@
 //! Dropout draws the same masks in both passes: the device RNG is reseeded before each layer
 //! from the step's seed.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use crate::chunked::{ChunkLoss, LayerTerms, collect, head_chunks, merge};
+use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::Gradients;
 use slmc_model::CausalLm;
 use slmc_model::rope::RopeTables;
-
-/// Moves the gradients of `module`'s parameters from `src` into `dst`, adding to any already
-/// there.
-struct Merge<'a> {
-    src: &'a mut GradientsParams,
-    dst: &'a mut GradientsParams,
-}
-
-impl ModuleVisitor for Merge<'_> {
-    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-        if let Some(g) = self.src.remove::<D>(p.id) {
-            let g = match self.dst.remove::<D>(p.id) {
-                Some(prev) => prev + g,
-                None => g,
-            };
-            self.dst.register::<D>(p.id, g);
-        }
-    }
-}
-
-fn collect<M: Module>(grads: &mut Gradients, module: &M, total: &mut GradientsParams) {
-    let mut part = GradientsParams::from_module(grads, module);
-    module.visit(&mut Merge { src: &mut part, dst: total });
-}
 
 fn layer_seed(seed: u64, layer: usize) -> u64 {
     seed ^ (layer as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
-/// The loss (its value) of `inputs` under `lm` (on an autodiff device) and the gradients of every trainable
-/// parameter, computed layer by layer. `head_loss` turns the logits `[B, T, V]` into the scalar
-/// loss (already scaled for gradient accumulation). `seed` fixes the dropout masks of this
-/// micro-batch.
-pub fn loss_and_grads(
+/// The loss (its value) of `inputs` under `model`, whose language model is `lm` (on an autodiff
+/// device), and the gradients of every trainable parameter of `model`, computed layer by layer.
+/// The vocabulary loss `loss` runs over chunks of `chunk` positions of the final-norm hidden
+/// states ([`crate::chunked::head_chunks`]); `terms` add losses on decoder-layer outputs
+/// (hidden-state distillation), whose gradients enter the backward pass at that layer. `seed`
+/// fixes the dropout masks of this micro-batch.
+pub fn loss_and_grads<M: Module>(
+    model: &M,
     lm: &CausalLm,
     inputs: Tensor<2, Int>,
-    head_loss: &dyn Fn(Tensor<3>) -> Tensor<1>,
+    chunk: usize,
+    loss: &ChunkLoss<'_>,
+    terms: &LayerTerms<'_>,
     seed: u64,
 ) -> (f32, GradientsParams) {
     let device = lm.device();
@@ -67,31 +48,48 @@ pub fn loss_and_grads(
         x = layer.forward(x, &plain_rope, None);
         xs.push(Tensor::from_inner(x.clone()));
     }
-    let mut total = GradientsParams::new();
-    // Head: final norm, LM head, loss.
+    // The terms on the output of decoder layer `l`, i.e. on the input kept for layer `l + 1` (or
+    // for the final norm).
+    let mut value = 0.0f32;
+    let mut terms_on = |l: usize, out: &Tensor<3>, acc: Tensor<1>| {
+        let mut acc = acc;
+        for (slot, _) in terms.layers.iter().enumerate().filter(|(_, t)| **t == l) {
+            let term = (terms.term)(slot, out.clone());
+            value += term.clone().into_scalar::<f32>();
+            acc = acc + term;
+        }
+        acc
+    };
+    // Head: final norm, then the LM head and the loss chunk by chunk.
+    let last = lm.layers.len();
     let h = xs.pop().expect("the embeddings are always kept").require_grad();
-    let loss = head_loss(lm.lm_logits(lm.final_norm().forward(h.clone())));
-    let value: f32 = loss.clone().into_scalar();
-    let mut grads = loss.backward();
-    let mut upstream = h.grad(&grads).expect("the loss depends on the last hidden state");
-    collect(&mut grads, lm.final_norm(), &mut total);
-    if let Some(head) = &lm.lm_head {
-        collect(&mut grads, head, &mut total);
+    let hn = lm.final_norm().forward(h.clone());
+    let (head_value, mut total, head_upstream) = head_chunks(model, lm, hn.clone(), chunk, loss);
+    let mut backprop = (hn * head_upstream).sum();
+    if last > 0 {
+        backprop = terms_on(last - 1, &h, backprop);
     }
-    collect(&mut grads, &lm.embed_tokens, &mut total); // tied embeddings
+    let mut grads = backprop.backward();
+    let mut upstream = h.grad(&grads).expect("the loss depends on the last hidden state");
+    collect(&mut grads, model, &mut total);
     // Layers, last to first: recompute, backpropagate the upstream gradient.
     for (l, layer) in lm.layers.iter().enumerate().rev() {
         device.seed(layer_seed(seed, l));
         let x = xs.pop().expect("one input per layer").require_grad();
         let y = layer.forward(x.clone(), &rope, None);
-        let mut grads = (y * upstream).sum().backward();
+        let mut backprop = (y * upstream).sum();
+        if l > 0 {
+            backprop = terms_on(l - 1, &x, backprop);
+        }
+        let mut grads = backprop.backward();
         upstream = x.grad(&grads).expect("a layer's output depends on its input");
-        collect(&mut grads, layer, &mut total);
+        collect(&mut grads, model, &mut total);
     }
     // Embeddings, when they train (modules-to-save).
     if embedded.is_tracked() {
         let mut grads = (embedded * upstream).sum().backward();
-        collect(&mut grads, &lm.embed_tokens, &mut total);
+        let mut part = GradientsParams::from_module(&mut grads, model);
+        merge(model, &mut part, &mut total);
     }
-    (value, total)
+    (value + head_value, total)
 }

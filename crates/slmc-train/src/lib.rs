@@ -6,6 +6,7 @@
 
 pub mod batch;
 pub mod checkpoint;
+pub mod chunked;
 pub mod clip;
 pub mod distill;
 pub mod error;
@@ -20,4 +21,6 @@ pub mod trainer;
 
 pub use error::TrainError;
 pub use sparse::GradMask;
-pub use trainer::{Batch, CrossEntropy, Event, StepLoss, TrainData, TrainModel, TrainOptions, train};
+pub use trainer::{
+    Batch, CrossEntropy, Event, GradOptions, StepLoss, TrainData, TrainModel, TrainOptions, train,
+};

@@ -10,6 +10,13 @@ pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
     picked.mean().neg()
 }
 
+/// Per-token next-token NLL of `logits: [N, V]` (a chunk of flattened positions) against
+/// `targets: [N]`: `[N]`, in f32. The building block of the chunked losses ([`crate::chunked`]).
+pub fn token_nll(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
+    let logp = log_softmax(logits, 1);
+    logp.gather(1, targets.unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1).neg()
+}
+
 /// Mean of per-token values `x: [B, T]` over the tokens whose weight in `weights: [B, T]` is 1
 /// (weights are 0 or 1): `Σ x·w / Σ w`. transformers' and PEFT's semantics for `labels = -100`.
 pub fn masked_mean(x: Tensor<2>, weights: Tensor<2>) -> Tensor<1> {

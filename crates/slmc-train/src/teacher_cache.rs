@@ -12,6 +12,9 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
 
+/// Positions whose logits are made at once while building a cache.
+const HEAD_CHUNK: usize = 1024;
+
 /// Cached top-K teacher distributions, per training sequence.
 pub struct TopKCache {
     k: usize,
@@ -56,11 +59,20 @@ impl TopKCache {
                 .flat_map(|&i| data.get(i).tokens[..t].iter().map(|&x| x as i32).collect::<Vec<_>>())
                 .collect();
             let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [chunk.len(), t]), &device);
-            let logits = teacher.forward(ids);
-            let logits = if logits.dims()[2] == vocab { logits } else { logits.narrow(2, 0, vocab) };
-            let (vals, top) = log_softmax(logits / tau, 2).topk_with_indices(k, 2);
-            let vals: Vec<f32> = vals.into_data().convert::<f32>().try_to_vec().expect("f32");
-            let top: Vec<i64> = top.into_data().convert::<i64>().try_to_vec().expect("ids");
+            // The head and the top-K run over chunks of positions: `[B, T, V]` logits never
+            // exist whole.
+            let hn = teacher.hidden(ids, None);
+            let [b, _, d] = hn.dims();
+            let flat = hn.reshape([b * t, d]);
+            let (mut vals, mut top) = (Vec::with_capacity(b * t * k), Vec::with_capacity(b * t * k));
+            for start in (0..b * t).step_by(HEAD_CHUNK) {
+                let len = HEAD_CHUNK.min(b * t - start);
+                let logits = crate::chunked::head_logits(teacher, flat.clone().narrow(0, start, len));
+                let logits = if logits.dims()[1] == vocab { logits } else { logits.narrow(1, 0, vocab) };
+                let (v, i) = log_softmax(logits / tau, 1).topk_with_indices(k, 1);
+                vals.extend(v.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32"));
+                top.extend(i.into_data().convert::<i64>().try_to_vec::<i64>().expect("ids"));
+            }
             for (j, &seq) in chunk.iter().enumerate() {
                 cache.slots.insert(seq, cache.slots.len());
                 let range = j * t * k..(j + 1) * t * k;

@@ -85,17 +85,44 @@ pub trait StepLoss<M> {
     /// The scalar loss of `batch` under `model` (differentiable).
     fn loss(&mut self, model: &M, batch: &Batch) -> Tensor<1>;
 
-    /// The loss value and gradients computed with layer-wise gradient checkpointing
-    /// ([`crate::layerwise`]), the loss divided by `divisor` (gradient accumulation); `None` when the objective does not
-    /// support it.
-    fn layerwise(
+    /// The loss value and gradients of `batch`, computed the memory-bounded way: the vocabulary
+    /// loss over chunks of positions ([`crate::chunked`]) and, when `how.checkpoint_seed` is set,
+    /// with layer-wise gradient checkpointing ([`crate::layerwise`]). The loss is divided by
+    /// `how.divisor` (gradient accumulation). `None` when the objective only has [`loss`]
+    /// (`Self::loss`); the engine then backpropagates that.
+    fn loss_and_grads(
         &mut self,
         _model: &M,
         _batch: &Batch,
-        _divisor: f32,
-        _seed: u64,
+        _how: &GradOptions,
     ) -> Option<(f32, GradientsParams)> {
         None
+    }
+}
+
+/// How [`StepLoss::loss_and_grads`] computes a micro-batch's gradients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GradOptions {
+    /// The loss is divided by this (the number of accumulated micro-batches).
+    pub divisor: f32,
+    /// Positions per chunk of the vocabulary loss (0 = the whole micro-batch at once).
+    pub loss_chunk: usize,
+    /// `Some(seed)`: layer-wise gradient checkpointing, with the dropout masks drawn from `seed`.
+    pub checkpoint_seed: Option<u64>,
+}
+
+/// Runs the chunked (and, with `how.checkpoint_seed`, layer-wise) gradient computation.
+pub(crate) fn chunked_grads<M: Module>(
+    model: &M,
+    lm: &CausalLm,
+    inputs: Tensor<2, Int>,
+    how: &GradOptions,
+    loss: &crate::chunked::ChunkLoss<'_>,
+    terms: &crate::chunked::LayerTerms<'_>,
+) -> (f32, GradientsParams) {
+    match how.checkpoint_seed {
+        Some(seed) => crate::layerwise::loss_and_grads(model, lm, inputs, how.loss_chunk, loss, terms, seed),
+        None => crate::chunked::loss_and_grads(model, lm, inputs, how.loss_chunk, loss, terms),
     }
 }
 
@@ -111,17 +138,22 @@ impl<M: TrainModel> StepLoss<M> for CrossEntropy {
         )
     }
 
-    fn layerwise(
+    fn loss_and_grads(
         &mut self,
         model: &M,
         batch: &Batch,
-        divisor: f32,
-        seed: u64,
+        how: &GradOptions,
     ) -> Option<(f32, GradientsParams)> {
-        let head = |logits: Tensor<3>| {
-            masked_cross_entropy(logits, batch.targets.clone(), batch.weights.clone()) / divisor
+        let [b, t] = batch.targets.dims();
+        let mean = crate::chunked::TokenMean::new(b * t, batch.weights.clone());
+        let targets = batch.targets.clone().reshape([b * t]);
+        let divisor = how.divisor;
+        let loss = |logits: Tensor<2>, r: std::ops::Range<usize>| {
+            let nll = crate::loss::token_nll(logits, targets.clone().narrow(0, r.start, r.len()));
+            mean.share(nll, r) / divisor
         };
-        Some(crate::layerwise::loss_and_grads(model.lm(), batch.inputs.clone(), &head, seed))
+        let terms = crate::chunked::LayerTerms::none();
+        Some(chunked_grads(model, model.lm(), batch.inputs.clone(), how, &loss, &terms))
     }
 }
 
@@ -258,17 +290,24 @@ pub fn train<M: TrainModel>(
             state.sequences_drawn += p.batch_size as u64;
             let batch = Batch::gather(&data.train, indices, &device);
             let divisor = p.grad_accum as f32;
-            let (value, grads) = if options.layerwise {
-                let seed = state.seed ^ state.sequences_drawn.wrapping_mul(0xD1B5_4A32_D192_ED03);
-                objective.layerwise(&model, &batch, divisor, seed).ok_or_else(|| {
-                    TrainError::Data(
-                        "layer-wise gradient checkpointing supports cross-entropy fine-tuning only".into(),
-                    )
-                })?
-            } else {
-                let loss = objective.loss(&model, &batch) / divisor;
-                let value: f32 = loss.clone().into_scalar();
-                (value, GradientsParams::from_grads(loss.backward(), &model))
+            let seed = state.seed ^ state.sequences_drawn.wrapping_mul(0xD1B5_4A32_D192_ED03);
+            let how = GradOptions {
+                divisor,
+                loss_chunk: p.loss_chunk,
+                checkpoint_seed: options.layerwise.then_some(seed),
+            };
+            let (value, grads) = match objective.loss_and_grads(&model, &batch, &how) {
+                Some(r) => r,
+                None if options.layerwise => {
+                    return Err(TrainError::Data(
+                        "this objective does not support layer-wise gradient checkpointing".into(),
+                    ));
+                }
+                None => {
+                    let loss = objective.loss(&model, &batch) / divisor;
+                    let value: f32 = loss.clone().into_scalar();
+                    (value, GradientsParams::from_grads(loss.backward(), &model))
+                }
             };
             if !value.is_finite() {
                 return Err(TrainError::NonFiniteLoss {

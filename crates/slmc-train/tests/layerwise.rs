@@ -9,7 +9,7 @@ use slmc_formats::adapter::LoraConfig;
 use slmc_formats::nf4::Nf4Options;
 use slmc_model::model::Init;
 use slmc_model::{CausalLm, lora};
-use slmc_train::loss::cross_entropy;
+use slmc_train::loss::{cross_entropy, token_nll};
 
 /// Relative tolerance on each gradient tensor (the same sums, recomputed in another order).
 const GRAD_TOL: f32 = 1e-4;
@@ -53,8 +53,13 @@ fn compare(m: CausalLm) {
     let loss = cross_entropy(m.forward(inputs.clone()), targets.clone()) / 2.0;
     let want_loss: f32 = loss.clone().into_scalar();
     let want = GradientsParams::from_grads(loss.backward(), &m);
-    let head = |logits: Tensor<3>| cross_entropy(logits, targets.clone()) / 2.0;
-    let (got_loss, got) = slmc_train::layerwise::loss_and_grads(&m, inputs, &head, 9);
+    // Chunks of 5 positions over 2 × 12: the vocabulary loss in five pieces, the last one short.
+    let flat = targets.clone().reshape([24]);
+    let head = |logits: Tensor<2>, r: std::ops::Range<usize>| {
+        token_nll(logits, flat.clone().narrow(0, r.start, r.len())).sum() / 24.0 / 2.0
+    };
+    let terms = slmc_train::chunked::LayerTerms::none();
+    let (got_loss, got) = slmc_train::layerwise::loss_and_grads(&m, &m, inputs, 5, &head, &terms, 9);
     assert!((got_loss - want_loss).abs() <= 1e-5 * want_loss.abs(), "{got_loss} vs {want_loss}");
     assert_eq!(got.len(), want.len(), "the same parameters get gradients");
     struct Check<'a>(&'a GradientsParams, &'a GradientsParams, usize);
