@@ -291,6 +291,9 @@ pub fn train<M: TrainModel>(
             let batch = Batch::gather(&data.train, indices, &device);
             let divisor = p.grad_accum as f32;
             let seed = state.seed ^ state.sequences_drawn.wrapping_mul(0xD1B5_4A32_D192_ED03);
+            // Dropout masks come from the device RNG: drawing them from this micro-batch's seed
+            // makes a resumed run see the masks the uninterrupted one saw.
+            device.seed(seed);
             let how = GradOptions {
                 divisor,
                 loss_chunk: p.loss_chunk,
