@@ -11,6 +11,7 @@ use crate::rope::RopeTables;
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::Embedding;
 use burn::prelude::*;
+use burn::tensor::DType;
 use burn::tensor::module::linear;
 
 /// A decoder-only causal LM (every supported family; see [`crate::config::Features`]).
@@ -34,6 +35,10 @@ pub struct CausalLm {
     /// The settings of the attached LoRA adapters ([`crate::lora::attach`]), if any.
     #[module(skip)]
     pub lora_config: Option<slmc_formats::adapter::LoraConfig>,
+    /// The dtype activations are computed in ([`CausalLm::with_compute_dtype`]); logits are
+    /// returned in f32 whatever it is.
+    #[module(skip)]
+    pub compute_dtype: DType,
 }
 
 /// Keys and values of every layer for the positions processed so far.
@@ -205,6 +210,7 @@ impl CausalLm {
                 .then(|| Param::from_tensor(vector(c.vocab_size, 0.0))),
             config: config.clone(),
             lora_config: None,
+            compute_dtype: DType::F32,
         };
         model.with_stable_param_ids()
     }
@@ -264,9 +270,20 @@ impl CausalLm {
 
     /// Token embeddings, scaled as the architecture does (Gemma √hidden, Granite's multiplier).
     pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let x = self.embed_tokens.forward(ids);
+        let mut x = self.embed_tokens.forward(ids);
+        if x.dtype() != self.compute_dtype {
+            x = x.cast(self.compute_dtype);
+        }
         let m = self.config.features.embedding_multiplier;
         if m == 1.0 { x } else { x * m }
+    }
+
+    /// Computes activations in `dtype` (bf16 or f16: mixed precision). The parameters keep their
+    /// own dtype (f32 master weights, or a model cast with [`cast_parameters`]) and are cast where
+    /// they are used; norms and attention softmax run in f32, and the logits come back in f32.
+    pub fn with_compute_dtype(mut self, dtype: DType) -> Self {
+        self.compute_dtype = dtype;
+        self
     }
 
     /// The final norm (`model.norm`, or Phi-2's `model.final_layernorm`).
@@ -295,14 +312,20 @@ impl CausalLm {
     /// Then Granite divides by `logits_scaling` and Gemma 2 soft-caps.
     pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let f = &self.config.features;
+        let dtype = hidden.dtype();
+        let fit2 = |t: Tensor<2>| if t.dtype() == dtype { t } else { t.cast(dtype) };
+        let fit1 = |t: Tensor<1>| if t.dtype() == dtype { t } else { t.cast(dtype) };
         let mut logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => linear(
                 hidden,
-                self.embed_tokens.weight.val().transpose(),
-                self.lm_head_bias.as_ref().map(Param::val),
+                fit2(self.embed_tokens.weight.val()).transpose(),
+                self.lm_head_bias.as_ref().map(|b| fit1(b.val())),
             ),
         };
+        if logits.dtype() != DType::F32 {
+            logits = logits.cast(DType::F32);
+        }
         if f.logits_scaling != 1.0 {
             logits = logits / f.logits_scaling;
         }
@@ -311,4 +334,17 @@ impl CausalLm {
         }
         logits
     }
+}
+
+/// `module` with every floating-point parameter cast to `dtype` (a frozen teacher held in bf16,
+/// or pure-bf16 training); parameter ids are kept.
+pub fn cast_parameters<M: Module>(module: M, dtype: DType) -> M {
+    struct Cast(DType);
+    impl ModuleMapper for Cast {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let dtype = self.0;
+            p.map(|t| if t.dtype() == dtype { t } else { t.cast(dtype) })
+        }
+    }
+    module.map(&mut Cast(dtype))
 }

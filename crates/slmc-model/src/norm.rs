@@ -4,6 +4,7 @@
 use crate::config::NormKind;
 use burn::module::{Module, Param};
 use burn::prelude::*;
+use burn::tensor::DType;
 
 /// A norm over the last dimension (see the module docs).
 #[derive(Module, Debug)]
@@ -25,24 +26,37 @@ impl Norm {
         Self { weight: Param::from_tensor(weight), bias: bias.map(Param::from_tensor), eps, kind }
     }
 
-    /// Normalises over the last dimension of a rank-`D` tensor.
+    /// Normalises over the last dimension of a rank-`D` tensor. Low-precision (bf16/f16) inputs
+    /// are normalised in f32 and the result returned in their dtype, as transformers does:
+    /// Llama's norm casts `x̂` back before the weight multiplies it; Gemma's multiplies by
+    /// `1 + w` in f32 first; LayerNorm computes in f32 throughout.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dtype = x.dtype();
+        let low = dtype != DType::F32;
         let last = D - 1;
+        let x = if low { x.cast(DType::F32) } else { x };
         let w = self.weight.val().unsqueeze::<D>();
+        let f32w = |w: Tensor<D>| if w.dtype() == DType::F32 { w } else { w.cast(DType::F32) };
+        let back = |y: Tensor<D>| if low { y.cast(dtype) } else { y };
         match self.kind {
             NormKind::Rms | NormKind::RmsUnitOffset => {
                 let inv_rms = (x.clone().square().mean_dim(last) + self.eps).sqrt().recip();
                 let xhat = x * inv_rms;
-                if self.kind == NormKind::Rms { xhat * w } else { xhat * (w + 1.0) }
+                if self.kind == NormKind::Rms {
+                    let w = if w.dtype() == dtype { w } else { w.cast(dtype) };
+                    back(xhat) * w
+                } else {
+                    back(xhat * (f32w(w) + 1.0))
+                }
             }
             NormKind::Layer => {
                 let centered = x.clone() - x.mean_dim(last);
                 let var = centered.clone().square().mean_dim(last);
-                let y = centered * (var + self.eps).sqrt().recip() * w;
-                match &self.bias {
-                    Some(b) => y + b.val().unsqueeze::<D>(),
+                let y = centered * (var + self.eps).sqrt().recip() * f32w(w);
+                back(match &self.bias {
+                    Some(b) => y + f32w(b.val().unsqueeze::<D>()),
                     None => y,
-                }
+                })
             }
         }
     }

@@ -86,12 +86,21 @@ impl Proj {
         }
     }
 
-    /// Applies the projection to `[batch, seq, in]`.
+    /// Applies the projection to `[batch, seq, in]`. The weights are cast to the activations'
+    /// dtype (bf16 compute over f32 master weights: the cast is part of the graph, so the
+    /// gradients reach the f32 parameters).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let bias = self.bias.as_ref().map(|b| b.val());
+        let dtype = x.dtype();
+        let fit2 = |t: Tensor<2>| if t.dtype() == dtype { t } else { t.cast(dtype) };
+        let fit1 = |t: Tensor<1>| if t.dtype() == dtype { t } else { t.cast(dtype) };
+        let bias = self.bias.as_ref().map(|b| fit1(b.val()));
         let Some(lora) = &self.lora else {
-            return linear(x, self.base_weight(), bias);
+            return linear(x, fit2(self.base_weight()), bias);
         };
+        if dtype != burn::tensor::DType::F32 {
+            // Adapters compute in f32 (PEFT upcasts the adapter path too).
+            return self.forward(x.cast(burn::tensor::DType::F32)).cast(dtype);
+        }
         let w = self.base_weight();
         let a = lora.a.val();
         let training = a.is_autodiff() && lora.dropout > 0.0;

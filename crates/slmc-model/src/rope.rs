@@ -129,8 +129,11 @@ impl RopeTable {
     pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, _, head_dim] = x.dims();
         let rot = self.cos.dims()[1];
-        let cos = self.cos.clone().unsqueeze::<4>();
-        let sin = self.sin.clone().unsqueeze::<4>();
+        // Tables are f32; with bf16 activations they are cast first, as transformers does.
+        let dtype = x.dtype();
+        let fit = |t: &Tensor<2>| if t.dtype() == dtype { t.clone() } else { t.clone().cast(dtype) };
+        let cos = fit(&self.cos).unsqueeze::<4>();
+        let sin = fit(&self.sin).unsqueeze::<4>();
         let (x_rot, x_pass) = if rot == head_dim {
             (x, None)
         } else {
