@@ -517,3 +517,33 @@ fn gguf_refuses_what_llama_cpp_cannot_hold() {
     write_gguf_lora(&a, &target, FileType::F32, &out).unwrap();
     assert!(GgufReader::open(&out).unwrap().file().tensor("output.weight.lora_b").is_some());
 }
+
+#[test]
+fn multimodal_names_are_written_for_the_multimodal_class_and_read_back_as_text_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    for case in CASES {
+        let a = read_case(case);
+        let out = tmp.path().join(case);
+        write_peft(&a.for_multimodal_base(), &out).unwrap();
+        let ckpt = Checkpoint::open_dir_file(&out.join(ADAPTER_WEIGHTS));
+        let keys: Vec<&str> = ckpt.names().collect();
+        assert!(
+            keys.iter().all(|k| !k.starts_with("base_model.model.model.")
+                || k.starts_with("base_model.model.model.language_model.")),
+            "{case}: {keys:?}"
+        );
+        // target_modules lists every adapted module in full (never a suffix the vision tower has).
+        let config = json_file(&out.join(ADAPTER_CONFIG));
+        let targets = config["target_modules"].as_array().unwrap();
+        assert_eq!(targets.len(), a.modules.len(), "{case}");
+        assert!(
+            targets
+                .iter()
+                .all(|t| t.as_str().unwrap().starts_with("model.language_model.") || t == "lm_head")
+        );
+        // Read back: the text model's names and the same weights.
+        let back = read_peft(&out).unwrap();
+        assert_eq!(back.modules, a.modules, "{case}");
+        assert_eq!(back.saved, a.saved, "{case}");
+    }
+}

@@ -81,7 +81,12 @@ pub(crate) fn write_all(
             ExportFormat::Peft => {
                 let adapter = adapter.as_ref().ok_or_else(no_adapter)?;
                 let out = target.dir.join(format!("{}-peft", recipe.name));
-                slmc_formats::adapter::write_peft(adapter, &out)?;
+                if state.model.config.features.multimodal {
+                    // Named as in the multimodal class the user's PEFT loads the base with.
+                    slmc_formats::adapter::write_peft(&adapter.for_multimodal_base(), &out)?;
+                } else {
+                    slmc_formats::adapter::write_peft(adapter, &out)?;
+                }
                 out
             }
             ExportFormat::GgufLora => {

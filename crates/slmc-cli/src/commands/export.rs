@@ -104,7 +104,9 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
             return Ok(());
         }
         (Format::Peft, Some(adapter)) => {
-            let files = slmc_formats::adapter::write_peft(adapter, &a.output)?;
+            // For the language model of a multimodal checkpoint: the multimodal class's names.
+            let multimodal = hf.config.features.multimodal.then(|| adapter.for_multimodal_base());
+            let files = slmc_formats::adapter::write_peft(multimodal.as_ref().unwrap_or(adapter), &a.output)?;
             println!(
                 "wrote {} ({} files, {} adapted modules)",
                 a.output.display(),

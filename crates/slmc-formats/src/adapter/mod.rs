@@ -13,6 +13,7 @@
 pub mod config;
 pub mod gguf_lora;
 pub mod lora;
+pub mod multimodal;
 pub mod peft;
 pub mod peft_config;
 

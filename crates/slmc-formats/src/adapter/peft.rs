@@ -101,8 +101,15 @@ pub fn read_peft(dir: &Path) -> Result<LoraAdapter, FormatError> {
     let mut parts: BTreeMap<String, Parts> = BTreeMap::new();
     let mut others: Vec<(String, String)> = Vec::new(); // (stored key, parameter name)
     let mut dtype: Option<FloatDtype> = None;
+    // A multimodal class's names (`model.language_model.…`) become the text model's.
+    let mut config = config;
+    if let TargetModules::Names(names) = &mut config.target_modules {
+        names.iter_mut().for_each(|n| *n = super::multimodal::text_model_name(n));
+    }
+    config.modules_to_save.iter_mut().for_each(|n| *n = super::multimodal::text_model_name(n));
     for key in ckpt.names() {
-        let name = key.strip_prefix(KEY_PREFIX).unwrap_or(key);
+        let name = super::multimodal::text_model_name(key.strip_prefix(KEY_PREFIX).unwrap_or(key));
+        let name = name.as_str();
         if let Some((_, what)) = REFUSED_KEYS.iter().find(|(frag, _)| name.contains(frag)) {
             return Err(bad_tensor(key, format!("{what} is not supported by slmc")));
         }
