@@ -29,6 +29,9 @@ pub struct Recipe {
     pub export: Option<ExportSpec>,
     /// Pass/fail thresholds (exit code 3 when one fails).
     pub gates: Gates,
+    /// `memory-budget = "48GB"`: the device memory the stages should fit; `slmc check` warns
+    /// about each stage whose planned peak exceeds it (`--memory-budget` overrides it).
+    pub memory_budget: Option<u64>,
 }
 
 impl Recipe {
