@@ -125,7 +125,8 @@ impl Plan {
 /// binary (GiB = 2³⁰) units, case-insensitive.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    // The unit is the trailing run of letters (`1.5e9` has none: its `e` is the exponent's).
+    let split = t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
     let (num, unit) = t.split_at(split);
     let value: f64 =
         num.trim().parse().map_err(|_| format!("expected a size such as \"48GB\", got \"{text}\""))?;
