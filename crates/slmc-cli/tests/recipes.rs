@@ -337,3 +337,19 @@ fn check_states_the_memory_budget_and_warns_about_stages_over_it() {
     assert!(!o.status.success());
     assert!(text(&o).contains("unknown unit `xb`"), "{}", text(&o));
 }
+
+#[test]
+fn a_precision_other_than_f32_is_planned_but_refused_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), "");
+    let r = r.to_str().unwrap();
+    let f32_plan = text(&slmc(dir.path(), &["check", r]));
+    let o = slmc(dir.path(), &["check", r, "--set", "stage.1.precision=bf16"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(text(&o), f32_plan, "bf16 halves the stage's weights, gradients and moments");
+    let o = slmc(dir.path(), &["run", r, "--set", "stage.1.precision=bf16-mixed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("`precision = \"bf16-mixed\"` is planned"), "{}", text(&o));
+    let out = text(&slmc(dir.path(), &["check", r, "--set", "stage.1.precision=bf15"]));
+    assert!(out.contains("did you mean `bf16`?"), "{out}");
+}

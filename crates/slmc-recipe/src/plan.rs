@@ -41,6 +41,40 @@ const CE_HEAD_VALUES: u64 = 3;
 /// probabilities and gradients, the teacher's logits and log-probabilities, the pointwise terms.
 const KD_HEAD_VALUES: u64 = 10;
 
+/// Bytes per value a training stage's `precision` gives each kind of tensor.
+struct PrecisionBytes {
+    /// Trained weights (f32 master weights under bf16-mixed).
+    weight: u64,
+    /// Gradients.
+    grad: u64,
+    /// AdamW's two moments together.
+    adam: u64,
+    /// Activations kept by the trunk and a frozen teacher's forward.
+    act: u64,
+    /// The frozen teacher's weights.
+    teacher: u64,
+    /// The bf16 compute copy of the trained weights bf16-mixed keeps while they are in use.
+    compute_copy: u64,
+}
+
+fn precision_bytes(p: Precision) -> PrecisionBytes {
+    match p {
+        Precision::F32 => PrecisionBytes { weight: 4, grad: 4, adam: 8, act: 4, teacher: 4, compute_copy: 0 },
+        Precision::Bf16Mixed => {
+            PrecisionBytes { weight: 4, grad: 4, adam: 8, act: 2, teacher: 2, compute_copy: 2 }
+        }
+        Precision::Bf16 => {
+            PrecisionBytes { weight: 2, grad: 2, adam: 4, act: 2, teacher: 2, compute_copy: 0 }
+        }
+    }
+}
+
+/// Bytes of the bf16 compute copy of `params` trained weights: the whole model's, or with
+/// layer-wise checkpointing one layer's at a time.
+fn compute_copy_bytes(b: &PrecisionBytes, params: u64, layers: usize, checkpointing: bool) -> u64 {
+    b.compute_copy * if checkpointing { params / layers.max(1) as u64 } else { params }
+}
+
 /// Positions of one chunk of the vocabulary loss: `loss-chunk`, at most the micro-batch's tokens
 /// (0 = all of them).
 fn loss_chunk_tokens(loss_chunk: usize, tokens: u64) -> u64 {
@@ -267,16 +301,18 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let sp = student.num_params() as u64;
                 let tokens = (t.batch_size * seq) as u64;
                 let chunk = loss_chunk_tokens(t.loss_chunk, tokens);
+                let pb = precision_bytes(t.precision);
+                // The trunk in the stage's precision, the vocabulary loss in f32.
                 let student_acts =
-                    4 * tokens * trunk_values_per_token(&student, seq, t.activation_checkpointing)
+                    pb.act * tokens * trunk_values_per_token(&student, seq, t.activation_checkpointing)
                         + 4 * chunk * KD_HEAD_VALUES * vocab;
                 let th = teacher.hidden_size as u64;
                 // The teacher runs before the student's backward pass: its widest point and the
                 // student's kept activations do not coexist; its final (and matched) hidden
                 // states stay for the loss.
-                let teacher_transient = 4 * tokens * forward_values_per_token(&teacher, seq);
+                let teacher_transient = pb.act * tokens * forward_values_per_token(&teacher, seq);
                 let matched = dp.hidden.as_ref().map_or(0, |_| student.num_layers as u64);
-                let teacher_kept = 4 * tokens * th * (1 + matched);
+                let teacher_kept = pb.act * tokens * th * (1 + matched);
                 let cache_bytes = dp.teacher_cache_topk.map_or(0, |k| {
                     (t.steps * t.batch_size * t.grad_accum * seq) as u64 * k.min(vocab as usize) as u64 * 6
                 });
@@ -303,11 +339,13 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     t.batch_size * t.grad_accum,
                     seq
                 );
-                let teacher_weights = 4 * teacher.num_params() as u64;
+                let teacher_weights = pb.teacher * teacher.num_params() as u64;
                 let mut mem = Memory {
-                    weights: 4 * sp + teacher_weights,
-                    gradients: 4 * sp,
-                    optimizer: 8 * sp,
+                    weights: pb.weight * sp
+                        + compute_copy_bytes(&pb, sp, student.num_layers, t.activation_checkpointing)
+                        + teacher_weights,
+                    gradients: pb.grad * sp,
+                    optimizer: pb.adam * sp,
                     activations: student_acts.max(teacher_transient) + teacher_kept,
                     ..Default::default()
                 };
@@ -351,7 +389,8 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let tokens = (t.batch_size * seq) as u64;
                 // The trunk's activations (one layer's and every layer's input when checkpointing)
                 // and one chunk of the vocabulary loss.
-                let acts = 4 * tokens * trunk_values_per_token(&model, seq, t.activation_checkpointing)
+                let pb = precision_bytes(t.precision);
+                let acts = pb.act * tokens * trunk_values_per_token(&model, seq, t.activation_checkpointing)
                     + 4 * loss_chunk_tokens(t.loss_chunk, tokens) * CE_HEAD_VALUES * vocab;
                 let summary = format!(
                     "full fine-tune: {} steps × {} seq × {} tokens{} = {} tokens, lr {:e} ({:?}, warmup {})",
@@ -366,10 +405,12 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 );
                 match &t.adapter {
                     None => {
+                        let p = params;
+                        let copy = compute_copy_bytes(&pb, p, model.num_layers, t.activation_checkpointing);
                         let mem = Memory {
-                            weights,
-                            gradients: weights,
-                            optimizer: 2 * weights,
+                            weights: pb.weight * p + copy,
+                            gradients: pb.grad * p,
+                            optimizer: pb.adam * p,
                             activations: acts,
                             ..Default::default()
                         };
@@ -678,7 +719,7 @@ impl fmt::Display for Plan {
         }
         writeln!(
             f,
-            "memory   estimates assume one device holding every tensor in f32 (weights, gradients, AdamW moments, activations; on CPU, host RAM), {}",
+            "memory   estimates assume one device holding every tensor (on CPU, host RAM), in f32 unless a stage sets `precision`, {}",
             match self.memory_budget {
                 Some(b) => format!("budget {}", bytes(b)),
                 None => "no budget given (--memory-budget or `memory-budget`)".to_string(),

@@ -229,6 +229,11 @@ fn train_params(r: &mut TableReader<'_>, distill: bool, d: &mut Diagnostics) -> 
         log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
         activation_checkpointing: false,
         loss_chunk: r.uint("loss-chunk", d).map_or(def.loss_chunk, |v| v.0),
+        precision: match r.choice("precision", &["f32", "bf16-mixed", "bf16"], d) {
+            Some(("bf16-mixed", _)) => Precision::Bf16Mixed,
+            Some(("bf16", _)) => Precision::Bf16,
+            _ => def.precision,
+        },
         adapter: None,
     };
     params.adapter = crate::validate_lora::adapter_params(r, distill, d);

@@ -23,6 +23,7 @@ pub(crate) fn run(
     dp: &DistillParams,
     ctx: &mut StageContext<'_>,
 ) -> Result<StageOutcome, PipelineError> {
+    super::training::check_precision(&dp.train, ctx.index)?;
     let current = state.model;
     let device = current.device();
     let tokenizer = ctx.tokenizer;
