@@ -314,3 +314,42 @@ fn shipped_quickstart_runs_end_to_end_on_a_tiny_model() {
     let o = slmc(dir.path(), &["inspect", gguf.to_str().unwrap()]);
     assert!(o.status.success() && text(&o).contains("Q4_0"), "{}", text(&o));
 }
+
+#[test]
+fn check_states_the_memory_budget_and_warns_about_stages_over_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), "");
+    let r = r.to_str().unwrap();
+    let out = text(&slmc(dir.path(), &["check", r]));
+    assert!(out.contains("memory   estimates assume one device") && out.contains("no budget given"), "{out}");
+    assert!(!out.contains("will not fit"), "{out}");
+    let o = slmc(dir.path(), &["check", r, "--memory-budget", "1kB"]);
+    let out = text(&o);
+    assert!(o.status.success(), "a warning, not an error: {out}");
+    assert!(out.contains("budget 1.0 kB") && out.contains("warning: stage 0 plans"), "{out}");
+    assert!(out.contains("will not fit the 1.0 kB budget"), "{out}");
+    let out = text(&slmc(dir.path(), &["check", r, "--memory-budget", "1TB"]));
+    assert!(out.contains("budget 1000.00 GB") && !out.contains("will not fit"), "{out}");
+    // The recipe field, and a bad size rejected at the command line.
+    let out = text(&slmc(dir.path(), &["check", r, "--set", "memory-budget=2kB"]));
+    assert!(out.contains("budget 2.0 kB") && out.contains("will not fit"), "{out}");
+    let o = slmc(dir.path(), &["check", r, "--memory-budget", "48XB"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("unknown unit `xb`"), "{}", text(&o));
+}
+
+#[test]
+fn a_precision_other_than_f32_is_planned_but_refused_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = recipe(dir.path(), "");
+    let r = r.to_str().unwrap();
+    let f32_plan = text(&slmc(dir.path(), &["check", r]));
+    let o = slmc(dir.path(), &["check", r, "--set", "stage.1.precision=bf16"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_ne!(text(&o), f32_plan, "bf16 halves the stage's weights, gradients and moments");
+    let o = slmc(dir.path(), &["run", r, "--set", "stage.1.precision=bf16-mixed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("`precision = \"bf16-mixed\"` is planned"), "{}", text(&o));
+    let out = text(&slmc(dir.path(), &["check", r, "--set", "stage.1.precision=bf15"]));
+    assert!(out.contains("did you mean `bf16`?"), "{out}");
+}

@@ -17,13 +17,87 @@ pub struct Memory {
     pub optimizer: u64,
     /// Activations kept for the backward pass (or of one forward pass).
     pub activations: u64,
+    /// Records held in memory: quantization codes, the top-K teacher cache.
+    pub records: u64,
+    /// The process itself: code, allocator, tokenizer, data buffers ([`RUNTIME_BYTES`]).
+    pub runtime: u64,
 }
 
 impl Memory {
     /// Sum of the parts.
     pub fn total(&self) -> u64 {
-        self.weights + self.gradients + self.optimizer + self.activations
+        self.weights + self.gradients + self.optimizer + self.activations + self.records + self.runtime
     }
+}
+
+/// What the process needs besides the stage's tensors (binary, allocator arenas, tokenizer,
+/// data buffers): measured on CPU at 50-80 MB (scripts/plan_vs_measured.py).
+pub const RUNTIME_BYTES: u64 = 64_000_000;
+
+/// f32 values per position of the chunk the vocabulary loss works on: cross-entropy keeps the
+/// logits, their log-softmax and its gradient.
+const CE_HEAD_VALUES: u64 = 3;
+/// The same for a KD loss on a live or cached teacher: student logits, scaled logits, log-softmax,
+/// probabilities and gradients, the teacher's logits and log-probabilities, the pointwise terms.
+const KD_HEAD_VALUES: u64 = 10;
+
+/// Bytes per value a training stage's `precision` gives each kind of tensor.
+struct PrecisionBytes {
+    /// Trained weights (f32 master weights under bf16-mixed).
+    weight: u64,
+    /// Gradients.
+    grad: u64,
+    /// AdamW's two moments together.
+    adam: u64,
+    /// Activations kept by the trunk and a frozen teacher's forward.
+    act: u64,
+    /// The frozen teacher's weights.
+    teacher: u64,
+    /// The bf16 compute copy of the trained weights bf16-mixed keeps while they are in use.
+    compute_copy: u64,
+}
+
+fn precision_bytes(p: Precision) -> PrecisionBytes {
+    match p {
+        Precision::F32 => PrecisionBytes { weight: 4, grad: 4, adam: 8, act: 4, teacher: 4, compute_copy: 0 },
+        Precision::Bf16Mixed => {
+            PrecisionBytes { weight: 4, grad: 4, adam: 8, act: 2, teacher: 2, compute_copy: 2 }
+        }
+        Precision::Bf16 => {
+            PrecisionBytes { weight: 2, grad: 2, adam: 4, act: 2, teacher: 2, compute_copy: 0 }
+        }
+    }
+}
+
+/// Bytes of the bf16 compute copy of `params` trained weights: the whole model's, or with
+/// layer-wise checkpointing one layer's at a time.
+fn compute_copy_bytes(b: &PrecisionBytes, params: u64, layers: usize, checkpointing: bool) -> u64 {
+    b.compute_copy * if checkpointing { params / layers.max(1) as u64 } else { params }
+}
+
+/// Positions of one chunk of the vocabulary loss: `loss-chunk`, at most the micro-batch's tokens
+/// (0 = all of them).
+fn loss_chunk_tokens(loss_chunk: usize, tokens: u64) -> u64 {
+    if loss_chunk == 0 { tokens } else { (loss_chunk as u64).min(tokens) }
+}
+
+/// f32 values per token of a differentiated trunk (embeddings to final norm): every layer's
+/// activations, or with layer-wise checkpointing one layer's plus every layer's input.
+fn trunk_values_per_token(c: &ModelConfig, seq: usize, checkpointing: bool) -> u64 {
+    let per_token = activation_values_per_token(c, seq);
+    if checkpointing {
+        let layers = c.num_layers.max(1) as u64;
+        per_token / layers + layers * c.hidden_size as u64
+    } else {
+        per_token
+    }
+}
+
+/// f32 values per token of an inference forward pass at its widest point (no graph kept): the
+/// residual stream and one layer's projections, SwiGLU intermediates and attention scores with
+/// their softmax.
+fn forward_values_per_token(c: &ModelConfig, seq: usize) -> u64 {
+    4 * c.hidden_size as u64 + 4 * c.intermediate_size as u64 + 2 * (c.num_heads * seq) as u64
 }
 
 /// One stage of the plan.
@@ -65,6 +139,51 @@ pub struct Plan {
     pub problems: Vec<Diagnostic>,
     /// Modules each quantize or prune stage touches, by stage index.
     pub stage_modules: Vec<(usize, Vec<String>)>,
+    /// The device memory the stages should fit (`memory-budget`, or `slmc check --memory-budget`).
+    pub memory_budget: Option<u64>,
+}
+
+impl Plan {
+    /// The stages whose planned peak exceeds the memory budget: (stage index, planned peak).
+    pub fn over_budget(&self) -> Vec<(usize, u64)> {
+        let Some(budget) = self.memory_budget else { return Vec::new() };
+        self.stages
+            .iter()
+            .filter(|s| s.memory.total() > budget)
+            .map(|s| (s.index, s.memory.total()))
+            .collect()
+    }
+}
+
+/// Parses a memory size: `48GB`, `24 GiB`, `512MB`, `1.5e9` (bytes); decimal (GB = 10⁹) and
+/// binary (GiB = 2³⁰) units, case-insensitive.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    // The unit is the trailing run of letters (`1.5e9` has none: its `e` is the exponent's).
+    let split = t.trim_end_matches(|c: char| c.is_ascii_alphabetic()).len();
+    let (num, unit) = t.split_at(split);
+    let value: f64 =
+        num.trim().parse().map_err(|_| format!("expected a size such as \"48GB\", got \"{text}\""))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024f64.powi(2),
+        "gib" => 1024f64.powi(3),
+        "tib" => 1024f64.powi(4),
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` in \"{text}\" (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)"
+            ));
+        }
+    };
+    if !(value > 0.0 && value.is_finite()) {
+        return Err(format!("the size must be positive, got \"{text}\""));
+    }
+    Ok((value * scale) as u64)
 }
 
 /// Reads the configuration of a model source (its `config.json`, or the inline table).
@@ -180,12 +299,22 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 };
                 let sp = student.num_params() as u64;
                 let tokens = (t.batch_size * seq) as u64;
-                let student_acts = 4 * tokens * (activation_values_per_token(&student, seq) + 3 * vocab);
-                let teacher_acts = if dp.teacher_cache_topk.is_some() {
-                    0
-                } else {
-                    4 * tokens * (2 * vocab + 4 * teacher.hidden_size as u64)
-                };
+                let chunk = loss_chunk_tokens(t.loss_chunk, tokens);
+                let pb = precision_bytes(t.precision);
+                // The trunk in the stage's precision, the vocabulary loss in f32.
+                let student_acts =
+                    pb.act * tokens * trunk_values_per_token(&student, seq, t.activation_checkpointing)
+                        + 4 * chunk * KD_HEAD_VALUES * vocab;
+                let th = teacher.hidden_size as u64;
+                // The teacher runs before the student's backward pass: its widest point and the
+                // student's kept activations do not coexist; its final (and matched) hidden
+                // states stay for the loss.
+                let teacher_transient = pb.act * tokens * forward_values_per_token(&teacher, seq);
+                let matched = dp.hidden.as_ref().map_or(0, |_| student.num_layers as u64);
+                let teacher_kept = pb.act * tokens * th * (1 + matched);
+                let cache_bytes = dp.teacher_cache_topk.map_or(0, |k| {
+                    (t.steps * t.batch_size * t.grad_accum * seq) as u64 * k.min(vocab as usize) as u64 * 6
+                });
                 let summary = format!(
                     "distill: {} ({:.2}M) → student {} layers × {} ({:.2}M params, init {}), {:?} τ={} α={}{}{}, {} steps × {} seq × {} tokens",
                     teacher.arch.model_type(),
@@ -209,11 +338,15 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     t.batch_size * t.grad_accum,
                     seq
                 );
+                let teacher_weights = pb.teacher * teacher.num_params() as u64;
                 let mut mem = Memory {
-                    weights: 4 * sp + 4 * teacher.num_params() as u64,
-                    gradients: 4 * sp,
-                    optimizer: 8 * sp,
-                    activations: student_acts + teacher_acts,
+                    weights: pb.weight * sp
+                        + compute_copy_bytes(&pb, sp, student.num_layers, t.activation_checkpointing)
+                        + teacher_weights,
+                    gradients: pb.grad * sp,
+                    optimizer: pb.adam * sp,
+                    activations: student_acts.max(teacher_transient) + teacher_kept,
+                    ..Default::default()
                 };
                 let mut touched = (tensor_count(&student), student.num_params());
                 let mut summary = summary;
@@ -227,23 +360,37 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                         crate::plan_lora::summary(a, &student, &modules)
                     );
                     let m = crate::plan_lora::memory(a, &student, &modules, mem.activations);
-                    mem = Memory { weights: m.weights + 4 * teacher.num_params() as u64, ..m };
+                    mem = Memory { weights: m.weights + teacher_weights, ..m };
                     touched = (modules.len() * 2, crate::plan_lora::trainable_params(a, &student, &modules));
                     stage_modules.push((s.index, modules));
+                }
+                if dp.teacher_cache_topk.is_some() {
+                    // Two phases: the cache pass (teacher and student weights, the teacher's
+                    // forward), then training without the teacher (it is dropped) from the cache.
+                    let build = Memory {
+                        weights: mem.weights,
+                        activations: teacher_transient + 4 * chunk * 2 * vocab,
+                        records: cache_bytes,
+                        ..Default::default()
+                    };
+                    let train = Memory {
+                        weights: mem.weights - teacher_weights,
+                        activations: student_acts,
+                        records: cache_bytes,
+                        ..mem
+                    };
+                    mem = if build.total() > train.total() { build } else { train };
                 }
                 model = student;
                 (summary, touched, mem)
             }
             StageKind::Finetune(t) => {
                 let tokens = (t.batch_size * seq) as u64;
-                let per_token = activation_values_per_token(&model, seq);
-                let acts = if t.activation_checkpointing {
-                    // One layer's activations, every layer's input, the head's.
-                    let layers = model.num_layers.max(1) as u64;
-                    4 * tokens * (per_token / layers + layers * model.hidden_size as u64 + 3 * vocab)
-                } else {
-                    4 * tokens * (per_token + 3 * vocab)
-                };
+                // The trunk's activations (one layer's and every layer's input when checkpointing)
+                // and one chunk of the vocabulary loss.
+                let pb = precision_bytes(t.precision);
+                let acts = pb.act * tokens * trunk_values_per_token(&model, seq, t.activation_checkpointing)
+                    + 4 * loss_chunk_tokens(t.loss_chunk, tokens) * CE_HEAD_VALUES * vocab;
                 let summary = format!(
                     "full fine-tune: {} steps × {} seq × {} tokens{} = {} tokens, lr {:e} ({:?}, warmup {})",
                     t.steps,
@@ -257,8 +404,15 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 );
                 match &t.adapter {
                     None => {
-                        let mem =
-                            Memory { weights, gradients: weights, optimizer: 2 * weights, activations: acts };
+                        let p = params;
+                        let copy = compute_copy_bytes(&pb, p, model.num_layers, t.activation_checkpointing);
+                        let mem = Memory {
+                            weights: pb.weight * p + copy,
+                            gradients: pb.grad * p,
+                            optimizer: pb.adam * p,
+                            activations: acts,
+                            ..Default::default()
+                        };
                         (summary, (tensor_count(&model), model.num_params()), mem)
                     }
                     Some(a) => {
@@ -320,10 +474,16 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                     }
                 );
                 stage_modules.push((s.index, modules.clone()));
+                // The codes (a byte per weight, a scale and zero per group) and, while a block is
+                // solved, two f32 copies of its weights.
+                let groups =
+                    shapes.iter().map(|[o, i]| o * i.div_ceil(q.group_size.unwrap_or(*i))).sum::<usize>();
+                let codes = (params + 5 * groups) as u64;
+                let block = 2 * 4 * (params / model.num_layers.max(1)) as u64;
                 (
                     summary,
                     (modules.len(), params),
-                    Memory { weights, activations: acts, ..Default::default() },
+                    Memory { weights, activations: acts + block, records: codes, ..Default::default() },
                 )
             }
             StageKind::Prune(p) => match crate::plan_prune::plan(p, &model, seq, &s.origin) {
@@ -341,9 +501,8 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
             },
             StageKind::Eval(e) => {
                 let ctx = e.ctx.unwrap_or(seq);
-                let acts = 4
-                    * ctx as u64
-                    * (model.hidden_size as u64 * 4 + model.intermediate_size as u64 * 3 + 2 * vocab);
+                // One window's forward at its widest, and its logits with their log-softmax.
+                let acts = 4 * ctx as u64 * (forward_values_per_token(&model, ctx) + 2 * vocab);
                 let rows = recipe.data.as_ref().is_some_and(|d| d.rows.is_rows());
                 let summary = if rows {
                     format!("eval: perplexity over the trained tokens of the held-out rows (seq-len {seq})")
@@ -353,6 +512,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 (summary, (0, 0), Memory { weights, activations: acts, ..Default::default() })
             }
         };
+        let memory = Memory { runtime: RUNTIME_BYTES, ..memory };
         stages.push(StagePlan {
             index: s.index,
             kind: s.kind.name(),
@@ -427,6 +587,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
         run_dir: recipe.run_dir().display().to_string(),
         problems,
         stage_modules,
+        memory_budget: recipe.memory_budget,
     }
 }
 
@@ -545,14 +706,33 @@ impl fmt::Display for Plan {
                 )?;
             }
             let mm = s.memory;
+            let records =
+                if mm.records > 0 { format!(", records {}", bytes(mm.records)) } else { String::new() };
             writeln!(
                 f,
-                "         peak memory ≈ {} (weights {}, gradients {}, AdamW state {}, activations {})",
+                "         peak memory ≈ {} (weights {}, gradients {}, AdamW state {}, activations {}{records}, runtime {})",
                 bytes(mm.total()),
                 bytes(mm.weights),
                 bytes(mm.gradients),
                 bytes(mm.optimizer),
-                bytes(mm.activations)
+                bytes(mm.activations),
+                bytes(mm.runtime)
+            )?;
+        }
+        writeln!(
+            f,
+            "memory   estimates assume one device holding every tensor (on CPU, host RAM), in f32 unless a stage sets `precision`, {}",
+            match self.memory_budget {
+                Some(b) => format!("budget {}", bytes(b)),
+                None => "no budget given (--memory-budget or `memory-budget`)".to_string(),
+            }
+        )?;
+        for (index, total) in self.over_budget() {
+            writeln!(
+                f,
+                "warning: stage {index} plans {} and will not fit the {} budget",
+                bytes(total),
+                bytes(self.memory_budget.unwrap_or(0))
             )?;
         }
         for (what, size) in &self.exports {

@@ -85,6 +85,7 @@ pub fn memory(a: &AdapterParams, model: &ModelConfig, modules: &[String], activa
         gradients: 4 * trained,
         optimizer: 8 * trained,
         activations,
+        ..Default::default()
     }
 }
 

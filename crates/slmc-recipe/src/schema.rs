@@ -29,6 +29,9 @@ pub struct Recipe {
     pub export: Option<ExportSpec>,
     /// Pass/fail thresholds (exit code 3 when one fails).
     pub gates: Gates,
+    /// `memory-budget = "48GB"`: the device memory the stages should fit; `slmc check` warns
+    /// about each stage whose planned peak exceeds it (`--memory-budget` overrides it).
+    pub memory_budget: Option<u64>,
 }
 
 impl Recipe {
@@ -128,6 +131,30 @@ pub enum Schedule {
     Constant,
 }
 
+/// Numeric precision of a training stage (`precision`). Only `f32` runs in this build; the others
+/// are planned by `slmc check` (issue 12 item 1) and refused by `slmc run`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    /// Everything in f32.
+    F32,
+    /// bf16 weights and activations in forward/backward, f32 master weights, gradients and AdamW
+    /// moments, losses and softmax reductions in f32; a frozen teacher held in bf16.
+    Bf16Mixed,
+    /// Weights, gradients, AdamW moments and activations in bf16 (losses in f32); teacher in bf16.
+    Bf16,
+}
+
+impl Precision {
+    /// The recipe spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16Mixed => "bf16-mixed",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// Optimisation settings shared by training stages.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainParams {
@@ -173,6 +200,8 @@ pub struct TrainParams {
     /// once): the LM head, cross-entropy and KD divergences run chunk by chunk, so that
     /// `[batch, seq, vocab]` logits never exist whole.
     pub loss_chunk: usize,
+    /// `precision` (default f32).
+    pub precision: Precision,
 }
 
 /// Default `loss-chunk`: 1024 positions (with a 32k vocabulary, 131 MB per f32 logits copy).
@@ -260,6 +289,7 @@ impl Default for TrainParams {
             adapter: None,
             activation_checkpointing: false,
             loss_chunk: DEFAULT_LOSS_CHUNK,
+            precision: Precision::F32,
         }
     }
 }

@@ -30,6 +30,14 @@ pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
         }
     };
     let seed = r.uint("seed", d).map_or(0, |(s, _)| s as u64);
+    let memory_budget =
+        r.string("memory-budget", d).and_then(|(s, origin)| match crate::plan::parse_bytes(&s) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                d.push(Diagnostic::new(format!("`memory-budget`: {e}"), origin));
+                None
+            }
+        });
     let run_dir = r.string("run-dir", d).map(|(s, _)| PathBuf::from(s));
     let (model, adapter) = match r.node("model") {
         Some(n) => model_source(n, "[model]", d),
@@ -65,7 +73,19 @@ pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
     let export = r.node("export").and_then(|n| export_spec(n, d));
     let gates = r.node("gates").and_then(|n| gates(n, d)).unwrap_or_default();
     r.finish(d);
-    let recipe = Recipe { name, seed, run_dir, model: model?, adapter, teacher, data, stages, export, gates };
+    let recipe = Recipe {
+        name,
+        seed,
+        run_dir,
+        model: model?,
+        adapter,
+        teacher,
+        data,
+        stages,
+        export,
+        gates,
+        memory_budget,
+    };
     cross_checks(&recipe, root, d);
     Some(recipe)
 }
@@ -209,6 +229,11 @@ fn train_params(r: &mut TableReader<'_>, distill: bool, d: &mut Diagnostics) -> 
         log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
         activation_checkpointing: false,
         loss_chunk: r.uint("loss-chunk", d).map_or(def.loss_chunk, |v| v.0),
+        precision: match r.choice("precision", &["f32", "bf16-mixed", "bf16"], d) {
+            Some(("bf16-mixed", _)) => Precision::Bf16Mixed,
+            Some(("bf16", _)) => Precision::Bf16,
+            _ => def.precision,
+        },
         adapter: None,
     };
     params.adapter = crate::validate_lora::adapter_params(r, distill, d);

@@ -179,6 +179,7 @@ impl StepLoss<Distilled> for DistillObjective<'_> {
         let hidden_pairs = self.hidden.as_ref().map_or(vec![], |h| h.2.clone());
         // The teacher's side, at most `[B, T, H]` and `[B, T, K]` whole: final-norm hidden states
         // (its logits are made chunk by chunk), or the cached top-K entries.
+        #[allow(clippy::large_enum_variant)] // one value per micro-batch, on the stack
         enum Side {
             Online(Tensor<2>),
             Cached(Tensor<2, Int>, Tensor<2>),

@@ -88,8 +88,8 @@ pub trait StepLoss<M> {
     /// The loss value and gradients of `batch`, computed the memory-bounded way: the vocabulary
     /// loss over chunks of positions ([`crate::chunked`]) and, when `how.checkpoint_seed` is set,
     /// with layer-wise gradient checkpointing ([`crate::layerwise`]). The loss is divided by
-    /// `how.divisor` (gradient accumulation). `None` when the objective only has [`loss`]
-    /// (`Self::loss`); the engine then backpropagates that.
+    /// `how.divisor` (gradient accumulation). `None` when the objective only has
+    /// [`StepLoss::loss`]; the engine then backpropagates that (whole logits).
     fn loss_and_grads(
         &mut self,
         _model: &M,

@@ -8,6 +8,10 @@ use slmc_recipe::plan::{model_config, plan};
 pub struct Args {
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    /// The device memory the stages should fit, e.g. `48GB` or `24GiB` (overrides the recipe's
+    /// `memory-budget`); a stage planned above it gets a warning.
+    #[arg(long, value_name = "SIZE", value_parser = slmc_recipe::plan::parse_bytes)]
+    pub memory_budget: Option<u64>,
 }
 
 /// Runs the command.
@@ -26,7 +30,10 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some(t) => Some(model_config(t).map_err(|d| anyhow::anyhow!("[teacher]: {}", d.message))?),
         None => None,
     };
-    let plan = plan(&recipe, config, teacher.as_ref());
+    let mut plan = plan(&recipe, config, teacher.as_ref());
+    if a.memory_budget.is_some() {
+        plan.memory_budget = a.memory_budget;
+    }
     print!("{plan}");
     if !plan.problems.is_empty() {
         let sources = slmc_recipe::Sources {

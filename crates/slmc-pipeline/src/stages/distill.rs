@@ -23,6 +23,7 @@ pub(crate) fn run(
     dp: &DistillParams,
     ctx: &mut StageContext<'_>,
 ) -> Result<StageOutcome, PipelineError> {
+    super::training::check_precision(&dp.train, ctx.index)?;
     let current = state.model;
     let device = current.device();
     let tokenizer = ctx.tokenizer;
@@ -41,14 +42,19 @@ pub(crate) fn run(
     let (student, init_layers) = match &dp.init {
         StudentInit::Current => (current, None),
         StudentInit::Config(_) => {
+            drop(current);
             (CausalLm::new(&student_cfg, Init::Normal { std: 0.02, seed: ctx.seed() }, &device), None)
         }
         StudentInit::TeacherLayers(l) => {
+            drop(current); // the student replaces it: not resident while training
             let layers = student_layers(l, teacher.config.num_layers);
             let (cfg, tensors) = weights::select_layers(&teacher.model, &layers)?;
             (weights::load(&cfg, tensors.as_slice(), "teacher layers", &device)?.0, Some(layers))
         }
-        StudentInit::Path(p) => (HfModel::load(p, &device)?.model, None),
+        StudentInit::Path(p) => {
+            drop(current);
+            (HfModel::load(p, &device)?.model, None)
+        }
     };
     drop(teacher.tokenizer);
     let (ls, lt) = (student.config.num_layers, teacher.config.num_layers);
@@ -84,6 +90,9 @@ pub(crate) fn run(
         KdLoss::Jsd { beta } => Divergence::Jsd { beta },
     };
     let t = &dp.train;
+    // The stage's own peak (teacher and student resident, the cache pass, the training loop),
+    // apart from loading.
+    crate::memory::reset_peak_rss();
     let cache = match dp.teacher_cache_topk {
         None => None,
         Some(k) => {
@@ -125,9 +134,17 @@ pub(crate) fn run(
             }
         }
     };
-    let signal = match &cache {
-        Some(c) => TeacherSignal::Cached(c),
-        None => TeacherSignal::Online(&teacher.model),
+    // Training from the cache does not need the teacher: it leaves memory first.
+    let teacher_model = if cache.is_some() {
+        drop(teacher.model);
+        None
+    } else {
+        Some(teacher.model)
+    };
+    let signal = match (&cache, &teacher_model) {
+        (Some(c), _) => TeacherSignal::Cached(c),
+        (None, Some(t)) => TeacherSignal::Online(t),
+        (None, None) => unreachable!("the teacher is kept when there is no cache"),
     };
     let mut objective = DistillObjective {
         teacher: signal,
@@ -140,6 +157,7 @@ pub(crate) fn run(
     let keep = state.records.keep_masks();
     let opts = options(t, &keep, ctx)?;
     let trained = train_logged(distilled, &data, &opts, &mut objective, ctx)?;
+    let train_peak_rss = crate::memory::peak_rss_bytes();
     let model = super::adapters::finish(trained.student);
     let summary = format!(
         "stage {}: distill{}, {} steps, student {} layers ({:.2}M parameters)",
@@ -153,7 +171,7 @@ pub(crate) fn run(
         state: State { model, records: state.records },
         changed: true,
         summary,
-        record: json!({}),
+        record: json!({ "train_peak_rss_bytes": train_peak_rss }),
         eval: None,
     })
 }

@@ -14,10 +14,18 @@ pub(crate) fn run(
     e: &EvalParams,
     ctx: &mut StageContext<'_>,
 ) -> Result<StageOutcome, PipelineError> {
-    let r = eval_model(&state.model, ctx.data()?, e, ctx.observer)?;
+    let data = ctx.data()?;
+    // The evaluation's own peak (resident model, one window's activations), apart from loading.
+    crate::memory::reset_peak_rss();
+    let r = eval_model(&state.model, data, e, ctx.observer)?;
+    let peak_rss = crate::memory::peak_rss_bytes();
     ctx.metrics.write(
         &json!({"event": "eval", "stage": ctx.index, "loss": r.mean_nll, "ppl": r.ppl, "tokens": r.tokens}),
     )?;
     let summary = format!("stage {}: eval, perplexity {:.3} over {} tokens", ctx.index, r.ppl, r.tokens);
-    Ok(StageOutcome { state, changed: false, summary, record: r.to_json(), eval: Some(r) })
+    let mut record = r.to_json();
+    if let Some(m) = record.as_object_mut() {
+        m.insert("peak_rss_bytes".into(), json!(peak_rss));
+    }
+    Ok(StageOutcome { state, changed: false, summary, record, eval: Some(r) })
 }

@@ -41,6 +41,9 @@ pub(crate) fn run(
     ctx: &mut StageContext<'_>,
 ) -> Result<StageOutcome, PipelineError> {
     let model = state.model;
+    // The stage's own peak (resident model, calibration activations, Hessians), apart from the
+    // loading before it.
+    crate::memory::reset_peak_rss();
     let cfg = config(q, &ctx.modules(), state.records.keep_masks());
     let calib = match q.method {
         QuantMethod::Rtn => Vec::new(),

@@ -8,6 +8,17 @@ use serde_json::json;
 use slmc_recipe::TrainParams;
 use slmc_train::{TrainData, TrainOptions, train};
 
+/// Refuses a `precision` this build cannot train in (`slmc check` plans it; issue 12 item 1).
+pub(crate) fn check_precision(params: &TrainParams, index: usize) -> Result<(), PipelineError> {
+    if params.precision == slmc_recipe::Precision::F32 {
+        return Ok(());
+    }
+    Err(PipelineError::Recipe(format!(
+        "stage {index}: `precision = \"{}\"` is planned by `slmc check` but this build trains in f32 only; remove the key (or set \"f32\") to run",
+        params.precision.name()
+    )))
+}
+
 /// Training options of a stage with recipe parameters `params`; `keep_masks` (from an earlier
 /// prune stage) hold pruned weights at zero.
 pub(crate) fn options<'a, 'c: 'a>(
@@ -15,6 +26,7 @@ pub(crate) fn options<'a, 'c: 'a>(
     keep_masks: &'a [(String, Vec<bool>)],
     ctx: &StageContext<'c>,
 ) -> Result<TrainOptions<'a>, PipelineError> {
+    check_precision(params, ctx.index)?;
     Ok(TrainOptions {
         params,
         seed: ctx.seed(),
