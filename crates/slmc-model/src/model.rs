@@ -304,7 +304,9 @@ impl CausalLm {
                 kept[slot] = Some(x.clone());
             }
         }
-        let hidden = kept.into_iter().map(|h| h.expect("layer index checked by the caller")).collect();
+        // Hidden states for the distillation terms are compared in f32.
+        let hidden =
+            kept.into_iter().map(|h| to_f32(h.expect("layer index checked by the caller"))).collect();
         (self.lm_logits(self.final_norm().forward(x)), hidden)
     }
 
@@ -347,4 +349,9 @@ pub fn cast_parameters<M: Module>(module: M, dtype: DType) -> M {
         }
     }
     module.map(&mut Cast(dtype))
+}
+
+/// `t` in f32 (a cast when it is bf16/f16 activations).
+pub fn to_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
+    if t.dtype() == DType::F32 { t } else { t.cast(DType::F32) }
 }

@@ -113,7 +113,10 @@ pub fn trunk(lm: &CausalLm, ids: Tensor<2, Int>, layers: &[usize]) -> (Tensor<3>
             kept[slot] = Some(x.clone());
         }
     }
-    let hidden = kept.into_iter().map(|h| h.expect("layer index checked by the caller")).collect();
+    let hidden = kept
+        .into_iter()
+        .map(|h| slmc_model::model::to_f32(h.expect("layer index checked by the caller")))
+        .collect();
     (lm.final_norm().forward(x), hidden)
 }
 
@@ -167,6 +170,8 @@ pub fn loss_and_grads<M: Module>(
     terms: &LayerTerms<'_>,
 ) -> (f32, GradientsParams) {
     let (hn, hidden) = trunk(lm, inputs, &terms.layers);
+    // With bf16 activations the head and the losses run in f32 (the cast is in the graph).
+    let hn = slmc_model::model::to_f32(hn);
     let (mut value, head, upstream) = head_chunks(model, lm, hn.clone(), chunk, loss);
     let mut trunk_loss = (hn * upstream).sum();
     for (slot, h) in hidden.into_iter().enumerate() {

@@ -54,7 +54,7 @@ pub fn loss_and_grads<M: Module>(
     let mut terms_on = |l: usize, out: &Tensor<3>, acc: Tensor<1>| {
         let mut acc = acc;
         for (slot, _) in terms.layers.iter().enumerate().filter(|(_, t)| **t == l) {
-            let term = (terms.term)(slot, out.clone());
+            let term = (terms.term)(slot, slmc_model::model::to_f32(out.clone()));
             value += term.clone().into_scalar::<f32>();
             acc = acc + term;
         }
@@ -63,7 +63,7 @@ pub fn loss_and_grads<M: Module>(
     // Head: final norm, then the LM head and the loss chunk by chunk.
     let last = lm.layers.len();
     let h = xs.pop().expect("the embeddings are always kept").require_grad();
-    let hn = lm.final_norm().forward(h.clone());
+    let hn = slmc_model::model::to_f32(lm.final_norm().forward(h.clone()));
     let (head_value, mut total, head_upstream) = head_chunks(model, lm, hn.clone(), chunk, loss);
     let mut backprop = (hn * head_upstream).sum();
     if last > 0 {
@@ -77,7 +77,7 @@ pub fn loss_and_grads<M: Module>(
         device.seed(layer_seed(seed, l));
         let x = xs.pop().expect("one input per layer").require_grad();
         let y = layer.forward(x.clone(), &rope, None);
-        let mut backprop = (y * upstream).sum();
+        let mut backprop = slmc_model::model::to_f32((y * upstream).sum());
         if l > 0 {
             backprop = terms_on(l - 1, &x, backprop);
         }
@@ -87,7 +87,7 @@ pub fn loss_and_grads<M: Module>(
     }
     // Embeddings, when they train (modules-to-save).
     if embedded.is_tracked() {
-        let mut grads = (embedded * upstream).sum().backward();
+        let mut grads = slmc_model::model::to_f32((embedded * upstream).sum()).backward();
         let mut part = GradientsParams::from_module(&mut grads, model);
         merge(model, &mut part, &mut total);
     }

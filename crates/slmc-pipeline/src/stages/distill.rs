@@ -23,14 +23,13 @@ pub(crate) fn run(
     dp: &DistillParams,
     ctx: &mut StageContext<'_>,
 ) -> Result<StageOutcome, PipelineError> {
-    super::training::check_precision(&dp.train, ctx.index)?;
     let current = state.model;
     let device = current.device();
     let tokenizer = ctx.tokenizer;
     let Some(slmc_recipe::ModelSource::Path { path: teacher_dir, .. }) = ctx.recipe.teacher.as_ref() else {
         return Err(PipelineError::Recipe("[teacher] must be a `path` to a trained model".into()));
     };
-    let teacher = HfModel::load(teacher_dir, &device)?;
+    let mut teacher = HfModel::load(teacher_dir, &device)?;
     let student_cfg =
         student_config(&dp.init, &current.config, &teacher.config).map_err(PipelineError::Recipe)?;
     let vocab = shared_vocab(
@@ -81,6 +80,8 @@ pub(crate) fn run(
         None => super::adapters::merge_for(student, ctx, "full distillation"),
         Some(a) => super::adapters::prepare(student, a, ctx)?,
     };
+    let student = super::training::for_training(student, dp.train.precision);
+    teacher.model = super::training::teacher_for(teacher.model, dp.train.precision);
     let distilled = Distilled::new(student, pairs, student_cfg.hidden_size, teacher.config.hidden_size);
     let train_seqs = ctx.train("distill")?;
     let data = TrainData { train: train_seqs.view()?, eval: Some(ctx.data()?.eval.view()?) };
@@ -158,7 +159,7 @@ pub(crate) fn run(
     let opts = options(t, &keep, ctx)?;
     let trained = train_logged(distilled, &data, &opts, &mut objective, ctx)?;
     let train_peak_rss = crate::memory::peak_rss_bytes();
-    let model = super::adapters::finish(trained.student);
+    let model = super::adapters::finish(super::training::after_training(trained.student));
     let summary = format!(
         "stage {}: distill{}, {} steps, student {} layers ({:.2}M parameters)",
         ctx.index,

@@ -34,9 +34,10 @@ pub(crate) fn run(
     // The training loop's own peak (weights, gradients, optimizer state, activations), apart from
     // loading and saving.
     crate::memory::reset_peak_rss();
+    let model = super::training::for_training(model, params.precision);
     let model = train_logged(model, &train_data, &opts, &mut CrossEntropy, ctx)?;
     let train_peak_rss = crate::memory::peak_rss_bytes();
-    let model = adapters::finish(model);
+    let model = adapters::finish(super::training::after_training(model));
     let summary = format!(
         "stage {}: finetune {method}, {} steps{}",
         ctx.index,

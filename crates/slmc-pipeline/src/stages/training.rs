@@ -4,19 +4,35 @@
 use crate::PipelineError;
 use crate::context::StageContext;
 use crate::events::Event;
+use burn::tensor::DType;
 use serde_json::json;
-use slmc_recipe::TrainParams;
+use slmc_model::CausalLm;
+use slmc_model::model::cast_parameters;
+use slmc_recipe::{Precision, TrainParams};
 use slmc_train::{TrainData, TrainOptions, train};
 
-/// Refuses a `precision` this build cannot train in (`slmc check` plans it; issue 12 item 1).
-pub(crate) fn check_precision(params: &TrainParams, index: usize) -> Result<(), PipelineError> {
-    if params.precision == slmc_recipe::Precision::F32 {
-        return Ok(());
+/// The model as a stage with `precision` trains it: `bf16-mixed` computes activations in bf16
+/// over the f32 master weights (AdamW state f32, norms/softmax/losses f32); `bf16` also holds the
+/// weights in bf16.
+pub(crate) fn for_training(model: CausalLm, precision: Precision) -> CausalLm {
+    match precision {
+        Precision::F32 => model,
+        Precision::Bf16Mixed => model.with_compute_dtype(DType::BF16),
+        Precision::Bf16 => cast_parameters(model, DType::BF16).with_compute_dtype(DType::BF16),
     }
-    Err(PipelineError::Recipe(format!(
-        "stage {index}: `precision = \"{}\"` is planned by `slmc check` but this build trains in f32 only; remove the key (or set \"f32\") to run",
-        params.precision.name()
-    )))
+}
+
+/// A frozen teacher for a stage with `precision`: held and run in bf16 unless the stage is f32.
+pub(crate) fn teacher_for(model: CausalLm, precision: Precision) -> CausalLm {
+    match precision {
+        Precision::F32 => model,
+        _ => cast_parameters(model, DType::BF16).with_compute_dtype(DType::BF16),
+    }
+}
+
+/// The trained model back in f32 for the stages and exports after it.
+pub(crate) fn after_training(model: CausalLm) -> CausalLm {
+    cast_parameters(model, DType::F32).with_compute_dtype(DType::F32)
 }
 
 /// Training options of a stage with recipe parameters `params`; `keep_masks` (from an earlier
@@ -26,7 +42,6 @@ pub(crate) fn options<'a, 'c: 'a>(
     keep_masks: &'a [(String, Vec<bool>)],
     ctx: &StageContext<'c>,
 ) -> Result<TrainOptions<'a>, PipelineError> {
-    check_precision(params, ctx.index)?;
     Ok(TrainOptions {
         params,
         seed: ctx.seed(),
