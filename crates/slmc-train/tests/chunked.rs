@@ -6,7 +6,9 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use slmc_data::{Packed, Sequences, SourceOptions, TokenFile, build_token_file};
+mod common;
+
+use slmc_data::Sequences;
 use slmc_formats::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
@@ -32,20 +34,7 @@ fn config(layers: usize, hidden: usize, tied: bool) -> ModelConfig {
 }
 
 fn data(dir: &std::path::Path) -> Sequences {
-    let src = dir.join("d.jsonl");
-    let rows: String = (0..12)
-        .map(|r| {
-            format!(
-                "{{\"input_ids\": {:?}}}\n",
-                (0..40).map(|i| (r * 5 + i * 3) % 45 + 2).collect::<Vec<u32>>()
-            )
-        })
-        .collect();
-    std::fs::write(&src, rows).unwrap();
-    let out = dir.join("t.tokens");
-    build_token_file(&[(src, SourceOptions::default())], &out, 1, &mut |_| Ok(vec![]), &mut |_, _| {})
-        .unwrap();
-    Sequences::Packed(Packed::new(TokenFile::open(&out).unwrap(), 16).unwrap())
+    common::packed_rows(dir)
 }
 
 /// The reference (whole logits, one backward) and the chunked computation, with and without

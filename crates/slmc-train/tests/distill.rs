@@ -1,8 +1,9 @@
 //! The offline teacher: with K = vocabulary, training from the cache computes the same loss as
 //! running the teacher online (up to the cache's f16 storage of log-probabilities).
 
+mod common;
+
 use burn::prelude::*;
-use slmc_data::{Packed, Sequences, SourceOptions, TokenFile, build_token_file};
 use slmc_formats::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
@@ -26,20 +27,7 @@ fn config(layers: usize) -> ModelConfig {
 #[test]
 fn full_vocabulary_cache_equals_the_online_teacher() {
     let dir = tempfile::tempdir().unwrap();
-    let src = dir.path().join("d.jsonl");
-    let rows: String = (0..12)
-        .map(|r| {
-            format!(
-                "{{\"input_ids\": {:?}}}\n",
-                (0..40).map(|i| (r * 5 + i * 3) % 45 + 2).collect::<Vec<u32>>()
-            )
-        })
-        .collect();
-    std::fs::write(&src, rows).unwrap();
-    let out = dir.path().join("t.tokens");
-    build_token_file(&[(src, SourceOptions::default())], &out, 1, &mut |_| Ok(vec![]), &mut |_, _| {})
-        .unwrap();
-    let data = Sequences::Packed(Packed::new(TokenFile::open(&out).unwrap(), 16).unwrap());
+    let data = common::packed_rows(dir.path());
     let dev = Device::flex();
     let teacher = CausalLm::new(&config(2), Init::Normal { std: 0.3, seed: 1 }, &dev);
     let student =
