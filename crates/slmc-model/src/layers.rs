@@ -267,7 +267,12 @@ pub struct DecoderLayer {
 impl DecoderLayer {
     /// Applies the layer.
     pub fn forward(&self, x: Tensor<3>, rope: &RopeTables, cache: Option<&mut Option<LayerKv>>) -> Tensor<3> {
-        let attn = self.self_attn.forward(self.input_layernorm.forward(x.clone()), rope, cache);
+        let normed = self.input_layernorm.forward(x.clone());
+        let attn = self.self_attn.forward(normed.clone(), rope, cache);
+        if self.block == BlockKind::Parallel {
+            // The MLP reads the same normed input; transformers sums attn + mlp, then the residual.
+            return attn + self.mlp.forward(normed) + x;
+        }
         self.forward_from_attn(x, attn)
     }
 
@@ -275,17 +280,18 @@ impl DecoderLayer {
     /// projection): the rest of [`DecoderLayer::forward`].
     pub fn forward_from_attn(&self, x: Tensor<3>, attn: Tensor<3>) -> Tensor<3> {
         let h = self.attn_residual(x.clone(), attn.clone());
-        let mlp = self.mlp.forward(self.mlp_input(x.clone(), h));
-        self.combine(x, attn, mlp)
+        let mlp = self.mlp.forward(self.mlp_input(x.clone(), h.clone()));
+        self.output(x, attn, h, mlp)
     }
 
-    /// The layer output from its input, the attention output and the MLP output.
-    pub fn combine(&self, x: Tensor<3>, attn: Tensor<3>, mlp: Tensor<3>) -> Tensor<3> {
+    /// The layer output from its input `x`, the attention output `attn`, the residual stream
+    /// after attention `h` ([`DecoderLayer::attn_residual`]) and the MLP output.
+    pub fn output(&self, x: Tensor<3>, attn: Tensor<3>, h: Tensor<3>, mlp: Tensor<3>) -> Tensor<3> {
         if self.block == BlockKind::Parallel {
             // transformers sums attn + mlp first, then the residual.
             return attn + mlp + x;
         }
-        self.mlp_residual(self.attn_residual(x, attn), mlp)
+        self.mlp_residual(h, mlp)
     }
 
     /// The residual stream after attention, given the layer input and the attention output

@@ -270,10 +270,7 @@ impl CausalLm {
 
     /// Token embeddings, scaled as the architecture does (Gemma √hidden, Granite's multiplier).
     pub fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        let mut x = self.embed_tokens.forward(ids);
-        if x.dtype() != self.compute_dtype {
-            x = x.cast(self.compute_dtype);
-        }
+        let x = in_dtype(self.embed_tokens.forward(ids), self.compute_dtype);
         let m = self.config.features.embedding_multiplier;
         if m == 1.0 { x } else { x * m }
     }
@@ -294,6 +291,13 @@ impl CausalLm {
     /// Logits and the hidden states after the decoder layers in `layers` (0-based; in that order),
     /// for distillation's hidden-state matching.
     pub fn forward_with_hidden(&self, ids: Tensor<2, Int>, layers: &[usize]) -> (Tensor<3>, Vec<Tensor<3>>) {
+        let (h, hidden) = self.hidden_with_layers(ids, layers);
+        (self.lm_logits(h), hidden)
+    }
+
+    /// [`CausalLm::forward_with_hidden`] without the LM head: the final-norm hidden states and
+    /// the outputs of the decoder layers in `layers` (in f32, as distillation compares them).
+    pub fn hidden_with_layers(&self, ids: Tensor<2, Int>, layers: &[usize]) -> (Tensor<3>, Vec<Tensor<3>>) {
         let [_, seq] = ids.dims();
         let rope = RopeTables::for_model(&self.config, 0, seq, &self.device());
         let mut x = self.embed(ids);
@@ -304,10 +308,9 @@ impl CausalLm {
                 kept[slot] = Some(x.clone());
             }
         }
-        // Hidden states for the distillation terms are compared in f32.
         let hidden =
             kept.into_iter().map(|h| to_f32(h.expect("layer index checked by the caller"))).collect();
-        (self.lm_logits(self.final_norm().forward(x)), hidden)
+        (self.final_norm().forward(x), hidden)
     }
 
     /// Projects hidden states to vocabulary logits (through the embeddings when tied).
@@ -315,19 +318,15 @@ impl CausalLm {
     pub fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let f = &self.config.features;
         let dtype = hidden.dtype();
-        let fit2 = |t: Tensor<2>| if t.dtype() == dtype { t } else { t.cast(dtype) };
-        let fit1 = |t: Tensor<1>| if t.dtype() == dtype { t } else { t.cast(dtype) };
         let mut logits = match &self.lm_head {
             Some(head) => head.forward(hidden),
             None => linear(
                 hidden,
-                fit2(self.embed_tokens.weight.val()).transpose(),
-                self.lm_head_bias.as_ref().map(|b| fit1(b.val())),
+                in_dtype(self.embed_tokens.weight.val(), dtype).transpose(),
+                self.lm_head_bias.as_ref().map(|b| in_dtype(b.val(), dtype)),
             ),
         };
-        if logits.dtype() != DType::F32 {
-            logits = logits.cast(DType::F32);
-        }
+        logits = to_f32(logits);
         if f.logits_scaling != 1.0 {
             logits = logits / f.logits_scaling;
         }
@@ -345,13 +344,18 @@ pub fn cast_parameters<M: Module>(module: M, dtype: DType) -> M {
     impl ModuleMapper for Cast {
         fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let dtype = self.0;
-            p.map(|t| if t.dtype() == dtype { t } else { t.cast(dtype) })
+            p.map(|t| in_dtype(t, dtype))
         }
     }
     module.map(&mut Cast(dtype))
 }
 
+/// `t` in `dtype` (cast only when it differs).
+pub fn in_dtype<const D: usize>(t: Tensor<D>, dtype: DType) -> Tensor<D> {
+    if t.dtype() == dtype { t } else { t.cast(dtype) }
+}
+
 /// `t` in f32 (a cast when it is bf16/f16 activations).
 pub fn to_f32<const D: usize>(t: Tensor<D>) -> Tensor<D> {
-    if t.dtype() == DType::F32 { t } else { t.cast(DType::F32) }
+    in_dtype(t, DType::F32)
 }

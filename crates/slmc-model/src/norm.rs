@@ -2,6 +2,7 @@
 //! computed in f32 as transformers does.
 
 use crate::config::NormKind;
+use crate::model::{in_dtype, to_f32};
 use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::DType;
@@ -34,27 +35,25 @@ impl Norm {
         let dtype = x.dtype();
         let low = dtype != DType::F32;
         let last = D - 1;
-        let x = if low { x.cast(DType::F32) } else { x };
+        let x = to_f32(x);
         let w = self.weight.val().unsqueeze::<D>();
-        let f32w = |w: Tensor<D>| if w.dtype() == DType::F32 { w } else { w.cast(DType::F32) };
         let back = |y: Tensor<D>| if low { y.cast(dtype) } else { y };
         match self.kind {
             NormKind::Rms | NormKind::RmsUnitOffset => {
                 let inv_rms = (x.clone().square().mean_dim(last) + self.eps).sqrt().recip();
                 let xhat = x * inv_rms;
                 if self.kind == NormKind::Rms {
-                    let w = if w.dtype() == dtype { w } else { w.cast(dtype) };
-                    back(xhat) * w
+                    back(xhat) * in_dtype(w, dtype)
                 } else {
-                    back(xhat * (f32w(w) + 1.0))
+                    back(xhat * (to_f32(w) + 1.0))
                 }
             }
             NormKind::Layer => {
                 let centered = x.clone() - x.mean_dim(last);
                 let var = centered.clone().square().mean_dim(last);
-                let y = centered * (var + self.eps).sqrt().recip() * f32w(w);
+                let y = centered * (var + self.eps).sqrt().recip() * to_f32(w);
                 back(match &self.bias {
-                    Some(b) => y + f32w(b.val().unsqueeze::<D>()),
+                    Some(b) => y + to_f32(b.val().unsqueeze::<D>()),
                     None => y,
                 })
             }

@@ -5,6 +5,7 @@
 //! factors live under `….q_proj.lora.{a,b,magnitude}`, which [`crate::weights`] never reads or
 //! writes as model tensors.
 
+use crate::model::in_dtype;
 use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
@@ -91,11 +92,9 @@ impl Proj {
     /// gradients reach the f32 parameters).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let dtype = x.dtype();
-        let fit2 = |t: Tensor<2>| if t.dtype() == dtype { t } else { t.cast(dtype) };
-        let fit1 = |t: Tensor<1>| if t.dtype() == dtype { t } else { t.cast(dtype) };
-        let bias = self.bias.as_ref().map(|b| fit1(b.val()));
+        let bias = self.bias.as_ref().map(|b| in_dtype(b.val(), dtype));
         let Some(lora) = &self.lora else {
-            return linear(x, fit2(self.base_weight()), bias);
+            return linear(x, in_dtype(self.base_weight(), dtype), bias);
         };
         if dtype != burn::tensor::DType::F32 {
             // Adapters compute in f32 (PEFT upcasts the adapter path too).

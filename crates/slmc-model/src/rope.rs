@@ -6,6 +6,7 @@
 //! `_compute_*_parameters` and rotary-embedding forward, so tables match to the last bit or two.
 
 use crate::config::{LayerRope, ModelConfig, RopeConfig, RopeScaling};
+use crate::model::in_dtype;
 use burn::prelude::*;
 
 /// Inverse frequencies (`rotary_dim / 2` of them) and the cos/sin multiplier for a forward pass
@@ -131,9 +132,8 @@ impl RopeTable {
         let rot = self.cos.dims()[1];
         // Tables are f32; with bf16 activations they are cast first, as transformers does.
         let dtype = x.dtype();
-        let fit = |t: &Tensor<2>| if t.dtype() == dtype { t.clone() } else { t.clone().cast(dtype) };
-        let cos = fit(&self.cos).unsqueeze::<4>();
-        let sin = fit(&self.sin).unsqueeze::<4>();
+        let cos = in_dtype(self.cos.clone(), dtype).unsqueeze::<4>();
+        let sin = in_dtype(self.sin.clone(), dtype).unsqueeze::<4>();
         let (x_rot, x_pass) = if rot == head_dim {
             (x, None)
         } else {

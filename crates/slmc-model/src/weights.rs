@@ -147,7 +147,7 @@ pub fn load<S: TensorSource + ?Sized>(
 struct LanguageModel<'a, S: TensorSource + ?Sized> {
     inner: &'a S,
     /// Text-only name → name in the checkpoint.
-    names: Vec<(String, String)>,
+    names: std::collections::BTreeMap<String, String>,
 }
 
 impl<'a, S: TensorSource + ?Sized> LanguageModel<'a, S> {
@@ -178,13 +178,13 @@ impl<'a, S: TensorSource + ?Sized> LanguageModel<'a, S> {
     }
 
     fn source_name(&self, name: &str) -> Option<&str> {
-        self.names.iter().find(|(t, _)| t == name).map(|(_, s)| s.as_str())
+        self.names.get(name).map(String::as_str)
     }
 }
 
 impl<S: TensorSource + ?Sized> TensorSource for LanguageModel<'_, S> {
     fn tensor_names(&self) -> Vec<String> {
-        self.names.iter().map(|(t, _)| t.clone()).collect()
+        self.names.keys().cloned().collect()
     }
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
         self.inner.shape(self.source_name(name)?)

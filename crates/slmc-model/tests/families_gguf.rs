@@ -29,8 +29,8 @@ struct Exported {
 }
 
 fn export_family(config: &ModelConfig) -> Exported {
+    // (Norm weights start at 0 for Gemma, 1 otherwise: a missing or extra `+1` shows either way.)
     let model = CausalLm::new(config, Init::Normal { std: 0.2, seed: 5 }, &Device::flex());
-    // Norm weights far from their initial 0 / 1 so that `+1` shows.
     let hf: HashMap<String, Vec<f32>> = export(&model).into_iter().map(|t| (t.name, t.values)).collect();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.gguf");

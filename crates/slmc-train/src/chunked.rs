@@ -16,7 +16,6 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use slmc_model::CausalLm;
-use slmc_model::rope::RopeTables;
 use std::ops::Range;
 
 /// The loss share of one chunk: student logits `[N, V]` for the flattened positions `range` of
@@ -100,26 +99,6 @@ pub(crate) fn merge<M: Module>(module: &M, part: &mut GradientsParams, total: &m
     module.visit(&mut Merge { src: part, dst: total });
 }
 
-/// The final-norm hidden states `[B, T, H]` of `ids` and the outputs of the decoder layers in
-/// `layers` (0-based, in that order): [`CausalLm::forward_with_hidden`] without the LM head.
-pub fn trunk(lm: &CausalLm, ids: Tensor<2, Int>, layers: &[usize]) -> (Tensor<3>, Vec<Tensor<3>>) {
-    let [_, seq] = ids.dims();
-    let rope = RopeTables::for_model(&lm.config, 0, seq, &lm.device());
-    let mut x = lm.embed(ids);
-    let mut kept: Vec<Option<Tensor<3>>> = vec![None; layers.len()];
-    for (i, layer) in lm.layers.iter().enumerate() {
-        x = layer.forward(x, &rope, None);
-        for (slot, _) in layers.iter().enumerate().filter(|(_, l)| **l == i) {
-            kept[slot] = Some(x.clone());
-        }
-    }
-    let hidden = kept
-        .into_iter()
-        .map(|h| slmc_model::model::to_f32(h.expect("layer index checked by the caller")))
-        .collect();
-    (lm.final_norm().forward(x), hidden)
-}
-
 /// Logits `[N, V]` of the hidden-state rows `h: [N, H]`.
 pub fn head_logits(lm: &CausalLm, h: Tensor<2>) -> Tensor<2> {
     let [n, _] = h.dims();
@@ -169,7 +148,7 @@ pub fn loss_and_grads<M: Module>(
     loss: &ChunkLoss<'_>,
     terms: &LayerTerms<'_>,
 ) -> (f32, GradientsParams) {
-    let (hn, hidden) = trunk(lm, inputs, &terms.layers);
+    let (hn, hidden) = lm.hidden_with_layers(inputs, &terms.layers);
     // With bf16 activations the head and the losses run in f32 (the cast is in the graph).
     let hn = slmc_model::model::to_f32(hn);
     let (mut value, head, upstream) = head_chunks(model, lm, hn.clone(), chunk, loss);

@@ -2,7 +2,7 @@
 //! with optional linear projections for hidden-state matching.
 
 use crate::TrainError;
-use crate::chunked::{LayerTerms, TokenMean, head_logits, trunk};
+use crate::chunked::{LayerTerms, TokenMean, head_logits};
 use crate::kd::{
     Divergence, HiddenLoss, hidden_loss, kd_loss, token_divergence, token_topk_forward_kl, topk_forward_kl,
 };
@@ -192,7 +192,7 @@ impl StepLoss<Distilled> for DistillObjective<'_> {
             }
             TeacherSignal::Online(teacher) => {
                 let layers: Vec<usize> = hidden_pairs.iter().map(|p| p.1).collect();
-                let (hn, hidden) = trunk(teacher, batch.inputs.clone(), &layers);
+                let (hn, hidden) = teacher.hidden_with_layers(batch.inputs.clone(), &layers);
                 let d = hn.dims()[2];
                 (Side::Online(hn.reshape([n, d])), hidden)
             }

@@ -171,11 +171,11 @@ pub fn collect(
             context.add(ctx.clone());
             let attn = layer.self_attn.out_proj().forward(ctx);
             let h = layer.attn_residual(x.clone(), attn.clone());
-            let m = layer.mlp_input(x.clone(), h);
+            let m = layer.mlp_input(x.clone(), h.clone());
             norm_post.add(m.clone());
             let act = layer.mlp.hidden(m);
             channels.add(act.clone());
-            let out = layer.combine(x.clone(), attn, layer.mlp.out_proj().forward(act));
+            let out = layer.output(x.clone(), attn, h, layer.mlp.out_proj().forward(act));
             influence += one_minus_mean_cos(x.clone(), out.clone());
             *x = out;
         }
