@@ -1,6 +1,6 @@
 //! Where the forward pass spends its time on flex: the pieces of one decoder layer of the
 //! `slmc bench forward` model (batch 4 × 256, hidden 384, MLP 1024, 6 heads, vocab 4096), timed
-//! one by one, plus the alternatives that were tried. Run on an idle machine:
+//! one by one: slmc's kernels (`slmc_model::kernels`) beside burn's operations they replace. Run on an idle machine:
 //!
 //!     cargo run --release -p slmc-model --example profile_ops
 use burn::prelude::*;
@@ -8,6 +8,8 @@ use burn::tensor::Distribution;
 use burn::tensor::activation::{sigmoid, silu, softmax};
 use burn::tensor::module::{attention, linear};
 use burn::tensor::ops::AttentionModuleOptions;
+use slmc_model::kernels;
+use slmc_model::kernels::attention::AttnParams;
 use std::time::Instant;
 
 /// Mean milliseconds of `f` over `n` runs after one warm-up.
@@ -23,6 +25,7 @@ fn time<F: FnMut() -> f32>(name: &str, n: usize, mut f: F) -> f64 {
 }
 
 fn main() {
+    kernels::tune_allocator();
     let d = Device::flex();
     let rand = |shape: Vec<usize>| {
         Tensor::<1>::random([shape.iter().product::<usize>()], Distribution::Normal(0.0, 1.0), &d)
@@ -40,8 +43,18 @@ fn main() {
         });
         println!("{:>48} {:8.0} GFLOP/s", "", 2.0 * 1024.0 * 384.0 * n as f64 / ms / 1e6);
     }
+    for n in [384usize, 1024, 4096] {
+        let w: Tensor<2> = rand(vec![384 * n]).reshape([384, n]);
+        let ms = time(&format!("slmc kernels::linear [4,256,384] x [384,{n}] (used)"), 10, || {
+            first3(kernels::linear(x3.clone(), w.clone(), None))
+        });
+        println!("{:>48} {:8.0} GFLOP/s", "", 2.0 * 1024.0 * 384.0 * n as f64 / ms / 1e6);
+        let ms = time(&format!("burn linear [4,256,384] x [384,{n}] (batched)"), 10, || {
+            first3(linear(x3.clone(), w.clone(), None))
+        });
+        println!("{:>48} {:8.0} GFLOP/s", "", 2.0 * 1024.0 * 384.0 * n as f64 / ms / 1e6);
+    }
     let w: Tensor<2> = rand(vec![384 * 1024]).reshape([384, 1024]);
-    time("linear on [4,256,384] (batched, N=1024)", 10, || first3(linear(x3.clone(), w.clone(), None)));
     let parts: Vec<Tensor<2>> = (0..2).map(|i| w.clone().narrow(1, i * 512, 512)).collect();
     time("  alternative: two N=512 halves + cat (slower)", 10, || {
         let p: Vec<_> = parts.iter().map(|wc| x2.clone().matmul(wc.clone())).collect();
@@ -51,7 +64,10 @@ fn main() {
     println!("-- SwiGLU activation on [4,256,1024]");
     let big: Tensor<3> = rand(vec![1024 * 1024]).reshape([4, 256, 1024]);
     time("burn silu = x * sigmoid(x)", 10, || first3(silu(big.clone())));
-    time("x / (1 + exp(-x))  (used)", 10, || first3(big.clone() / (big.clone().neg().exp() + 1.0)));
+    time("x / (1 + exp(-x))", 10, || first3(big.clone() / (big.clone().neg().exp() + 1.0)));
+    time("slmc kernels::swiglu(g, u), fused (used)", 10, || {
+        first3(kernels::swiglu(big.clone(), big.clone()))
+    });
     time("exp alone", 10, || first3(big.clone().exp()));
     time("sigmoid alone", 10, || first3(sigmoid(big.clone())));
 
@@ -60,7 +76,11 @@ fn main() {
     let kv: Tensor<4> = rand(vec![4 * 2 * 256 * 64]).reshape([4, 2, 256, 64]);
     let k6 = kv.clone().unsqueeze_dim::<5>(2).expand([4, 2, 3, 256, 64]).reshape([4, 6, 256, 64]);
     let opts = AttentionModuleOptions { scale: None, softcap: None, is_causal: true };
-    time("burn attention, kv repeated to 6 heads (used)", 10, || {
+    let params = AttnParams { scale: 0.125, softcap: 0.0, window: 0, offset: 0 };
+    time("slmc kernels::attention, GQA in place (used)", 10, || {
+        first4(kernels::attention(q.clone(), kv.clone(), kv.clone(), params))
+    });
+    time("burn attention, kv repeated to 6 heads", 10, || {
         first4(attention(q.clone(), k6.clone(), k6.clone(), None, None, opts))
     });
     time("burn attention, native GQA", 10, || {

@@ -13,6 +13,7 @@ pub mod export;
 pub mod generate;
 pub mod gguf_export;
 pub mod hf_dir;
+pub mod kernels;
 pub mod layers;
 pub mod lora;
 pub mod model;

@@ -5,6 +5,7 @@
 //! prefix (see [`crate::weights::hf_name`]).
 
 use crate::config::{BlockKind, ModelConfig, NormKind};
+use crate::kernels::linear;
 use crate::layers::{Attention, AttentionSpec, DecoderLayer, LayerKv, Mlp, Norm};
 use crate::proj::Proj;
 use crate::rope::RopeTables;
@@ -12,7 +13,6 @@ use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::nn::Embedding;
 use burn::prelude::*;
 use burn::tensor::DType;
-use burn::tensor::module::linear;
 
 /// A decoder-only causal LM (every supported family; see [`crate::config::Features`]).
 #[derive(Module, Debug)]

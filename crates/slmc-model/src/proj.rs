@@ -5,11 +5,11 @@
 //! factors live under `….q_proj.lora.{a,b,magnitude}`, which [`crate::weights`] never reads or
 //! writes as model tensors.
 
+use crate::kernels::linear;
 use crate::model::in_dtype;
 use burn::module::{Module, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::module::linear;
 use slmc_formats::nf4::Nf4Tensor;
 use std::sync::Arc;
 

@@ -1,0 +1,199 @@
+//! The fused operations as a burn backend extension: implemented for flex, with their own
+//! backward for flex under autodiff. Other backends never reach these (see [`super::on_flex`]).
+
+use super::attention::{self, AttnParams};
+use super::{gemm, vmath};
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Flex, backend_extension};
+use burn::tensor::DType;
+use std::sync::Arc;
+
+/// Operations slmc computes with its own kernels on flex.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// `a · b` for rank-2 f32 `a: [m, k]`, `b: [k, n]`.
+    fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `silu(gate) · up`, elementwise, f32, equal shapes.
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]`, output
+    /// `[b, s, nh, d]` (see [`attention`] for the masking rules; `softcap` 0 and `window` 0 mean
+    /// none).
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        softcap: f32,
+        window: usize,
+        offset: usize,
+    ) -> FloatTensor<Self>;
+}
+
+/// The values of `t` in row-major order (borrowed when its layout already is, else copied).
+fn dense(t: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+    match t.as_slice::<f32>() {
+        Some(values) => std::borrow::Cow::Borrowed(values),
+        None => std::borrow::Cow::Owned(t.to_contiguous().as_slice::<f32>().expect("contiguous").to_vec()),
+    }
+}
+
+fn swiglu_forward(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+    assert_eq!(gate.layout().shape(), up.layout().shape(), "fused_swiglu: shapes differ");
+    assert!(gate.dtype() == DType::F32 && up.dtype() == DType::F32, "fused_swiglu takes f32");
+    let mut out = FlexTensor::empty(gate.layout().shape().clone(), DType::F32);
+    vmath::swiglu(&dense(&gate), &dense(&up), out.storage_mut());
+    out
+}
+
+fn swiglu_backward(gate: FlexTensor, up: FlexTensor, dy: FlexTensor) -> (FlexTensor, FlexTensor) {
+    let shape = gate.layout().shape().clone();
+    let mut dg = FlexTensor::empty(shape.clone(), DType::F32);
+    let mut du = FlexTensor::empty(shape, DType::F32);
+    vmath::swiglu_grad(&dense(&gate), &dense(&up), &dense(&dy), dg.storage_mut(), du.storage_mut());
+    (dg, du)
+}
+
+impl FusedOps for Flex {
+    fn fused_matmul(a: FlexTensor, b: FlexTensor) -> FlexTensor {
+        gemm::matmul(&a, false, &b, false)
+    }
+
+    fn fused_swiglu(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
+        swiglu_forward(gate, up)
+    }
+
+    fn fused_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        scale: f32,
+        softcap: f32,
+        window: usize,
+        offset: usize,
+    ) -> FlexTensor {
+        attention::forward(&q, &k, &v, AttnParams { scale, softcap, window, offset }).0
+    }
+}
+
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl Backward<Flex, 3> for AttentionBackward {
+    /// The checkpointed q, k, v, each row's log-sum-exp and the settings.
+    type State = (NodeId, NodeId, NodeId, Arc<Vec<f32>>, AttnParams);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let (q, k, v, lse, params) = ops.state;
+        let q: FlexTensor = checkpointer.retrieve_node_output(q);
+        let k: FlexTensor = checkpointer.retrieve_node_output(k);
+        let v: FlexTensor = checkpointer.retrieve_node_output(v);
+        let dout = grads.consume::<Flex>(&ops.node);
+        let (dq, dk, dv) = attention::backward(&q, &k, &v, &lse, &dout, params);
+        for (parent, grad) in ops.parents.into_iter().zip([dq, dk, dv]) {
+            if let Some(node) = parent {
+                grads.register::<Flex>(node.id, grad);
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct MatmulBackward;
+
+impl Backward<Flex, 2> for MatmulBackward {
+    /// The checkpointed inputs (`a` is needed for `b`'s gradient and the reverse).
+    type State = (Option<NodeId>, Option<NodeId>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let (a, b) = ops.state;
+        let a: Option<FlexTensor> = a.map(|id| checkpointer.retrieve_node_output(id));
+        let b: Option<FlexTensor> = b.map(|id| checkpointer.retrieve_node_output(id));
+        binary::<Flex, _, _>(
+            ops.parents,
+            ops.node,
+            grads,
+            |dy| gemm::matmul(&dy, false, &b.expect("b kept for a's gradient"), true),
+            |dy| gemm::matmul(&a.expect("a kept for b's gradient"), true, &dy, false),
+        );
+    }
+}
+
+#[derive(Debug)]
+struct SwigluBackward;
+
+impl Backward<Flex, 2> for SwigluBackward {
+    type State = (NodeId, NodeId);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let gate: FlexTensor = checkpointer.retrieve_node_output(ops.state.0);
+        let up: FlexTensor = checkpointer.retrieve_node_output(ops.state.1);
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (dg, du) = swiglu_backward(gate, up, dy);
+        let [pg, pu] = ops.parents;
+        if let Some(node) = pg {
+            grads.register::<Flex>(node.id, dg);
+        }
+        if let Some(node) = pu {
+            grads.register::<Flex>(node.id, du);
+        }
+    }
+}
+
+impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
+    fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (a_tracked, b_tracked) = (a.is_tracked(), b.is_tracked());
+        match MatmulBackward.prepare::<C>([a.node(), b.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let a_state = b_tracked.then(|| prep.checkpoint(&a));
+                let b_state = a_tracked.then(|| prep.checkpoint(&b));
+                let out = Flex::fused_matmul(a.into_primitive(), b.into_primitive());
+                prep.finish((a_state, b_state), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::fused_matmul(a.into_primitive(), b.into_primitive()))
+            }
+        }
+    }
+
+    fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self> {
+        match SwigluBackward.prepare::<C>([gate.node(), up.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let state = (prep.checkpoint(&gate), prep.checkpoint(&up));
+                let out = Flex::fused_swiglu(gate.into_primitive(), up.into_primitive());
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(Flex::fused_swiglu(gate.into_primitive(), up.into_primitive()))
+            }
+        }
+    }
+
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        scale: f32,
+        softcap: f32,
+        window: usize,
+        offset: usize,
+    ) -> FloatTensor<Self> {
+        let params = AttnParams { scale, softcap, window, offset };
+        match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(mut prep) => {
+                let ids = (prep.checkpoint(&q), prep.checkpoint(&k), prep.checkpoint(&v));
+                let (out, lse) = attention::forward(q.primitive(), k.primitive(), v.primitive(), params);
+                prep.finish((ids.0, ids.1, ids.2, Arc::new(lse), params), out)
+            }
+            OpsKind::UnTracked(prep) => {
+                let out = attention::forward(q.primitive(), k.primitive(), v.primitive(), params).0;
+                prep.finish(out)
+            }
+        }
+    }
+}
