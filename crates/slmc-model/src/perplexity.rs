@@ -5,9 +5,9 @@
 //! in transformers, the first token of each window has no context and is not scored.)
 
 use crate::ModelError;
+use crate::kernels::log_softmax;
 use crate::model::CausalLm;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 
 /// Window length and step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,7 +137,7 @@ pub fn evaluate(
             batch.iter().flat_map(|w| rows[w.row][w.begin..w.end].iter().map(|&t| t as i32)).collect();
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [batch.len(), n]), &device);
         let targets = ids.clone().narrow(1, 1, n - 1).unsqueeze_dim::<3>(2);
-        let logp = log_softmax(model.forward(ids).narrow(1, 0, n - 1), 2);
+        let logp = log_softmax(model.forward(ids).narrow(1, 0, n - 1));
         let picked: Vec<f32> =
             logp.gather(2, targets).into_data().convert::<f32>().try_to_vec().expect("f32");
         for (b, w) in batch.iter().enumerate() {

@@ -4,7 +4,7 @@
 
 use crate::loss::masked_mean;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use slmc_model::kernels::log_softmax;
 
 /// Which divergence.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -29,8 +29,8 @@ fn kl(la: Tensor<3>, lb: Tensor<3>) -> Tensor<2> {
 /// Per-token divergence `[B, T]` between teacher logits (constant) and student logits, both
 /// `[B, T, V]`, at temperature `tau` (without the τ² factor).
 pub fn divergence(teacher: Tensor<3>, student: Tensor<3>, tau: f64, kind: Divergence) -> Tensor<2> {
-    let lp = log_softmax(teacher.detach() / tau, 2);
-    let lq = log_softmax(student / tau, 2);
+    let lp = log_softmax(teacher.detach() / tau);
+    let lq = log_softmax(student / tau);
     match kind {
         Divergence::ForwardKl | Divergence::Jsd { beta: 0.0 } => kl(lp, lq),
         Divergence::ReverseKl | Divergence::Jsd { beta: 1.0 } => kl(lq, lp),
@@ -83,7 +83,7 @@ pub fn topk_forward_kl(
 /// Per-token `[B, T]` forward KL against a cached top-K teacher distribution, tail bucket included
 /// (without the τ² factor); see [`topk_forward_kl`].
 fn topk_divergence(ids: Tensor<3, Int>, logp: Tensor<3>, student: Tensor<3>, tau: f64) -> Tensor<2> {
-    let lq_all = log_softmax(student / tau, 2);
+    let lq_all = log_softmax(student / tau);
     let lq = lq_all.gather(2, ids);
     let p = logp.clone().exp();
     let head = (p.clone() * (logp - lq.clone())).sum_dim(2);
@@ -208,7 +208,7 @@ mod tests {
     fn topk_with_the_full_vocabulary_equals_the_online_loss() {
         let (t, s) = (logits(5), logits(6));
         let tau = 2.0;
-        let lp = log_softmax(t.clone() / tau, 2);
+        let lp = log_softmax(t.clone() / tau);
         let (vals, ids) = lp.sort_descending_with_indices(2);
         let cached = scalar(topk_forward_kl(ids.clone(), vals.clone(), s.clone(), tau, None));
         let online = scalar(kd_loss(t.clone(), s.clone(), tau, Divergence::ForwardKl, None));

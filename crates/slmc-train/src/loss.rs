@@ -1,11 +1,11 @@
 //! Token-level losses, computed in f32 and normalised by the number of target tokens.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use slmc_model::kernels::log_softmax;
 
 /// Mean next-token cross-entropy of `logits: [B, T, V]` against `targets: [B, T]`.
 pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
-    let logp = log_softmax(logits, 2);
+    let logp = log_softmax(logits);
     let picked = logp.gather(2, targets.unsqueeze_dim::<3>(2));
     picked.mean().neg()
 }
@@ -13,7 +13,7 @@ pub fn cross_entropy(logits: Tensor<3>, targets: Tensor<2, Int>) -> Tensor<1> {
 /// Per-token next-token NLL of `logits: [N, V]` (a chunk of flattened positions) against
 /// `targets: [N]`: `[N]`, in f32. The building block of the chunked losses ([`crate::chunked`]).
 pub fn token_nll(logits: Tensor<2>, targets: Tensor<1, Int>) -> Tensor<1> {
-    let logp = log_softmax(logits, 1);
+    let logp = log_softmax(logits);
     logp.gather(1, targets.unsqueeze_dim::<2>(1)).squeeze_dim::<1>(1).neg()
 }
 
@@ -31,7 +31,7 @@ pub fn masked_cross_entropy(
     weights: Option<Tensor<2>>,
 ) -> Tensor<1> {
     let Some(w) = weights else { return cross_entropy(logits, targets) };
-    let logp = log_softmax(logits, 2);
+    let logp = log_softmax(logits);
     let picked = logp.gather(2, targets.unsqueeze_dim::<3>(2)).squeeze_dim::<2>(2);
     masked_mean(picked, w).neg()
 }
@@ -44,7 +44,7 @@ pub fn masked_nll_sum(
     weights: Option<Tensor<2>>,
 ) -> (f64, usize) {
     let Some(w) = weights else { return nll_sum(logits, targets) };
-    let logp = log_softmax(logits, 2);
+    let logp = log_softmax(logits);
     let picked: Vec<f32> =
         logp.gather(2, targets.unsqueeze_dim::<3>(2)).into_data().convert::<f32>().try_to_vec().expect("f32");
     let w: Vec<f32> = w.into_data().convert::<f32>().try_to_vec().expect("f32");
@@ -55,7 +55,7 @@ pub fn masked_nll_sum(
 /// Sum of token NLLs and token count (for evaluation, reduced on the host in f64).
 pub fn nll_sum(logits: Tensor<3>, targets: Tensor<2, Int>) -> (f64, usize) {
     let n = targets.dims()[0] * targets.dims()[1];
-    let logp = log_softmax(logits, 2);
+    let logp = log_softmax(logits);
     let picked: Vec<f32> =
         logp.gather(2, targets.unsqueeze_dim::<3>(2)).into_data().convert::<f32>().try_to_vec().expect("f32");
     (-picked.iter().map(|&x| x as f64).sum::<f64>(), n)

@@ -4,10 +4,10 @@
 
 use crate::TrainError;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use slmc_data::{Order, Sequences};
 use slmc_formats::fsutil::atomic_write_with;
 use slmc_model::CausalLm;
+use slmc_model::kernels::log_softmax;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -69,7 +69,7 @@ impl TopKCache {
                 let len = HEAD_CHUNK.min(b * t - start);
                 let logits = crate::chunked::head_logits(teacher, flat.clone().narrow(0, start, len));
                 let logits = if logits.dims()[1] == vocab { logits } else { logits.narrow(1, 0, vocab) };
-                let (v, i) = log_softmax(logits / tau, 1).topk_with_indices(k, 1);
+                let (v, i) = log_softmax(logits / tau).topk_with_indices(k, 1);
                 vals.extend(v.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32"));
                 top.extend(i.into_data().convert::<i64>().try_to_vec::<i64>().expect("ids"));
             }

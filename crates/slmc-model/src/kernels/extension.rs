@@ -7,7 +7,7 @@ use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary};
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
@@ -21,6 +21,8 @@ pub trait FusedOps: Backend {
     fn fused_matmul(a: FloatTensor<Self>, b: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `silu(gate) · up`, elementwise, f32, equal shapes.
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `x − logsumexp(x)` over the last dimension, f32.
+    fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]`, output
     /// `[b, s, nh, d]` (see [`attention`] for the masking rules; `softcap` 0 and `window` 0 mean
     /// none).
@@ -51,6 +53,15 @@ fn swiglu_forward(gate: FlexTensor, up: FlexTensor) -> FlexTensor {
     out
 }
 
+fn log_softmax_forward(x: &FlexTensor) -> FlexTensor {
+    assert_eq!(x.dtype(), DType::F32, "fused_log_softmax takes f32");
+    let shape = x.layout().shape().clone();
+    let width = shape[shape.num_dims() - 1];
+    let mut out = FlexTensor::empty(shape, DType::F32);
+    vmath::log_softmax(&dense(x), width, out.storage_mut());
+    out
+}
+
 fn swiglu_backward(gate: FlexTensor, up: FlexTensor, dy: FlexTensor) -> (FlexTensor, FlexTensor) {
     let shape = gate.layout().shape().clone();
     let mut dg = FlexTensor::empty(shape.clone(), DType::F32);
@@ -68,6 +79,10 @@ impl FusedOps for Flex {
         swiglu_forward(gate, up)
     }
 
+    fn fused_log_softmax(x: FlexTensor) -> FlexTensor {
+        log_softmax_forward(&x)
+    }
+
     fn fused_attention(
         q: FlexTensor,
         k: FlexTensor,
@@ -78,6 +93,25 @@ impl FusedOps for Flex {
         offset: usize,
     ) -> FlexTensor {
         attention::forward(&q, &k, &v, AttnParams { scale, softcap, window, offset }).0
+    }
+}
+
+#[derive(Debug)]
+struct LogSoftmaxBackward;
+
+impl Backward<Flex, 1> for LogSoftmaxBackward {
+    /// The output (its exponent is the softmax the gradient needs).
+    type State = FlexTensor;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let out = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| {
+            let shape = out.layout().shape().clone();
+            let width = shape[shape.num_dims() - 1];
+            let mut dx = FlexTensor::empty(shape, DType::F32);
+            vmath::log_softmax_grad(&dense(&out), &dense(&dy), width, dx.storage_mut());
+            dx
+        });
     }
 }
 
@@ -171,6 +205,16 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
             OpsKind::UnTracked(prep) => {
                 prep.finish(Flex::fused_swiglu(gate.into_primitive(), up.into_primitive()))
             }
+        }
+    }
+
+    fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        match LogSoftmaxBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let out = log_softmax_forward(x.primitive());
+                prep.finish(out.clone(), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(log_softmax_forward(x.primitive())),
         }
     }
 

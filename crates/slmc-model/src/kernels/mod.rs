@@ -6,6 +6,7 @@
 //! - [`swiglu`]: `silu(gate) · up` in one pass with a vectorised `exp`, and its gradient in one
 //!   pass, instead of five elementwise tape nodes.
 //!
+//! - [`log_softmax`] over the last dimension: one pass each way, for every loss and evaluation.
 //! - [`attention`]: causal (sliding-window, soft-capped) grouped-query attention in query
 //!   blocks that skip masked keys, forward and backward, instead of burn's composition (whose
 //!   autodiff form materialises the full score square several times).
@@ -84,6 +85,14 @@ pub fn swiglu<const D: usize>(gate: Tensor<D>, up: Tensor<D>) -> Tensor<D> {
         ));
     }
     silu(gate) * up
+}
+
+/// `log_softmax` over the last dimension (one pass forward, one backward).
+pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if on_flex(&x) {
+        return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_log_softmax(x.into_dispatch()));
+    }
+    burn::tensor::activation::log_softmax(x, D - 1)
 }
 
 /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]` (grouped heads

@@ -147,3 +147,20 @@ fn attention_matches_the_composition_in_values_and_gradients() {
         }
     }
 }
+
+#[test]
+fn log_softmax_matches_burn_in_values_and_gradients() {
+    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::flex().autodiff();
+    for shape in [[3, 5, 4096], [2, 7, 33], [1, 1, 1]] {
+        let x = (random(shape, &dev) * 8.0).detach().require_grad();
+        let wt = Tensor::<3>::from_inner(random(shape, &dev.clone().inner()));
+        let fused = log_softmax(x.clone());
+        let plain = burn::tensor::activation::log_softmax(x.clone(), 2);
+        assert!(max_rel(&values(fused.clone()), &values(plain.clone())) < 1e-6, "{shape:?}");
+        let g1 = (fused * wt.clone()).sum().backward();
+        let g2 = (plain * wt).sum().backward();
+        let err = max_rel(&values(x.grad(&g1).unwrap()), &values(x.grad(&g2).unwrap()));
+        assert!(err < 1e-5, "{shape:?}: gradient differs by {err:e}");
+    }
+}

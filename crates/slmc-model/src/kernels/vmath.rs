@@ -88,6 +88,50 @@ pub fn exp_shifted_sum(xs: &mut [f32], shift: f32) -> f32 {
     acc.iter().sum::<f32>() + t
 }
 
+/// `Σ e^(x − shift)`.
+#[inline(always)]
+pub fn sum_exp(xs: &[f32], shift: f32) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&x| exp(x - shift)).sum();
+    for c in chunks {
+        for l in 0..LANES {
+            acc[l] += exp(c[l] - shift);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[inline(always)]
+fn log_softmax_body(x: &[f32], width: usize, out: &mut [f32]) {
+    for (xr, or) in x.chunks_exact(width).zip(out.chunks_exact_mut(width)) {
+        let m = max(xr);
+        let shift = m + sum_exp(xr, m).ln();
+        for (o, &v) in or.iter_mut().zip(xr) {
+            *o = v - shift;
+        }
+    }
+}
+
+#[inline(always)]
+fn log_softmax_grad_body(out: &[f32], dy: &[f32], width: usize, dx: &mut [f32]) {
+    for ((or, dr), xr) in out.chunks_exact(width).zip(dy.chunks_exact(width)).zip(dx.chunks_exact_mut(width))
+    {
+        let mut acc = [0.0f32; LANES];
+        let chunks = dr.chunks_exact(LANES);
+        let tail: f32 = chunks.remainder().iter().sum();
+        for c in chunks {
+            for l in 0..LANES {
+                acc[l] += c[l];
+            }
+        }
+        let total = acc.iter().sum::<f32>() + tail;
+        for ((d, &o), &g) in xr.iter_mut().zip(or).zip(dr) {
+            *d = g - exp(o) * total;
+        }
+    }
+}
+
 #[inline(always)]
 fn swiglu_body(g: &[f32], u: &[f32], out: &mut [f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
@@ -142,6 +186,36 @@ pub(crate) use dispatch;
 dispatch!(swiglu_simd, swiglu_body, (g: &[f32], u: &[f32], out: &mut [f32]));
 dispatch!(swiglu_grad_simd, swiglu_grad_body, (g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]));
 dispatch!(exp_simd, exp_body, (x: &mut [f32]));
+dispatch!(log_softmax_simd, log_softmax_body, (x: &[f32], width: usize, out: &mut [f32]));
+dispatch!(log_softmax_grad_simd, log_softmax_grad_body, (out: &[f32], dy: &[f32], width: usize, dx: &mut [f32]));
+
+/// Rows per rayon task for row-wise kernels over rows of `width` values.
+fn rows_per_task(width: usize) -> usize {
+    CHUNK.div_ceil(width.max(1))
+}
+
+/// `out = x − logsumexp(x)` over each row of `width` values.
+pub fn log_softmax(x: &[f32], width: usize, out: &mut [f32]) {
+    assert!(width > 0 && x.len() == out.len() && x.len() % width == 0, "log_softmax: shape mismatch");
+    let step = rows_per_task(width) * width;
+    out.par_chunks_mut(step)
+        .enumerate()
+        .for_each(|(i, o)| log_softmax_simd(&x[i * step..i * step + o.len()], width, o));
+}
+
+/// The gradient of [`log_softmax`] from its output `out` and the output gradient `dy`:
+/// `dx = dy − e^out · Σ_row dy`.
+pub fn log_softmax_grad(out: &[f32], dy: &[f32], width: usize, dx: &mut [f32]) {
+    assert!(
+        width > 0 && out.len() == dy.len() && dy.len() == dx.len() && out.len() % width == 0,
+        "log_softmax_grad: shape mismatch"
+    );
+    let step = rows_per_task(width) * width;
+    dx.par_chunks_mut(step).enumerate().for_each(|(i, d)| {
+        let r = i * step..i * step + d.len();
+        log_softmax_grad_simd(&out[r.clone()], &dy[r], width, d)
+    });
+}
 
 /// `out = silu(g) · u = g · u / (1 + e^-g)`, elementwise.
 pub fn swiglu(g: &[f32], u: &[f32], out: &mut [f32]) {
