@@ -132,6 +132,9 @@ impl RopeTable {
         let rot = self.cos.dims()[1];
         // Tables are f32; with bf16 activations they are cast first, as transformers does.
         let dtype = x.dtype();
+        if let Some(out) = crate::kernels::rope(x.clone(), &self.cos, &self.sin) {
+            return out;
+        }
         let cos = in_dtype(self.cos.clone(), dtype).unsqueeze::<4>();
         let sin = in_dtype(self.sin.clone(), dtype).unsqueeze::<4>();
         let (x_rot, x_pass) = if rot == head_dim {

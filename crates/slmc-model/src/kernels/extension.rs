@@ -2,7 +2,7 @@
 //! backward for flex under autodiff. Other backends never reach these (see [`super::on_flex`]).
 
 use super::attention::{self, AttnParams};
-use super::{gemm, vmath};
+use super::{gemm, rope, vmath};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -23,6 +23,8 @@ pub trait FusedOps: Backend {
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `x − logsumexp(x)` over the last dimension, f32.
     fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Rotary embedding of `x: [b, h, s, d]` with tables `cos`, `sin: [s, rot]` (constants).
+    fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]`, output
     /// `[b, s, nh, d]` (see [`attention`] for the masking rules; `softcap` 0 and `window` 0 mean
     /// none).
@@ -83,6 +85,11 @@ impl FusedOps for Flex {
         log_softmax_forward(&x)
     }
 
+    fn fused_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
+        let rot = cos.layout().shape()[1];
+        rope::rotate(&x, &rope::table(&cos), &rope::table(&sin), rot, false)
+    }
+
     fn fused_attention(
         q: FlexTensor,
         k: FlexTensor,
@@ -112,6 +119,19 @@ impl Backward<Flex, 1> for LogSoftmaxBackward {
             vmath::log_softmax_grad(&dense(&out), &dense(&dy), width, dx.storage_mut());
             dx
         });
+    }
+}
+
+#[derive(Debug)]
+struct RopeBackward;
+
+impl Backward<Flex, 1> for RopeBackward {
+    /// The tables (`cos`, `sin`, row-major) and the rotary width.
+    type State = (Arc<Vec<f32>>, Arc<Vec<f32>>, usize);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (cos, sin, rot) = ops.state;
+        unary::<Flex, _>(ops.parents, ops.node, grads, |dy| rope::rotate(&dy, &cos, &sin, rot, true));
     }
 }
 
@@ -215,6 +235,16 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 prep.finish(out.clone(), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(log_softmax_forward(x.primitive())),
+        }
+    }
+
+    fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self> {
+        let rot = cos.primitive().layout().shape()[1];
+        let (cos, sin) = (rope::table(cos.primitive()), rope::table(sin.primitive()));
+        let out = rope::rotate(x.primitive(), &cos, &sin, rot, false);
+        match RopeBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((Arc::new(cos), Arc::new(sin), rot), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 

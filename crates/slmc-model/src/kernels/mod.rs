@@ -6,6 +6,7 @@
 //! - [`swiglu`]: `silu(gate) · up` in one pass with a vectorised `exp`, and its gradient in one
 //!   pass, instead of five elementwise tape nodes.
 //!
+//! - [`rope`]: the rotary embedding in one pass each way.
 //! - [`log_softmax`] over the last dimension: one pass each way, for every loss and evaluation.
 //! - [`attention`]: causal (sliding-window, soft-capped) grouped-query attention in query
 //!   blocks that skip masked keys, forward and backward, instead of burn's composition (whose
@@ -18,6 +19,7 @@ mod allocator;
 pub mod attention;
 mod extension;
 pub mod gemm;
+mod rope;
 pub mod vmath;
 
 pub use allocator::tune_allocator;
@@ -93,6 +95,21 @@ pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_log_softmax(x.into_dispatch()));
     }
     burn::tensor::activation::log_softmax(x, D - 1)
+}
+
+/// Rotary embedding of `x: [b, h, s, d]` with `cos`, `sin: [s, rot]` (rotate-half; dimensions
+/// past `rot` pass through): `x·cos + rotate_half(x)·sin`. `None` where the kernel does not
+/// apply; the caller composes it.
+pub fn rope(x: Tensor<4>, cos: &Tensor<2>, sin: &Tensor<2>) -> Option<Tensor<4>> {
+    if !(on_flex(&x) && on_flex(cos) && on_flex(sin)) {
+        return None;
+    }
+    let (cos, sin) = (cos.clone().detach(), sin.clone().detach());
+    Some(Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rope(
+        x.into_dispatch(),
+        cos.into_dispatch(),
+        sin.into_dispatch(),
+    )))
 }
 
 /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]` (grouped heads

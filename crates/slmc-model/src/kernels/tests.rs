@@ -164,3 +164,36 @@ fn log_softmax_matches_burn_in_values_and_gradients() {
         assert!(err < 1e-5, "{shape:?}: gradient differs by {err:e}");
     }
 }
+
+#[test]
+fn rope_matches_the_composition_in_values_and_gradients() {
+    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::flex().autodiff();
+    // Full and partial rotary width; the input is a transposed view as in the decoder.
+    for (d, rot) in [(16, 16), (20, 8)] {
+        let (b, h, s) = (2, 3, 7);
+        let x = random([b, s, h, d], &dev).require_grad();
+        let xv = x.clone().swap_dims(1, 2);
+        let cos = random([s, rot], &dev).detach();
+        let sin = random([s, rot], &dev).detach();
+        let fused = rope(xv.clone(), &cos, &sin).expect("flex f32");
+        let (c, sn) = (cos.clone().unsqueeze::<4>(), sin.clone().unsqueeze::<4>());
+        // A second view of x: each backward below consumes its own tape.
+        let xv = x.clone().swap_dims(1, 2);
+        let xr = xv.clone().narrow(3, 0, rot);
+        let rotated = Tensor::cat(
+            vec![xr.clone().narrow(3, rot / 2, rot / 2).neg(), xr.clone().narrow(3, 0, rot / 2)],
+            3,
+        );
+        let mut plain = xr * c + rotated * sn;
+        if rot < d {
+            plain = Tensor::cat(vec![plain, xv.narrow(3, rot, d - rot)], 3);
+        }
+        assert!(max_rel(&values(fused.clone()), &values(plain.clone())) < 1e-6, "d {d} rot {rot}");
+        let wt = Tensor::<4>::from_inner(random([b, h, s, d], &dev.clone().inner()));
+        let g1 = (fused * wt.clone()).sum().backward();
+        let g2 = (plain * wt).sum().backward();
+        let err = max_rel(&values(x.grad(&g1).unwrap()), &values(x.grad(&g2).unwrap()));
+        assert!(err < 1e-6, "d {d} rot {rot}: gradient differs by {err:e}");
+    }
+}
