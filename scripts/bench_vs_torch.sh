@@ -9,6 +9,9 @@
 #   scripts/bench_vs_torch.sh distill   # teacher fwd + half-depth student step, FKL tau 2, alpha 0.9
 #                                       #   (slmc bench distill / scripts/bench_distill_torch.py)
 #
+# Also prints the GFLOP/s of matrix products each side reaches and its fraction of the machine's FMA
+# peak, measured first (`slmc bench peak`).
+#
 # THREADS (default: nproc) and ROUNDS (default 3) are read from the environment. Needs the venv of
 # scripts/setup_python.sh. Run it on an otherwise idle machine: a concurrent compile or training
 # run halves either figure.
@@ -20,13 +23,16 @@ threads=${THREADS:-$(nproc)}
 rounds=${ROUNDS:-3}
 py=${PYTHON:-.venv/bin/python}
 cargo build --release -q -p slmc-cli
+{
+./target/release/slmc --threads "$threads" bench peak
 for _ in $(seq "$rounds"); do
   ./target/release/slmc --threads "$threads" bench "$kind"
   case $kind in
     distill) "$py" scripts/bench_train_torch.py --distill --threads "$threads" ;;
     *) "$py" "scripts/bench_${kind}_torch.py" --threads "$threads" ;;
   esac
-done | tee /dev/stderr | python3 -c '
+done
+} | tee /dev/stderr | python3 -c '
 import json, statistics, sys
 rows = [json.loads(l) for l in sys.stdin if l.startswith("{")]
 med = {k: statistics.median(r["tokens_per_s"] for r in rows if r["impl"] == k) for k in ("slmc", "pytorch")}
@@ -35,4 +41,11 @@ for k, v in med.items():
     print(f"{k:8s} {v:8.0f} tokens/s (median of {n})")
 ratio = med["slmc"] / med["pytorch"]
 print(f"ratio slmc/pytorch = {ratio:.2f}x")
+# Fraction of the machine's FMA peak, measured in the same run (`slmc bench peak`: independent
+# AVX-512 multiply-adds on every thread, at whatever clock the cores sustain).
+flops = next(r["flops_per_token"] for r in rows if r["impl"] == "slmc")
+peak = next(r for r in rows if r["impl"] == "peak")
+for k, v in med.items():
+    print(f"{k:8s} {v * flops / 1e9:6.1f} GFLOP/s of matrix products = {v * flops / 1e9 / peak['gflops']:.0%} of the "
+          f"measured FMA peak ({peak['gflops']:.0f} GFLOP/s, {peak['threads']} threads, {peak['isa']})")
 '

@@ -40,6 +40,9 @@ pub enum Bench {
     /// Distillation tokens/s: teacher forward (no graph) + student forward/backward/AdamW, with the
     /// teacher config as teacher and its every-other-layer half-depth student; FKL τ=2, α=0.9.
     Distill(StepArgs),
+    /// The machine's sustained f32 multiply-add throughput on all threads (independent AVX-512 or
+    /// AVX2 FMAs, no memory traffic): the peak the other benchmarks' GFLOP/s are compared with.
+    Peak,
     /// Forward-pass tokens/s (no gradients, full logits) at batch × seq.
     Forward {
         /// Sequences per batch.
@@ -54,11 +57,29 @@ pub enum Bench {
     },
 }
 
+/// Matrix-product FLOPs per token of a forward pass at `seq` tokens per sequence: every linear
+/// module (q, k, v, o, the gated MLP, the LM head) and causal attention (`q·k` and `p·v` over the
+/// (s + 1) / 2 keys a query sees on average). What the machine's FMA peak is compared with.
+pub fn forward_flops_per_token(c: &ModelConfig, seq: usize) -> f64 {
+    let (h, q, kv) = (c.hidden_size, c.num_heads * c.head_dim, c.num_kv_heads * c.head_dim);
+    let per_layer = h * q + 2 * h * kv + q * h + 3 * h * c.intermediate_size;
+    let linear = c.num_layers * per_layer + h * c.vocab_size;
+    let attention = c.num_layers * 2 * q * (seq + 1);
+    (2 * linear + attention) as f64
+}
+
 /// Runs the benchmark and prints one JSON line.
 pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
     match b {
         Bench::Train(a) => bench_train(a.batch, a.seq, a.iters, device, false)?,
         Bench::Distill(a) => bench_train(a.batch, a.seq, a.iters, device, true)?,
+        Bench::Peak => {
+            let (gflops, isa) = fma_peak()?;
+            let v = serde_json::json!({
+                "impl": "peak", "threads": rayon::current_num_threads(), "isa": isa, "gflops": gflops,
+            });
+            println!("{v}");
+        }
         Bench::Forward { batch, seq, iters } => {
             let config = ModelConfig::from_json_str(BENCH_CONFIG, "bench config")?;
             let model = CausalLm::new(&config, Init::Normal { std: 0.02, seed: 0 }, device);
@@ -85,6 +106,7 @@ pub fn run(b: Bench, device: &Device) -> anyhow::Result<()> {
                 "impl": "slmc", "device": format!("{device:?}"), "threads": rayon::current_num_threads(),
                 "params": config.num_params(), "batch": batch, "seq": seq,
                 "tokens_per_s": (batch * seq) as f64 / secs, "ms_per_batch": secs * 1e3,
+                "flops_per_token": forward_flops_per_token(&config, seq),
             });
             println!("{v}");
         }
@@ -157,17 +179,85 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill:
         };
         let n = student_cfg.hidden_size;
         train(Distilled::new(student, 0, n, n), &data, &options, &mut objective, &mut record)?;
-        student_cfg.num_params()
+        // Teacher forward, student forward and backward (twice the forward's products).
+        let flops = forward_flops_per_token(&config, seq) + 3.0 * forward_flops_per_token(&student_cfg, seq);
+        (student_cfg.num_params(), flops)
     } else {
         train(model, &data, &options, &mut CrossEntropy, &mut record)?;
-        config.num_params()
+        (config.num_params(), 3.0 * forward_flops_per_token(&config, seq))
     };
+    let (params_trained, flops_per_token) = params_trained;
     let tps = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
     let v = serde_json::json!({
         "impl": "slmc", "bench": if distill { "distill" } else { "train" }, "device": format!("{device:?}"),
         "threads": rayon::current_num_threads(), "params": params_trained, "batch": batch, "seq": seq, "tokens_per_s": tps,
-        "ms_per_step": (batch * seq) as f64 / tps * 1e3,
+        "ms_per_step": (batch * seq) as f64 / tps * 1e3, "flops_per_token": flops_per_token,
     });
     println!("{v}");
     Ok(())
+}
+
+/// Independent multiply-adds per loop iteration (enough to cover the FMA latency on both pipes).
+const FMA_CHAINS: usize = 12;
+
+/// Sustained FMA GFLOP/s over every thread of the pool, and the instruction set used.
+fn fma_peak() -> anyhow::Result<(f64, &'static str)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (lanes, isa): (usize, &'static str) = if std::is_x86_feature_detected!("avx512f") {
+            (16, "avx512")
+        } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            (8, "avx2")
+        } else {
+            anyhow::bail!("no FMA instructions on this CPU")
+        };
+        let iters = 100_000_000usize;
+        let start = Instant::now();
+        let sums = rayon::broadcast(|_| {
+            // SAFETY: the instruction set was detected above.
+            unsafe { if lanes == 16 { fma_loop_avx512(iters) } else { fma_loop_avx2(iters) } }
+        });
+        let secs = start.elapsed().as_secs_f64();
+        // Keep the results alive so the loops are not optimised away.
+        std::hint::black_box(sums.iter().sum::<f32>());
+        let flops = (sums.len() * iters * FMA_CHAINS * lanes * 2) as f64;
+        Ok((flops / secs / 1e9, isa))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    anyhow::bail!("`slmc bench peak` measures x86-64 FMA units only")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_loop_avx512(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); FMA_CHAINS];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+    }
+    acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_loop_avx2(iters: usize) -> f32 {
+    use std::arch::x86_64::*;
+    let (a, b) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); FMA_CHAINS];
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm256_fmadd_ps(*x, a, b);
+        }
+    }
+    let mut out = [0.0f32; 8];
+    acc.iter()
+        .map(|&x| {
+            // SAFETY: `out` holds the 8 floats the store writes.
+            unsafe { _mm256_storeu_ps(out.as_mut_ptr(), x) };
+            out.iter().sum::<f32>()
+        })
+        .sum()
 }
