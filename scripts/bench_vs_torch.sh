@@ -41,11 +41,12 @@ for k, v in med.items():
     print(f"{k:8s} {v:8.0f} tokens/s (median of {n})")
 ratio = med["slmc"] / med["pytorch"]
 print(f"ratio slmc/pytorch = {ratio:.2f}x")
-# Fraction of the machine's FMA peak, measured in the same run (`slmc bench peak`: independent
+# Fraction of the FMA peak of the machine, measured in the same run (`slmc bench peak`: independent
 # AVX-512 multiply-adds on every thread, at whatever clock the cores sustain).
 flops = next(r["flops_per_token"] for r in rows if r["impl"] == "slmc")
 peak = next(r for r in rows if r["impl"] == "peak")
+g, t, isa = peak["gflops"], peak["threads"], peak["isa"]
 for k, v in med.items():
-    print(f"{k:8s} {v * flops / 1e9:6.1f} GFLOP/s of matrix products = {v * flops / 1e9 / peak['gflops']:.0%} of the "
-          f"measured FMA peak ({peak['gflops']:.0f} GFLOP/s, {peak['threads']} threads, {peak['isa']})")
+    print(f"{k:8s} {v * flops / 1e9:6.1f} GFLOP/s of matrix products = {v * flops / 1e9 / g:.0%} of the "
+          f"measured FMA peak ({g:.0f} GFLOP/s, {t} threads, {isa})")
 '

@@ -91,8 +91,19 @@ fn logits_of(model: &HfModel, rows: &[Vec<i64>]) -> Vec<f32> {
     model.model.forward(ids_tensor(rows, &device)).into_data().convert::<f32>().try_to_vec().unwrap()
 }
 
+/// The device these tests run on: flex, or libtorch's CPU device when the crate is built with
+/// `--features tch` and the environment sets `SLMC_TEST_DEVICE=tch` (docs/backends.md).
+fn test_device() -> Device {
+    #[cfg(feature = "tch")]
+    if std::env::var("SLMC_TEST_DEVICE").as_deref() == Ok("tch") {
+        #[allow(deprecated)]
+        return Device::libtorch();
+    }
+    Device::flex()
+}
+
 fn load(variant: &str) -> HfModel {
-    HfModel::load(&model_dir(variant), &Device::flex()).unwrap_or_else(|e| panic!("{variant}: {e}"))
+    HfModel::load(&model_dir(variant), &test_device()).unwrap_or_else(|e| panic!("{variant}: {e}"))
 }
 
 #[test]
@@ -201,7 +212,7 @@ fn save_then_load_is_bit_exact_in_the_stored_dtype() {
             tokenizer_dir: Some(m.dir.clone()),
         };
         save(&m.model, &target, &options).unwrap();
-        let again = HfModel::load(&target, &Device::flex()).unwrap();
+        let again = HfModel::load(&target, &test_device()).unwrap();
         assert_eq!(again.stored_dtype, m.stored_dtype, "{variant}");
         assert_eq!(again.config.num_params(), m.config.num_params(), "{variant}");
         let (a, b) = (weights::export(&m.model), weights::export(&again.model));
@@ -249,7 +260,7 @@ fn strict_loading_names_the_offending_tensor() {
     ));
     slmc_formats::write_checkpoint(tmp.path(), tensors, None).unwrap();
     std::fs::copy(src.join("config.json"), tmp.path().join("config.json")).unwrap();
-    let err = HfModel::load(tmp.path(), &Device::flex()).err().unwrap().to_string();
+    let err = HfModel::load(tmp.path(), &test_device()).err().unwrap().to_string();
     assert!(err.contains("missing tensor `model.layers.1.mlp.down_proj.weight`"), "{err}");
     assert!(err.contains("unexpected tensor `model.layers.9.extra.weight`"), "{err}");
 
@@ -259,7 +270,7 @@ fn strict_loading_names_the_offending_tensor() {
         .replace("\"intermediate_size\": 128", "\"intermediate_size\": 96");
     std::fs::write(tmp.path().join("config.json"), cfg).unwrap();
     std::fs::copy(src.join("model.safetensors"), tmp.path().join("model.safetensors")).unwrap();
-    let err = HfModel::load(tmp.path(), &Device::flex()).err().unwrap().to_string();
+    let err = HfModel::load(tmp.path(), &test_device()).err().unwrap().to_string();
     assert!(
         err.contains("model.layers.0.mlp.gate_proj.weight` has shape [128, 64], expected [96, 64]"),
         "{err}"
@@ -275,7 +286,7 @@ fn truncated_weights_are_an_error_not_a_panic() {
     }
     let bytes = std::fs::read(src.join("model.safetensors")).unwrap();
     std::fs::write(tmp.path().join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    let err = HfModel::load(tmp.path(), &Device::flex()).err().unwrap().to_string();
+    let err = HfModel::load(tmp.path(), &test_device()).err().unwrap().to_string();
     assert!(err.contains("truncated"), "{err}");
 }
 
@@ -294,9 +305,9 @@ fn gemma3_multimodal_loads_from_either_tensor_layout() {
         })
         .collect();
     assert!(renamed.iter().any(|t| t.name.starts_with("model.language_model.layers.")));
-    let (other, _) = weights::load(&m.config, &renamed[..], "renamed", &Device::flex()).unwrap();
+    let (other, _) = weights::load(&m.config, &renamed[..], "renamed", &test_device()).unwrap();
     let r = reference("gemma3_mm");
-    let ids = ids_tensor(&r.ids, &Device::flex());
+    let ids = ids_tensor(&r.ids, &test_device());
     let (a, b) = (m.model.forward(ids.clone()), other.forward(ids));
     let (a, b): (Vec<f32>, Vec<f32>) =
         (a.into_data().try_to_vec().unwrap(), b.into_data().try_to_vec().unwrap());
