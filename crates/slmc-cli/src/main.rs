@@ -124,6 +124,10 @@ fn usage(e: &clap::Error) -> ExitCode {
 /// Runs the command; `Ok(false)` means it ran but a recipe gate failed.
 fn run(cli: Cli) -> anyhow::Result<bool> {
     backend::configure_threads(cli.threads)?;
+    if let Command::Check(a) = cli.command {
+        // Planning needs only the device's name, not a build with its backend.
+        return commands::check::run(a, &cli.device).map(|_| true);
+    }
     let device = backend::device(&cli.device)?;
     match cli.command {
         Command::Inspect(a) => commands::inspect::run(a).map(|_| true),
@@ -131,7 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Generate(a) => commands::generate::run(a, &device).map(|_| true),
         Command::Export(a) => commands::export::run(a, &device).map(|_| true),
         Command::Bench(b) => commands::bench::run(b, &device).map(|_| true),
-        Command::Check(a) => commands::check::run(a).map(|_| true),
+        Command::Check(_) => unreachable!("handled above"),
         Command::Run(a) => commands::run::run(a, &device, &cli.device, None),
         Command::Finetune(a) => commands::run::run(a, &device, &cli.device, Some("finetune")),
         Command::Distill(a) => commands::run::run(a, &device, &cli.device, Some("distill")),

@@ -10,7 +10,9 @@ pub(crate) fn peak_rss_bytes() -> Option<u64> {
 }
 
 /// Resets the peak to the current resident memory (`5` into `/proc/self/clear_refs`, Linux ≥ 4.0);
-/// false where that is not possible.
+/// false where that is not possible. Free memory the allocator keeps for reuse
+/// (`slmc_model::kernels::tune_allocator`) is released first, so the new peak starts from live data.
 pub(crate) fn reset_peak_rss() -> bool {
+    slmc_model::kernels::release_free_memory();
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }

@@ -83,8 +83,8 @@ fn loss_chunk_tokens(loss_chunk: usize, tokens: u64) -> u64 {
 
 /// f32 values per token of a differentiated trunk (embeddings to final norm): every layer's
 /// activations, or with layer-wise checkpointing one layer's plus every layer's input.
-fn trunk_values_per_token(c: &ModelConfig, seq: usize, checkpointing: bool) -> u64 {
-    let per_token = activation_values_per_token(c, seq);
+fn trunk_values_per_token(c: &ModelConfig, seq: usize, checkpointing: bool, fused: bool) -> u64 {
+    let per_token = activation_values_per_token(c, seq, fused);
     if checkpointing {
         let layers = c.num_layers.max(1) as u64;
         per_token / layers + layers * c.hidden_size as u64
@@ -120,6 +120,8 @@ pub struct StagePlan {
 /// What a recipe will do.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The operations the memory estimates assume.
+    pub compute: Compute,
     /// The recipe's name.
     pub name: String,
     /// The model's configuration.
@@ -216,13 +218,26 @@ pub fn tensor_count(c: &ModelConfig) -> usize {
     1 + c.num_layers * (2 + attn + mlp) + 1 + usize::from(!c.tie_word_embeddings)
 }
 
-/// f32 values kept per token by a forward pass that will be differentiated (our decoder: norms,
-/// projections, rotary copies, attention output, SwiGLU intermediates, residuals).
-fn activation_values_per_token(c: &ModelConfig, seq: usize) -> u64 {
+/// Values kept per token by a forward pass that will be differentiated. With slmc's `fused`
+/// kernels (flex, f32) the decoder keeps per layer the two norms' inputs and outputs, the normed
+/// inputs the projections read, the rotated q and k and v the attention reads, its output, and
+/// SwiGLU's two inputs and output: no attention score square. burn's composition (other
+/// backends, bf16) keeps its intermediates too: the projections before rotation, the rotary
+/// copies, the score square, SwiGLU's elementwise steps.
+fn activation_values_per_token(c: &ModelConfig, seq: usize, fused: bool) -> u64 {
     let (h, i, kv) = (c.hidden_size as u64, c.intermediate_size as u64, c.kv_dim() as u64);
     let q = c.q_dim() as u64;
-    let per_layer = 6 * h + 3 * q + 4 * kv + 6 * i + (c.num_heads * seq) as u64;
+    let per_layer = if fused {
+        6 * h + 2 * q + 2 * kv + 3 * i
+    } else {
+        6 * h + 3 * q + 4 * kv + 6 * i + (c.num_heads * seq) as u64
+    };
     c.num_layers as u64 * per_layer + 2 * h
+}
+
+/// Whether a training stage in `precision` runs slmc's fused kernels (flex, f32).
+fn fused(compute: Compute, precision: Precision) -> bool {
+    compute == Compute::FlexKernels && precision == Precision::F32
 }
 
 /// The layers a `teacher-layers` student takes: the given ones, or every other layer.
@@ -269,6 +284,27 @@ pub fn student_config(
 
 /// Builds the plan from the model's configuration (and the teacher's, for distill stages).
 pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) -> Plan {
+    plan_on(recipe, model, teacher, Compute::FlexKernels)
+}
+
+/// Which operations the stages will run, which decides what a differentiated forward keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compute {
+    /// flex (the CPU default): slmc's fused kernels in f32 (`slmc_model::kernels`).
+    FlexKernels,
+    /// burn's composed operations: the cuda and tch backends, and bf16 everywhere.
+    Composed,
+}
+
+impl Compute {
+    /// The operations a device (`--device` name) runs: flex's kernels, or burn's composition.
+    pub fn for_device(name: &str) -> Self {
+        if matches!(name, "flex" | "cpu") { Compute::FlexKernels } else { Compute::Composed }
+    }
+}
+
+/// [`plan`] for the operations `compute` names.
+pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>, compute: Compute) -> Plan {
     let input = model.clone();
     let mut model = model;
     let seq = recipe.data.as_ref().map_or(256, |d| d.seq_len);
@@ -302,9 +338,15 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 let chunk = loss_chunk_tokens(t.loss_chunk, tokens);
                 let pb = precision_bytes(t.precision);
                 // The trunk in the stage's precision, the vocabulary loss in f32.
-                let student_acts =
-                    pb.act * tokens * trunk_values_per_token(&student, seq, t.activation_checkpointing)
-                        + 4 * chunk * KD_HEAD_VALUES * vocab;
+                let student_acts = pb.act
+                    * tokens
+                    * trunk_values_per_token(
+                        &student,
+                        seq,
+                        t.activation_checkpointing,
+                        fused(compute, t.precision),
+                    )
+                    + 4 * chunk * KD_HEAD_VALUES * vocab;
                 let th = teacher.hidden_size as u64;
                 // The teacher runs before the student's backward pass: its widest point and the
                 // student's kept activations do not coexist; its final (and matched) hidden
@@ -389,7 +431,14 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
                 // The trunk's activations (one layer's and every layer's input when checkpointing)
                 // and one chunk of the vocabulary loss.
                 let pb = precision_bytes(t.precision);
-                let acts = pb.act * tokens * trunk_values_per_token(&model, seq, t.activation_checkpointing)
+                let acts = pb.act
+                    * tokens
+                    * trunk_values_per_token(
+                        &model,
+                        seq,
+                        t.activation_checkpointing,
+                        fused(compute, t.precision),
+                    )
                     + 4 * loss_chunk_tokens(t.loss_chunk, tokens) * CE_HEAD_VALUES * vocab;
                 let summary = format!(
                     "full fine-tune: {} steps × {} seq × {} tokens{} = {} tokens, lr {:e} ({:?}, warmup {})",
@@ -588,6 +637,7 @@ pub fn plan(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig>) 
         problems,
         stage_modules,
         memory_budget: recipe.memory_budget,
+        compute,
     }
 }
 
@@ -721,7 +771,11 @@ impl fmt::Display for Plan {
         }
         writeln!(
             f,
-            "memory   estimates assume one device holding every tensor (on CPU, host RAM), in f32 unless a stage sets `precision`, {}",
+            "memory   estimates assume one device holding every tensor (on CPU, host RAM), in f32 unless a stage sets `precision`, {}, {}",
+            match self.compute {
+                Compute::FlexKernels => "flex's fused f32 kernels (`--device cuda|tch`: burn's operations)",
+                Compute::Composed => "burn's operations (cuda, tch)",
+            },
             match self.memory_budget {
                 Some(b) => format!("budget {}", bytes(b)),
                 None => "no budget given (--memory-budget or `memory-budget`)".to_string(),

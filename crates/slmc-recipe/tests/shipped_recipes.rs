@@ -1,6 +1,6 @@
 //! Every recipe in `recipes/` validates; those whose model is on disk also plan.
 
-use slmc_recipe::plan::{model_config, plan};
+use slmc_recipe::plan::{Compute, model_config, plan, plan_on};
 use std::path::Path;
 
 #[test]
@@ -38,15 +38,20 @@ const PHI3_MINI: &str = r#"{"model_type":"phi3","hidden_size":3072,"num_hidden_l
     "rms_norm_eps":1e-5,"rope_theta":10000.0,"tie_word_embeddings":false}"#;
 
 /// The distill stage's planned peak of a shipped phi recipe, with overrides.
-fn phi_peak(file: &str, sets: &[&str]) -> u64 {
+fn phi_peak_on(file: &str, sets: &[&str], compute: Compute) -> u64 {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let text = std::fs::read_to_string(root.join("recipes").join(file)).unwrap();
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let recipe = slmc_recipe::load_str(&text, file, &sets).map_err(|(s, d)| s.render_all(&d)).unwrap();
     let c = slmc_formats::ModelConfig::from_json_str(PHI3_MINI, "phi3").unwrap();
-    let p = plan(&recipe, c.clone(), Some(&c));
+    let p = plan_on(&recipe, c.clone(), Some(&c), compute);
     assert!(p.problems.is_empty());
     p.stages[0].memory.total()
+}
+
+/// The distill stage's planned peak on a GPU workstation (burn's operations: `--device cuda`).
+fn phi_peak(file: &str, sets: &[&str]) -> u64 {
+    phi_peak_on(file, sets, Compute::Composed)
 }
 
 /// docs/workstation-memory.md's table: each option lowers the phi-student plan, and the 24 GB
@@ -66,6 +71,10 @@ fn phi_student_memory_options_lower_the_plan_as_documented() {
     assert_eq!(gb(phi_peak("phi-student.toml", &["stage.0.precision=bf16"])), 26.52);
     assert!(phi_peak("phi-student.toml", &[]) <= slmc_recipe::plan::parse_bytes("44GB").unwrap());
     assert!(phi_peak("phi-student-24gb.toml", &[]) < slmc_recipe::plan::parse_bytes("24GB").unwrap());
+    // On flex the f32 kernels keep no attention score square: less in f32, the same in bf16.
+    let flex = |sets: &[&str]| gb(phi_peak_on("phi-student.toml", sets, Compute::FlexKernels));
+    assert!(flex(&off) < 84.84 && flex(&[f32]) < 51.66, "{} {}", flex(&off), flex(&[f32]));
+    assert_eq!(flex(&[]), 42.84);
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! `slmc check RECIPE`: validate a recipe and print its plan without running anything.
 
 use super::recipe_args::RecipeArgs;
-use slmc_recipe::plan::{model_config, plan};
+use slmc_recipe::plan::{Compute, model_config, plan_on};
 
 /// Arguments of `slmc check`.
 #[derive(clap::Args)]
@@ -15,7 +15,8 @@ pub struct Args {
 }
 
 /// Runs the command.
-pub fn run(a: Args) -> anyhow::Result<()> {
+/// `device`: the `--device` name, whose operations the memory estimates assume.
+pub fn run(a: Args, device: &str) -> anyhow::Result<()> {
     let (recipe, _) = a.recipe.load()?;
     let config = model_config(&recipe.model).map_err(|d| {
         let sources = slmc_recipe::Sources {
@@ -30,7 +31,7 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         Some(t) => Some(model_config(t).map_err(|d| anyhow::anyhow!("[teacher]: {}", d.message))?),
         None => None,
     };
-    let mut plan = plan(&recipe, config, teacher.as_ref());
+    let mut plan = plan_on(&recipe, config, teacher.as_ref(), Compute::for_device(device));
     if a.memory_budget.is_some() {
         plan.memory_budget = a.memory_budget;
     }

@@ -22,7 +22,7 @@ pub mod gemm;
 mod rope;
 pub mod vmath;
 
-pub use allocator::tune_allocator;
+pub use allocator::{release_free_memory, tune_allocator};
 use burn::backend::{Dispatch, DispatchDevice};
 use burn::prelude::*;
 use burn::tensor::DType;
