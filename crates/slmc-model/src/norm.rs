@@ -34,6 +34,12 @@ impl Norm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dtype = x.dtype();
         let low = dtype != DType::F32;
+        if !low && self.kind != NormKind::Layer {
+            let offset = if self.kind == NormKind::RmsUnitOffset { 1.0 } else { 0.0 };
+            if let Some(y) = crate::kernels::rms_norm(x.clone(), &self.weight.val(), self.eps, offset) {
+                return y;
+            }
+        }
         let last = D - 1;
         let x = to_f32(x);
         let w = self.weight.val().unsqueeze::<D>();

@@ -219,16 +219,16 @@ pub fn tensor_count(c: &ModelConfig) -> usize {
 }
 
 /// Values kept per token by a forward pass that will be differentiated. With slmc's `fused`
-/// kernels (flex, f32) the decoder keeps per layer the two norms' inputs and outputs, the normed
-/// inputs the projections read, the rotated q and k and v the attention reads, its output, and
-/// SwiGLU's two inputs and output: no attention score square. burn's composition (other
+/// kernels (flex, f32) the decoder keeps per layer the two norms' inputs and outputs (the outputs
+/// are what the projections read), the rotated q and k and v the attention reads, its output, and
+/// SwiGLU's two inputs and output: no attention score square, no elementwise intermediates. burn's composition (other
 /// backends, bf16) keeps its intermediates too: the projections before rotation, the rotary
 /// copies, the score square, SwiGLU's elementwise steps.
 fn activation_values_per_token(c: &ModelConfig, seq: usize, fused: bool) -> u64 {
     let (h, i, kv) = (c.hidden_size as u64, c.intermediate_size as u64, c.kv_dim() as u64);
     let q = c.q_dim() as u64;
     let per_layer = if fused {
-        6 * h + 2 * q + 2 * kv + 3 * i
+        4 * h + 2 * q + 2 * kv + 3 * i
     } else {
         6 * h + 3 * q + 4 * kv + 6 * i + (c.num_heads * seq) as u64
     };

@@ -2,7 +2,7 @@
 //! backward for flex under autodiff. Other backends never reach these (see [`super::on_flex`]).
 
 use super::attention::{self, AttnParams};
-use super::{gemm, rope, vmath};
+use super::{gemm, rms_norm, rope, vmath};
 use burn::backend::autodiff::NodeId;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -11,7 +11,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, binary, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Flex, backend_extension};
-use burn::tensor::DType;
+use burn::tensor::{DType, TensorData};
 use std::sync::Arc;
 
 /// Operations slmc computes with its own kernels on flex.
@@ -23,6 +23,8 @@ pub trait FusedOps: Backend {
     fn fused_swiglu(gate: FloatTensor<Self>, up: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `x − logsumexp(x)` over the last dimension, f32.
     fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// RMSNorm of `x` over its last dimension with weight `w` (`[h]`): `x · r · (w + offset)`.
+    fn fused_rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32, offset: f32) -> FloatTensor<Self>;
     /// Rotary embedding of `x: [b, h, s, d]` with tables `cos`, `sin: [s, rot]` (constants).
     fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]`, output
@@ -85,6 +87,12 @@ impl FusedOps for Flex {
         log_softmax_forward(&x)
     }
 
+    fn fused_rms_norm(x: FlexTensor, w: FlexTensor, eps: f32, offset: f32) -> FlexTensor {
+        let shape = x.layout().shape().clone();
+        let (y, _) = rms_norm::forward(&dense(&x), &dense(&w), eps, offset);
+        FlexTensor::from_data(TensorData::new(y, shape))
+    }
+
     fn fused_rope(x: FlexTensor, cos: FlexTensor, sin: FlexTensor) -> FlexTensor {
         let rot = cos.layout().shape()[1];
         rope::rotate(&x, &rope::table(&cos), &rope::table(&sin), rot, false)
@@ -119,6 +127,29 @@ impl Backward<Flex, 1> for LogSoftmaxBackward {
             vmath::log_softmax_grad(&dense(&out), &dense(&dy), width, dx.storage_mut());
             dx
         });
+    }
+}
+
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl Backward<Flex, 2> for RmsNormBackward {
+    /// The input and the weight, each row's `1 / rms` and the offset.
+    type State = (FlexTensor, FlexTensor, Arc<Vec<f32>>, f32);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, w, inv, offset) = ops.state;
+        let shape = x.layout().shape().clone();
+        let dy = grads.consume::<Flex>(&ops.node);
+        let (dx, dw) = rms_norm::backward(&dense(&x), &dense(&w), offset, &inv, &dense(&dy));
+        let [px, pw] = ops.parents;
+        if let Some(node) = px {
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dx, shape)));
+        }
+        if let Some(node) = pw {
+            let h = dw.len();
+            grads.register::<Flex>(node.id, FlexTensor::from_data(TensorData::new(dw, [h])));
+        }
     }
 }
 
@@ -235,6 +266,16 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
                 prep.finish(out.clone(), out)
             }
             OpsKind::UnTracked(prep) => prep.finish(log_softmax_forward(x.primitive())),
+        }
+    }
+
+    fn fused_rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32, offset: f32) -> FloatTensor<Self> {
+        let (xp, wp) = (x.primitive().clone(), w.primitive().clone());
+        let (y, inv) = rms_norm::forward(&dense(&xp), &dense(&wp), eps, offset);
+        let out = FlexTensor::from_data(TensorData::new(y, xp.layout().shape().clone()));
+        match RmsNormBackward.prepare::<C>([x.node(), w.node()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish((xp, wp, Arc::new(inv), offset), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
         }
     }
 

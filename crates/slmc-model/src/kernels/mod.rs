@@ -6,6 +6,7 @@
 //! - [`swiglu`]: `silu(gate) · up` in one pass with a vectorised `exp`, and its gradient in one
 //!   pass, instead of five elementwise tape nodes.
 //!
+//! - [`rms_norm`]: RMSNorm in one pass each way.
 //! - [`rope`]: the rotary embedding in one pass each way.
 //! - [`log_softmax`] over the last dimension: one pass each way, for every loss and evaluation.
 //! - [`attention`]: causal (sliding-window, soft-capped) grouped-query attention in query
@@ -19,6 +20,7 @@ mod allocator;
 pub mod attention;
 mod extension;
 pub mod gemm;
+mod rms_norm;
 mod rope;
 pub mod vmath;
 
@@ -95,6 +97,20 @@ pub fn log_softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return Tensor::from_dispatch(<Dispatch as FusedOps>::fused_log_softmax(x.into_dispatch()));
     }
     burn::tensor::activation::log_softmax(x, D - 1)
+}
+
+/// RMSNorm over the last dimension, `x · r · (w + offset)` with `r = 1 / √(mean(x²) + eps)`,
+/// f32 (`offset` 1: Gemma's `1 + w`). `None` where the kernel does not apply.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, w: &Tensor<1>, eps: f64, offset: f64) -> Option<Tensor<D>> {
+    if !(on_flex(&x) && on_flex(w)) {
+        return None;
+    }
+    Some(Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
+        x.into_dispatch(),
+        w.clone().into_dispatch(),
+        eps as f32,
+        offset as f32,
+    )))
 }
 
 /// Rotary embedding of `x: [b, h, s, d]` with `cos`, `sin: [s, rot]` (rotate-half; dimensions

@@ -197,3 +197,27 @@ fn rope_matches_the_composition_in_values_and_gradients() {
         assert!(err < 1e-6, "d {d} rot {rot}: gradient differs by {err:e}");
     }
 }
+
+#[test]
+fn rms_norm_matches_the_composition_in_values_and_gradients() {
+    let _g = RNG.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::flex().autodiff();
+    for (shape, offset) in [([2, 70, 48], 0.0), ([1, 3, 5], 1.0), ([3, 130, 320], 0.0)] {
+        let x = (random(shape, &dev) * 3.0).detach().require_grad();
+        let w = random([shape[2]], &dev).require_grad();
+        let eps = 1e-5;
+        let fused = rms_norm(x.clone(), &w, eps, offset).expect("flex f32");
+        let inv = (x.clone().square().mean_dim(2) + eps).sqrt().recip();
+        let plain = x.clone() * inv * (w.clone().unsqueeze::<3>() + offset);
+        assert!(max_rel(&values(fused.clone()), &values(plain.clone())) < 1e-6, "{shape:?}");
+        let wt = Tensor::<3>::from_inner(random(shape, &dev.clone().inner()));
+        let g1 = (fused * wt.clone()).sum().backward();
+        let g2 = (plain * wt).sum().backward();
+        for (name, a, b) in [
+            ("x", values(x.grad(&g1).unwrap()), values(x.grad(&g2).unwrap())),
+            ("w", values(w.grad(&g1).unwrap()), values(w.grad(&g2).unwrap())),
+        ] {
+            assert!(max_rel(&a, &b) < 1e-5, "{shape:?} d{name}: {:e}", max_rel(&a, &b));
+        }
+    }
+}
