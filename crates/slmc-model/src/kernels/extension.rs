@@ -28,7 +28,7 @@ pub trait FusedOps: Backend {
     /// Rotary embedding of `x: [b, h, s, d]` with tables `cos`, `sin: [s, rot]` (constants).
     fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]`, output
-    /// `[b, s, nh, d]` (see [`attention`] for the masking rules; `softcap` 0 and `window` 0 mean
+    /// `[b, s, nh, d]` (see [`mod@attention`] for the masking rules; `softcap` 0 and `window` 0 mean
     /// none).
     fn fused_attention(
         q: FloatTensor<Self>,

@@ -5,16 +5,17 @@
 //!   reads the saved operands as transposed views.
 //! - [`swiglu`]: `silu(gate) · up` in one pass with a vectorised `exp`, and its gradient in one
 //!   pass, instead of five elementwise tape nodes.
-//!
 //! - [`rms_norm`]: RMSNorm in one pass each way.
 //! - [`rope`]: the rotary embedding in one pass each way.
 //! - [`log_softmax`] over the last dimension: one pass each way, for every loss and evaluation.
-//! - [`attention`]: causal (sliding-window, soft-capped) grouped-query attention in query
+//! - [`attention()`]: causal (sliding-window, soft-capped) grouped-query attention in query
 //!   blocks that skip masked keys, forward and backward, instead of burn's composition (whose
 //!   autodiff form materialises the full score square several times).
 //!
-//! Each is one burn backend-extension operation ([`extension::FusedOps`]) with its own backward
-//! under autodiff, so training, distillation, calibration and evaluation all take it.
+//! Each is one burn backend-extension operation ([`FusedOps`]) with its own backward under
+//! autodiff, so training, distillation, calibration and evaluation all take it. Each is tested
+//! against burn's composition, values and gradients (`kernels/tests.rs`). [`tune_allocator`]
+//! keeps freed tensor buffers in the process (the binary calls it at start).
 
 mod allocator;
 pub mod attention;

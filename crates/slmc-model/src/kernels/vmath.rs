@@ -1,7 +1,7 @@
 //! Vectorised elementwise kernels on `f32` slices: `exp` by range reduction and a degree-6
 //! polynomial (Cephes' `expf`, about 1 ulp on the reduced range), and the fused SwiGLU
 //! activation `silu(g) · u` with its gradient. Written as branch-free loops that the compiler
-//! vectorises; [`dispatch`] runs them compiled for AVX-512 or AVX2 when the CPU has it (the
+//! vectorises; `dispatch!` runs them compiled for AVX-512 or AVX2 when the CPU has it (the
 //! default build targets baseline x86-64, whose 4-wide SSE2 is what flex's scalar `exp` loses to).
 //! Rows are split over the rayon pool.
 
