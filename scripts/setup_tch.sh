@@ -16,6 +16,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV_TCH:-$ROOT/.venv-tch}"
 PYTHON="${PYTHON:-python3}"
 TORCH_VERSION="2.9.0"   # torch-sys 0.22.0 checks for exactly this libtorch version
+# transformers (same pins as scripts/requirements.txt) only for the PyTorch side of
+# `DEVICE=tch scripts/bench_vs_torch.sh`, so that both sides run libtorch 2.9.0.
+EXTRA=(transformers==5.23.0 tokenizers==0.23.3 safetensors==0.8.0 numpy)
 
 env_only=0
 [ "${1:-}" = "--env" ] && env_only=1
@@ -24,7 +27,8 @@ have_torch() {
     [ -x "$VENV/bin/python" ] && "$VENV/bin/python" - "$TORCH_VERSION" <<'PY' 2>/dev/null
 import sys
 from importlib.metadata import version
-sys.exit(0 if version("torch").split("+", 1)[0] == sys.argv[1] else 1)
+ok = version("torch").split("+", 1)[0] == sys.argv[1] and version("transformers") == "5.23.0"
+sys.exit(0 if ok else 1)
 PY
 }
 
@@ -38,11 +42,11 @@ if [ "$env_only" = 0 ]; then
     else
         echo "installing torch==$TORCH_VERSION into $VENV (several GB)" >&2
         "$VENV/bin/python" -m pip install --upgrade pip >&2
-        "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" numpy >&2
+        "$VENV/bin/python" -m pip install "torch==$TORCH_VERSION" "${EXTRA[@]}" >&2
     fi
 fi
 
-have_torch || { echo "torch $TORCH_VERSION missing in $VENV; run scripts/setup_tch.sh" >&2; exit 1; }
+have_torch || { echo "torch $TORCH_VERSION (or transformers) missing in $VENV; run scripts/setup_tch.sh" >&2; exit 1; }
 TORCH_LIB="$("$VENV/bin/python" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
 
 [ "$env_only" = 0 ] && echo "# export these before cargo build/test --features tch (or: source scripts/tch_env.sh)" >&2
