@@ -13,20 +13,41 @@
 # peak, measured first (`slmc bench peak`).
 #
 # THREADS (default: nproc) and ROUNDS (default 3) are read from the environment. Needs the venv of
-# scripts/setup_python.sh. Run it on an otherwise idle machine: a concurrent compile or training
-# run halves either figure.
+# scripts/setup_python.sh.
+#
+# DEVICE=tch runs slmc on burn's libtorch backend (CPU) instead of flex: it builds
+# target-tch/release/slmc with `--features tch` in the environment of scripts/tch_env.sh (run
+# scripts/setup_tch.sh once) and passes `--device tch`. The PyTorch side then defaults to
+# .venv-tch/bin/python, so both sides run the same libtorch 2.9.0 (PYTHON= overrides it).
+#
+# Run it on an otherwise idle machine: a concurrent compile or training run halves either figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:?usage: scripts/bench_vs_torch.sh forward|train|distill}
 case $kind in forward|train|distill) ;; *) echo "unknown benchmark $kind (forward, train or distill)" >&2; exit 1;; esac
 threads=${THREADS:-$(nproc)}
 rounds=${ROUNDS:-3}
-py=${PYTHON:-.venv/bin/python}
-cargo build --release -q -p slmc-cli
+device=${DEVICE:-flex}
+case $device in
+  flex)
+    py=${PYTHON:-.venv/bin/python}
+    cargo build --release -q -p slmc-cli
+    slmc=./target/release/slmc ;;
+  tch)
+    # shellcheck source=scripts/tch_env.sh
+    source scripts/tch_env.sh
+    py=${PYTHON:-.venv-tch/bin/python}
+    CARGO_TARGET_DIR=target-tch cargo build --release -q -p slmc-cli --features tch
+    slmc=./target-tch/release/slmc
+    # libtorch computes on its own OpenMP pool, not slmc's thread pool
+    export OMP_NUM_THREADS=$threads ;;
+  *) echo "unknown DEVICE $device (flex or tch)" >&2; exit 1;;
+esac
+echo "slmc on $device ($slmc), PyTorch: $("$py" -c 'import torch; print(torch.__version__)') ($py)" >&2
 {
-./target/release/slmc --threads "$threads" bench peak
+"$slmc" --threads "$threads" bench peak
 for _ in $(seq "$rounds"); do
-  ./target/release/slmc --threads "$threads" bench "$kind"
+  "$slmc" --threads "$threads" --device "$device" bench "$kind"
   case $kind in
     distill) "$py" scripts/bench_train_torch.py --distill --threads "$threads" ;;
     *) "$py" "scripts/bench_${kind}_torch.py" --threads "$threads" ;;

@@ -9,13 +9,23 @@ pub fn device(name: &str) -> anyhow::Result<Device> {
         "flex" | "cpu" => Ok(Device::flex()),
         #[cfg(feature = "cuda")]
         "cuda" => Ok(Device::cuda(0)),
+        // burn 0.22 marks burn-tch deprecated (in favour of CubeCL backends); it is still the
+        // libtorch route, built offline against PyPI's torch (docs/backends.md).
         #[cfg(feature = "tch")]
+        #[allow(deprecated)]
         "tch" => Ok(Device::libtorch()),
-        "cuda" | "tch" => bail!(
-            "this slmc was built without the `{name}` backend; rebuild with `cargo build --release --features {name}`"
-        ),
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => not_built(name),
+        #[cfg(not(feature = "tch"))]
+        "tch" => not_built(name),
         other => bail!("unknown device `{other}`; expected flex, cuda or tch"),
     }
+}
+
+fn not_built(name: &str) -> anyhow::Result<Device> {
+    bail!(
+        "this slmc was built without the `{name}` backend; rebuild with `cargo build --release --features {name}`"
+    )
 }
 
 /// Sizes the global thread pool the flex backend computes on.

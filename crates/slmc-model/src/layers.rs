@@ -153,6 +153,11 @@ impl Attention {
             return kernels::attention(q, k, v, params).reshape([b, s, nh * hd]);
         }
         let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
+        if !kernels::burn_attention_is_faithful(&q.device()) {
+            return composed_attention(q, k, v, self.spec.scale, self.spec.softcap, self.window, total - s)
+                .swap_dims(1, 2)
+                .reshape([b, s, nh * hd]);
+        }
         let mask = self.window_mask(s, total, &q.device());
         let options = AttentionModuleOptions {
             scale: Some(self.spec.scale),
@@ -177,6 +182,38 @@ impl Attention {
         }
         Some(Tensor::<2, Bool>::from_data(TensorData::new(hide, [seq, total]), device).unsqueeze::<4>())
     }
+}
+
+/// Causal (sliding-window, soft-capped) attention of `q: [b, h, s, d]` at positions
+/// `offset..offset + s` over `k`, `v: [b, h, total, d]`, written with burn's primitive operations,
+/// for backends whose fused `attention` does not follow burn's contract. burn-tch 0.22.1 hands
+/// the call to libtorch's `scaled_dot_product_attention`, which drops `softcap`, reads burn's
+/// boolean mask (true = hidden) as torch's (true = attend), and aligns `is_causal` at the top left
+/// (wrong whenever `s < total`, as in generation with a KV cache).
+fn composed_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    scale: f64,
+    softcap: Option<f64>,
+    window: usize,
+    offset: usize,
+) -> Tensor<4> {
+    let [_, _, s, _] = q.dims();
+    let total = k.dims()[2];
+    let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    if let Some(cap) = softcap {
+        scores = scores.div_scalar(cap).tanh().mul_scalar(cap);
+    }
+    let mut hide = Vec::with_capacity(s * total);
+    for qi in 0..s {
+        let qpos = offset + qi;
+        hide.extend((0..total).map(|kpos| kpos > qpos || (window > 0 && qpos - kpos >= window)));
+    }
+    let hide = Tensor::<2, Bool>::from_data(TensorData::new(hide, [s, total]), &scores.device())
+        .unsqueeze::<4>()
+        .expand(scores.dims());
+    burn::tensor::activation::softmax(scores.mask_fill(hide, f32::NEG_INFINITY), 3).matmul(v)
 }
 
 /// Repeats each key/value head `n` times along the head dimension (grouped-query attention).

@@ -57,6 +57,19 @@ pub fn on_flex<const D: usize>(t: &Tensor<D>) -> bool {
     }
 }
 
+/// Whether burn's fused `attention` computes what burn documents on `device`: not on libtorch
+/// (burn-tch 0.22.1, see `layers::composed_attention`), with or without autodiff.
+pub fn burn_attention_is_faithful(device: &Device) -> bool {
+    match device.as_dispatch() {
+        #[cfg(feature = "tch")]
+        DispatchDevice::LibTorch(_) => false,
+        #[cfg(feature = "tch")]
+        DispatchDevice::Autodiff(inner) => !matches!(**inner, DispatchDevice::LibTorch(_)),
+        #[allow(unreachable_patterns)]
+        _ => true,
+    }
+}
+
 /// `a · b` for `a: [m, k]`, `b: [k, n]`.
 pub fn matmul(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
     if on_flex(&a) && on_flex(&b) {
