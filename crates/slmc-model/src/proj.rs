@@ -113,9 +113,16 @@ impl Proj {
         let v = (w.clone() + a.matmul(lora.b.val()) * lora.scale).detach();
         let norm = v.square().sum_dim(0).sqrt(); // [1, out]
         let f = (m.val().unsqueeze::<2>() / norm).unsqueeze::<3>(); // [1, 1, out]
-        let base = linear(x.clone(), w.clone(), bias);
-        let plain = if training { linear(xd, w, None) } else { linear(x, w, None) };
-        base + plain * (f.clone() - 1.0) + delta * f
+        if !training {
+            // Without dropout both products are x·W: y = f·(x·W + Δ) + b, one product.
+            let y = (linear(x, w, None) + delta) * f;
+            return match bias {
+                Some(b) => y + b.unsqueeze::<3>(),
+                None => y,
+            };
+        }
+        let base = linear(x, w.clone(), bias);
+        base + linear(xd, w, None) * (f.clone() - 1.0) + delta * f
     }
 
     /// `W + scale·A·B` (DoRA: rescaled per output channel), `[in, out]`: the weight that gives

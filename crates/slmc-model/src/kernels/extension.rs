@@ -24,7 +24,8 @@ pub trait FusedOps: Backend {
     /// `x − logsumexp(x)` over the last dimension, f32.
     fn fused_log_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
     /// RMSNorm of `x` over its last dimension with weight `w` (`[h]`): `x · r · (w + offset)`.
-    fn fused_rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32, offset: f32) -> FloatTensor<Self>;
+    fn fused_rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32, offset: f32)
+    -> FloatTensor<Self>;
     /// Rotary embedding of `x: [b, h, s, d]` with tables `cos`, `sin: [s, rot]` (constants).
     fn fused_rope(x: FloatTensor<Self>, cos: FloatTensor<Self>, sin: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Causal attention of `q: [b, nh, s, d]` over `k`, `v: [b, nkv, offset + s, d]`, output
@@ -269,7 +270,12 @@ impl<C: CheckpointStrategy> FusedOps for Autodiff<Flex, C> {
         }
     }
 
-    fn fused_rms_norm(x: FloatTensor<Self>, w: FloatTensor<Self>, eps: f32, offset: f32) -> FloatTensor<Self> {
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        w: FloatTensor<Self>,
+        eps: f32,
+        offset: f32,
+    ) -> FloatTensor<Self> {
         let (xp, wp) = (x.primitive().clone(), w.primitive().clone());
         let (y, inv) = rms_norm::forward(&dense(&xp), &dense(&wp), eps, offset);
         let out = FlexTensor::from_data(TensorData::new(y, xp.layout().shape().clone()));

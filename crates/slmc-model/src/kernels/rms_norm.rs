@@ -24,9 +24,20 @@ fn forward_body(x: &[f32], w: &[f32], eps: f32, offset: f32, y: &mut [f32], inv:
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn backward_body(x: &[f32], w: &[f32], offset: f32, inv: &[f32], dy: &[f32], dx: &mut [f32], dw: &mut [f32], g: &mut [f32]) {
+fn backward_body(
+    x: &[f32],
+    w: &[f32],
+    offset: f32,
+    inv: &[f32],
+    dy: &[f32],
+    dx: &mut [f32],
+    dw: &mut [f32],
+    g: &mut [f32],
+) {
     let h = w.len();
-    for (((xr, dyr), dxr), &r) in x.chunks_exact(h).zip(dy.chunks_exact(h)).zip(dx.chunks_exact_mut(h)).zip(inv) {
+    for (((xr, dyr), dxr), &r) in
+        x.chunks_exact(h).zip(dy.chunks_exact(h)).zip(dx.chunks_exact_mut(h)).zip(inv)
+    {
         for (((gv, &d), &wv), (dwv, &v)) in g.iter_mut().zip(dyr).zip(w).zip(dw.iter_mut().zip(xr)) {
             *gv = d * (wv + offset);
             *dwv += d * v * r;
