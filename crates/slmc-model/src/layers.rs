@@ -154,7 +154,7 @@ impl Attention {
         }
         let (k, v) = (repeat_kv(k, nh / nkv), repeat_kv(v, nh / nkv));
         if !kernels::burn_attention_is_faithful(&q.device()) {
-            return composed_attention(q, k, v, self.spec.scale, self.spec.softcap, self.window, total - s)
+            return composed_attention(q, k, v, self.spec.scale, self.spec.softcap, self.window)
                 .swap_dims(1, 2)
                 .reshape([b, s, nh * hd]);
         }
@@ -173,19 +173,12 @@ impl Attention {
         if self.window == 0 || total <= self.window {
             return None;
         }
-        let offset = total - seq;
-        let mut hide = Vec::with_capacity(seq * total);
-        for qi in 0..seq {
-            let qpos = offset + qi;
-            // transformers: key kv is visible iff kv <= q and kv > q - window.
-            hide.extend((0..total).map(|kpos| kpos > qpos || qpos - kpos >= self.window));
-        }
-        Some(Tensor::<2, Bool>::from_data(TensorData::new(hide, [seq, total]), device).unsqueeze::<4>())
+        Some(hidden_mask(seq, total, self.window, device).unsqueeze::<4>())
     }
 }
 
-/// Causal (sliding-window, soft-capped) attention of `q: [b, h, s, d]` at positions
-/// `offset..offset + s` over `k`, `v: [b, h, total, d]`, written with burn's primitive operations,
+/// Causal (sliding-window, soft-capped) attention of `q: [b, h, s, d]` at the last `s` of the
+/// `total` positions of `k`, `v: [b, h, total, d]`, written with burn's primitive operations,
 /// for backends whose fused `attention` does not follow burn's contract. burn-tch 0.22.1 hands
 /// the call to libtorch's `scaled_dot_product_attention`, which drops `softcap`, reads burn's
 /// boolean mask (true = hidden) as torch's (true = attend), and aligns `is_causal` at the top left
@@ -197,7 +190,6 @@ fn composed_attention(
     scale: f64,
     softcap: Option<f64>,
     window: usize,
-    offset: usize,
 ) -> Tensor<4> {
     let [_, _, s, _] = q.dims();
     let total = k.dims()[2];
@@ -205,15 +197,22 @@ fn composed_attention(
     if let Some(cap) = softcap {
         scores = scores.div_scalar(cap).tanh().mul_scalar(cap);
     }
-    let mut hide = Vec::with_capacity(s * total);
-    for qi in 0..s {
-        let qpos = offset + qi;
-        hide.extend((0..total).map(|kpos| kpos > qpos || (window > 0 && qpos - kpos >= window)));
-    }
-    let hide = Tensor::<2, Bool>::from_data(TensorData::new(hide, [s, total]), &scores.device())
-        .unsqueeze::<4>()
-        .expand(scores.dims());
+    let hide = hidden_mask(s, total, window, &scores.device()).unsqueeze::<4>().expand(scores.dims());
     burn::tensor::activation::softmax(scores.mask_fill(hide, f32::NEG_INFINITY), 3).matmul(v)
+}
+
+/// `[seq, total]`, true where the query at position `total − seq + i` must not see key `j`:
+/// later keys, and with a sliding `window > 0` keys `window` or more positions back
+/// (transformers: key j is visible iff j ≤ q and j > q − window).
+fn hidden_mask(seq: usize, total: usize, window: usize, device: &Device) -> Tensor<2, Bool> {
+    let offset = total - seq;
+    let hide: Vec<bool> = (0..seq)
+        .flat_map(|qi| {
+            let qpos = offset + qi;
+            (0..total).map(move |kpos| kpos > qpos || (window > 0 && qpos - kpos >= window))
+        })
+        .collect();
+    Tensor::<2, Bool>::from_data(TensorData::new(hide, [seq, total]), device)
 }
 
 /// Repeats each key/value head `n` times along the head dimension (grouped-query attention).

@@ -235,9 +235,13 @@ fn activation_values_per_token(c: &ModelConfig, seq: usize, fused: bool) -> u64 
     c.num_layers as u64 * per_layer + 2 * h
 }
 
-/// Whether a training stage in `precision` runs slmc's fused kernels (flex, f32).
-fn fused(compute: Compute, precision: Precision) -> bool {
-    compute == Compute::FlexKernels && precision == Precision::F32
+/// Bytes a training stage's differentiated trunk keeps over `tokens` positions: in its
+/// precision, checkpointed or not, counted for slmc's fused kernels where they run (flex, f32).
+fn trunk_bytes(c: &ModelConfig, seq: usize, tokens: u64, t: &TrainParams, compute: Compute) -> u64 {
+    let fused = compute == Compute::FlexKernels && t.precision == Precision::F32;
+    precision_bytes(t.precision).act
+        * tokens
+        * trunk_values_per_token(c, seq, t.activation_checkpointing, fused)
 }
 
 /// The layers a `teacher-layers` student takes: the given ones, or every other layer.
@@ -338,15 +342,8 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
                 let chunk = loss_chunk_tokens(t.loss_chunk, tokens);
                 let pb = precision_bytes(t.precision);
                 // The trunk in the stage's precision, the vocabulary loss in f32.
-                let student_acts = pb.act
-                    * tokens
-                    * trunk_values_per_token(
-                        &student,
-                        seq,
-                        t.activation_checkpointing,
-                        fused(compute, t.precision),
-                    )
-                    + 4 * chunk * KD_HEAD_VALUES * vocab;
+                let student_acts =
+                    trunk_bytes(&student, seq, tokens, t, compute) + 4 * chunk * KD_HEAD_VALUES * vocab;
                 let th = teacher.hidden_size as u64;
                 // The teacher runs before the student's backward pass: its widest point and the
                 // student's kept activations do not coexist; its final (and matched) hidden
@@ -431,14 +428,7 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
                 // The trunk's activations (one layer's and every layer's input when checkpointing)
                 // and one chunk of the vocabulary loss.
                 let pb = precision_bytes(t.precision);
-                let acts = pb.act
-                    * tokens
-                    * trunk_values_per_token(
-                        &model,
-                        seq,
-                        t.activation_checkpointing,
-                        fused(compute, t.precision),
-                    )
+                let acts = trunk_bytes(&model, seq, tokens, t, compute)
                     + 4 * loss_chunk_tokens(t.loss_chunk, tokens) * CE_HEAD_VALUES * vocab;
                 let summary = format!(
                     "full fine-tune: {} steps × {} seq × {} tokens{} = {} tokens, lr {:e} ({:?}, warmup {})",

@@ -165,7 +165,7 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill:
             rates.push(*tokens_per_s);
         }
     };
-    let params_trained = if distill {
+    let (params_trained, flops_per_token) = if distill {
         let layers: Vec<usize> = (0..config.num_layers).step_by(2).collect();
         let (student_cfg, tensors) = slmc_model::weights::select_layers(&model, &layers)?;
         let student = slmc_model::weights::load(&student_cfg, tensors.as_slice(), "bench", device)?.0;
@@ -186,7 +186,6 @@ fn bench_train(batch: usize, seq: usize, iters: usize, device: &Device, distill:
         train(model, &data, &options, &mut CrossEntropy, &mut record)?;
         (config.num_params(), 3.0 * forward_flops_per_token(&config, seq))
     };
-    let (params_trained, flops_per_token) = params_trained;
     let tps = rates.len() as f64 / rates.iter().map(|r| 1.0 / r).sum::<f64>();
     let v = serde_json::json!({
         "impl": "slmc", "bench": if distill { "distill" } else { "train" }, "device": format!("{device:?}"),

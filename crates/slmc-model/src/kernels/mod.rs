@@ -87,7 +87,9 @@ pub fn linear(x: Tensor<3>, w: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<3> 
     }
     let [b, s, i] = x.dims();
     let out = w.dims()[1];
-    let y = matmul(x.reshape([b * s, i]), w).reshape([b, s, out]);
+    let x = x.reshape([b * s, i]).into_dispatch();
+    let y = Tensor::<2>::from_dispatch(<Dispatch as FusedOps>::fused_matmul(x, w.into_dispatch()))
+        .reshape([b, s, out]);
     match bias {
         Some(bias) => y + bias.unsqueeze::<3>(),
         None => y,

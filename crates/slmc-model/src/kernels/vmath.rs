@@ -149,13 +149,6 @@ fn swiglu_grad_body(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [
     }
 }
 
-#[inline(always)]
-fn exp_body(x: &mut [f32]) {
-    for v in x.iter_mut() {
-        *v = exp(*v);
-    }
-}
-
 /// Declares `$name`, which runs `$body` compiled for the best instruction set the CPU has.
 macro_rules! dispatch {
     ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
@@ -185,7 +178,6 @@ pub(crate) use dispatch;
 
 dispatch!(swiglu_simd, swiglu_body, (g: &[f32], u: &[f32], out: &mut [f32]));
 dispatch!(swiglu_grad_simd, swiglu_grad_body, (g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f32]));
-dispatch!(exp_simd, exp_body, (x: &mut [f32]));
 dispatch!(log_softmax_simd, log_softmax_body, (x: &[f32], width: usize, out: &mut [f32]));
 dispatch!(log_softmax_grad_simd, log_softmax_grad_body, (out: &[f32], dy: &[f32], width: usize, dx: &mut [f32]));
 
@@ -235,11 +227,6 @@ pub fn swiglu_grad(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [f
         let r = i * CHUNK..i * CHUNK + dg.len();
         swiglu_grad_simd(&g[r.clone()], &u[r.clone()], &dy[r], dg, du);
     });
-}
-
-/// `e^x` in place.
-pub fn exp_in_place(x: &mut [f32]) {
-    x.par_chunks_mut(CHUNK).for_each(exp_simd);
 }
 
 #[cfg(test)]
