@@ -1,6 +1,6 @@
 //! `slmc prune` end to end on a tiny fixture model: SparseGPT 2:4 masks kept through sparse
 //! fine-tuning and GPTQ, resume from the last finished block with identical masks, OWL layer
-//! ratios, and width/depth pruning to a smaller model that saves, evaluates and exports.
+//! ratios, per-layer magnitude, and width/depth pruning to a smaller model that saves, evaluates and exports.
 
 mod common;
 
@@ -155,6 +155,34 @@ fn wanda_with_owl_spreads_the_sparsity_over_layers() {
         let m = &masks[&format!("model.layers.{l}.mlp.up_proj")];
         // Per row, exactly int(cols × ratio) weights go.
         assert_eq!(m.count(), m.rows() * (m.cols() as f64 * ratio) as usize, "layer {l}");
+    }
+}
+
+#[test]
+fn magnitude_per_layer_uses_one_threshold_per_matrix() {
+    // `scope = "layer"`: the reference baselines' rule, sort(|W|)[int(n · 0.5)] and every
+    // |w| <= it goes, recomputed here from the unpruned fixture; rows lose unequal shares.
+    let dir = tempfile::tempdir().unwrap();
+    let stages = "[[stage]]\nkind = \"prune\"\nmethod = \"magnitude\"\nsparsity = 0.5\nscope = \"layer\"\n";
+    let r = recipe(dir.path(), "ml", stages, "formats = []");
+    let o = slmc(dir.path(), &["prune", r.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("magnitude (per layer)"), "{out}");
+    let stage = dir.path().join("runs/ml-prune/stages/0-prune");
+    let done: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stage.join("done.json")).unwrap()).unwrap();
+    assert_eq!(done["magnitude_scope"], "layer");
+    let original = root().join("tests/fixtures/models/llama_gqa");
+    for module in MODULES {
+        let name = format!("model.layers.1.{module}.weight");
+        let (w, pruned) = (weight(&original, &name), weight(&stage.join("model"), &name));
+        let mut sorted: Vec<f32> = w.iter().map(|v| v.abs()).collect();
+        sorted.sort_by(f32::total_cmp);
+        let thresh = sorted[w.len() / 2];
+        for (a, b) in w.iter().zip(&pruned) {
+            assert_eq!(*b, if a.abs() <= thresh { 0.0 } else { *a }, "{name}");
+        }
     }
 }
 

@@ -21,6 +21,16 @@ pub enum MagnitudeScope {
     Layer,
 }
 
+impl MagnitudeScope {
+    /// The recipe name (`scope = "row" | "layer"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Row => "row",
+            Self::Layer => "layer",
+        }
+    }
+}
+
 /// The magnitude mask of `w` (row-major `[rows = out, cols = in]`). N:M targets always work per
 /// row, on groups of `m` consecutive input columns (the `n` smallest `|w|` of each group; equal
 /// magnitudes: the lower column goes first), whatever the scope. A ratio of 0 prunes nothing.

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 /// How weights are chosen.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Algorithm {
-    /// Smallest `|w|` per output row (no data).
-    Magnitude,
+    /// Smallest `|w|` (no data), compared within this group.
+    Magnitude(MagnitudeScope),
     /// Smallest `|w| · ‖x_j‖` per output row.
     Wanda,
     /// SparseGPT with these settings.
@@ -86,7 +86,7 @@ impl Solver for Pruner<'_> {
     type Error = PruneError;
 
     fn needs_data(&self) -> bool {
-        self.cfg.algorithm != Algorithm::Magnitude
+        !matches!(self.cfg.algorithm, Algorithm::Magnitude(_))
     }
 
     fn sequential(&self) -> bool {
@@ -113,11 +113,9 @@ impl Solver for Pruner<'_> {
                 .ok_or_else(|| PruneError::Input(format!("{}: this method needs calibration data", m.name)))
         };
         let (mut new_w, mask, stats) = match self.cfg.algorithm {
-            Algorithm::Magnitude => (
-                w.clone(),
-                magnitude(&w, m.rows, m.cols, target, MagnitudeScope::Row).map_err(with_name)?,
-                None,
-            ),
+            Algorithm::Magnitude(scope) => {
+                (w.clone(), magnitude(&w, m.rows, m.cols, target, scope).map_err(with_name)?, None)
+            }
             Algorithm::Wanda => {
                 let norms = m.norms.ok_or_else(|| {
                     PruneError::Input(format!("{}: this method needs calibration data", m.name))

@@ -6,8 +6,8 @@ use slmc_formats::prune_shape::Targets;
 /// How an unstructured prune stage chooses the weights to zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MaskAlgorithm {
-    /// Smallest `|w|` per output row (no data).
-    Magnitude,
+    /// Smallest `|w|` (no data), compared within the given group.
+    Magnitude(MagnitudeScope),
     /// Smallest `|w| · ‖x_j‖` per output row (Wanda).
     Wanda,
     /// SparseGPT: adaptive OBS masks with error compensation through the inverse Hessian.
@@ -18,9 +18,30 @@ impl MaskAlgorithm {
     /// The recipe name.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Magnitude => "magnitude",
+            Self::Magnitude(_) => "magnitude",
             Self::Wanda => "wanda",
             Self::SparseGpt => "sparsegpt",
+        }
+    }
+}
+
+/// Where magnitudes compete (`scope` of a magnitude stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MagnitudeScope {
+    /// `scope = "row"` (default): every output row loses the same share, as Wanda compares.
+    #[default]
+    Row,
+    /// `scope = "layer"`: one threshold per matrix, the reference magnitude baselines' rule
+    /// (locuslab/wanda `prune_magnitude`, IST-DASLab/sparsegpt `--gmp`).
+    Layer,
+}
+
+impl MagnitudeScope {
+    /// The recipe name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Row => "row",
+            Self::Layer => "layer",
         }
     }
 }
@@ -124,7 +145,7 @@ impl PruneParams {
     pub fn needs_data(&self) -> bool {
         match &self.method {
             PruneMethod::Unstructured { algorithm, owl, .. } => {
-                *algorithm != MaskAlgorithm::Magnitude || owl.is_some()
+                !matches!(algorithm, MaskAlgorithm::Magnitude(_)) || owl.is_some()
             }
             PruneMethod::Width { importance, .. } | PruneMethod::Depth { importance, .. } => {
                 *importance == ImportanceSource::Activation

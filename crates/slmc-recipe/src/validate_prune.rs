@@ -42,12 +42,12 @@ pub(crate) fn prune_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Opti
             PruneMethod::Depth { targets, importance: importance(r, d) }
         }
         algorithm => {
+            let sparsity = sparsity_target(r, d);
             let algorithm = match algorithm {
-                "magnitude" => MaskAlgorithm::Magnitude,
+                "magnitude" => MaskAlgorithm::Magnitude(magnitude_scope(r, sparsity, d)),
                 "wanda" => MaskAlgorithm::Wanda,
                 _ => MaskAlgorithm::SparseGpt,
             };
-            let sparsity = sparsity_target(r, d);
             let owl = owl(r, d);
             if owl.is_some() && matches!(sparsity, SparsityTarget::NofM { .. }) {
                 d.push(Diagnostic::new(
@@ -115,6 +115,25 @@ fn sparsity_target(r: &mut TableReader<'_>, d: &mut Diagnostics) -> SparsityTarg
             ));
             SparsityTarget::Ratio(0.5)
         }
+    }
+}
+
+/// `scope = "row" | "layer"` of a magnitude stage with a `sparsity` ratio (an N:M pattern is per
+/// row by definition, so it takes no scope).
+fn magnitude_scope(r: &mut TableReader<'_>, sparsity: SparsityTarget, d: &mut Diagnostics) -> MagnitudeScope {
+    let scope = r.choice("scope", &["row", "layer"], d);
+    if let (Some((_, origin)), SparsityTarget::NofM { .. }) = (&scope, sparsity) {
+        d.push(Diagnostic::new(
+            format!(
+                "`scope` in {} chooses where a `sparsity` ratio applies; a `pattern` is per row",
+                r.what()
+            ),
+            origin.clone(),
+        ));
+    }
+    match scope {
+        Some(("layer", _)) => MagnitudeScope::Layer,
+        _ => MagnitudeScope::Row,
     }
 }
 

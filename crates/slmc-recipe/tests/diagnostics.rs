@@ -1,7 +1,7 @@
 //! Snapshot tests of recipe diagnostics: what a user sees for common mistakes. Set
 //! SLMC_UPDATE_SNAPSHOTS=1 to rewrite the snapshots after a deliberate change.
 
-use slmc_recipe::{StageKind, load_str};
+use slmc_recipe::{MagnitudeScope, MaskAlgorithm, PruneMethod, PruneParams, StageKind, load_str};
 use std::path::Path;
 
 fn render(text: &str, sets: &[&str]) -> String {
@@ -172,6 +172,26 @@ fn prune_methods_take_their_keys() {
     );
     let StageKind::Prune(p) = ok("method = \"magnitude\"\nsparsity = 0.5\n") else { panic!() };
     assert!(!p.needs_data(), "magnitude pruning needs no calibration data");
+    let algorithm = |p: &PruneParams| match p.method {
+        PruneMethod::Unstructured { algorithm, .. } => algorithm,
+        _ => panic!("{p:?}"),
+    };
+    assert_eq!(algorithm(&p), MaskAlgorithm::Magnitude(MagnitudeScope::Row), "per row unless told");
+    let StageKind::Prune(p) = ok("method = \"magnitude\"\nsparsity = 0.5\nscope = \"layer\"\n") else {
+        panic!()
+    };
+    assert_eq!(algorithm(&p), MaskAlgorithm::Magnitude(MagnitudeScope::Layer));
+    let err = |extra: &str| match load_str(&format!("{base}{extra}"), "r.toml", &[]) {
+        Ok(r) => panic!("accepted: {:?}", r.stages[0].kind),
+        Err((s, d)) => s.render_all(&d),
+    };
+    let e = err("method = \"magnitude\"\npattern = \"2:4\"\nscope = \"layer\"\n");
+    assert!(e.contains("a `pattern` is per row"), "{e}");
+    assert!(
+        err("method = \"magnitude\"\nsparsity = 0.5\nscope = \"tensor\"\n")
+            .contains("must be one of `row`, `layer`")
+    );
+    assert!(err("method = \"wanda\"\nsparsity = 0.5\nscope = \"layer\"\n").contains("unknown key `scope`"));
     let StageKind::Prune(p) = ok("method = \"depth\"\nnum-hidden-layers = 4\nimportance = \"magnitude\"\n")
     else {
         panic!()

@@ -11,7 +11,7 @@ use crate::evaluation::read_json;
 use crate::state::State;
 use serde_json::json;
 use slmc_prune::{Algorithm, PruneConfig, SparseGptOptions, Sparsity};
-use slmc_recipe::{MaskAlgorithm, Owl, PruneMethod, PruneParams, SparsityTarget};
+use slmc_recipe::{MagnitudeScope, MaskAlgorithm, Owl, PruneMethod, PruneParams, SparsityTarget};
 
 /// Runs a prune stage on the state's model.
 pub(crate) fn run(
@@ -22,7 +22,10 @@ pub(crate) fn run(
     match &p.method {
         PruneMethod::Unstructured { algorithm, sparsity, owl, damp, block_size, .. } => {
             let algorithm = match algorithm {
-                MaskAlgorithm::Magnitude => Algorithm::Magnitude,
+                MaskAlgorithm::Magnitude(scope) => Algorithm::Magnitude(match scope {
+                    MagnitudeScope::Row => slmc_prune::MagnitudeScope::Row,
+                    MagnitudeScope::Layer => slmc_prune::MagnitudeScope::Layer,
+                }),
                 MaskAlgorithm::Wanda => Algorithm::Wanda,
                 MaskAlgorithm::SparseGpt => {
                     Algorithm::SparseGpt(SparseGptOptions { block_size: *block_size, damp: *damp })
@@ -123,13 +126,17 @@ fn unstructured(
         Sparsity::Unstructured(_) => None,
     };
     let mean_err = log.mean_error();
+    let scope = match algorithm {
+        Algorithm::Magnitude(scope) => Some(scope),
+        _ => None,
+    };
     let summary = format!(
         "stage {}: prune, {} {} on {} modules in {seconds:.1} s, {:.2} % of their weights zero{}{}",
         ctx.index,
         match algorithm {
-            Algorithm::Magnitude => "magnitude",
-            Algorithm::Wanda => "Wanda",
-            Algorithm::SparseGpt(_) => "SparseGPT",
+            Algorithm::Magnitude(scope) => format!("magnitude (per {})", scope.name()),
+            Algorithm::Wanda => "Wanda".into(),
+            Algorithm::SparseGpt(_) => "SparseGPT".into(),
         },
         target.describe(),
         masks.len(),
@@ -140,6 +147,7 @@ fn unstructured(
     let record = json!({
         "seconds": seconds, "modules": masks.len(), "sparsity": overall, "pattern": pattern,
         "mean_rel_error": mean_err, "owl_ratios": layer_ratios,
+        "magnitude_scope": scope.map(slmc_prune::MagnitudeScope::name),
         "calibration_windows": calib.len(), "calibration_len": calib.first().map_or(0, Vec::len),
         "peak_rss_bytes": peak_rss_bytes(),
     });
