@@ -6,6 +6,7 @@
 #
 #   scripts/quant_memory.sh              # GPTQ 4-bit g128: `slmc check`'s estimate, then the measured peak
 #   scripts/quant_memory.sh sparsegpt    # the same for SparseGPT 50 % unstructured
+#   scripts/quant_memory.sh wanda        # the same for Wanda 50 % unstructured
 #
 # OUT (default runs/quant-memory, runs/quant-memory-sparsegpt) holds the recipe and the run;
 # SLMC names a prebuilt binary (default: cargo build --release, then target/release/slmc).
@@ -18,11 +19,11 @@ case "$METHOD" in
     KIND=quantize
     STAGE=$'kind = "quantize"\nmethod = "gptq"\nbits = 4\ngroup-size = 128'
     OUT="${OUT:-runs/quant-memory}" ;;
-  sparsegpt)
+  sparsegpt|wanda)
     KIND=prune
-    STAGE=$'kind = "prune"\nmethod = "sparsegpt"\nsparsity = 0.5'
-    OUT="${OUT:-runs/quant-memory-sparsegpt}" ;;
-  *) echo "usage: $0 [gptq|sparsegpt]" >&2; exit 1 ;;
+    STAGE=$'kind = "prune"\nmethod = "'"$METHOD"$'"\nsparsity = 0.5'
+    OUT="${OUT:-runs/quant-memory-$METHOD}" ;;
+  *) echo "usage: $0 [gptq|sparsegpt|wanda]" >&2; exit 1 ;;
 esac
 if [ -z "${SLMC:-}" ]; then
   cargo build --release -q -p slmc-cli

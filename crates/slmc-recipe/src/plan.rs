@@ -493,7 +493,7 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
                 let calib_len = q.calibration.len.unwrap_or(seq);
                 let gptq = q.method == QuantMethod::Gptq;
                 let acts = if gptq {
-                    calibration_memory(q.calibration.samples, calib_len, model.hidden_size, widest)
+                    calibration_memory(&model, &q.calibration, calib_len, widest)
                 } else {
                     0
                 };
@@ -632,10 +632,12 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
 }
 
 /// Peak memory of a calibration walk: the block's input, attention context, residual and output
-/// for every calibration window, plus one site's Hessian and its factorisation (several f64
-/// copies of the widest input).
-pub(crate) fn calibration_memory(samples: usize, len: usize, hidden: usize, widest: usize) -> u64 {
-    4 * 4 * samples as u64 * len as u64 * hidden as u64 + 50 * (widest * widest) as u64
+/// for every calibration window, one batch's forward pass through the block, plus one site's
+/// Hessian and its factorisation (several f64 copies of the widest input; `widest = 0`: none).
+pub(crate) fn calibration_memory(model: &ModelConfig, c: &CalibrationParams, len: usize, widest: usize) -> u64 {
+    let windows = 4 * 4 * c.samples as u64 * len as u64 * model.hidden_size as u64;
+    let batch = 4 * (c.batch_size.min(c.samples) * len) as u64 * forward_values_per_token(model, len);
+    windows + batch + 50 * (widest * widest) as u64
 }
 
 /// Shape constraints of the exports a quantize stage feeds: ggml blocks of 32 input columns,

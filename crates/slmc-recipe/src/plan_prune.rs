@@ -31,7 +31,7 @@ pub(crate) fn plan(
     let calib_len = p.calibration.len.unwrap_or(seq);
     let calib = |widest: usize| {
         if p.needs_data() {
-            calibration_memory(p.calibration.samples, calib_len, model.hidden_size, widest)
+            calibration_memory(model, &p.calibration, calib_len, widest)
         } else {
             0
         }
@@ -67,10 +67,25 @@ pub(crate) fn plan(
                 params as f64 / 1e6,
                 params as f64 * sparsity.ratio() / 1e6,
             );
+            // The walk holds two f32 copies of the block being solved (as for GPTQ); SparseGPT
+            // also keeps the block's compensated weights until its block file is written. Wanda
+            // reads feature norms only: no Hessian and Cholesky factor per module, just the first
+            // batch's f64 Gram matrix for the output error. Masks are a bit per weight.
+            let block = 4 * (params / model.num_layers.max(1)) as u64;
+            let (calibration, held) = match algorithm {
+                MaskAlgorithm::SparseGpt => (calib(widest), 3 * block),
+                MaskAlgorithm::Wanda => (calib(0) + 8 * (widest * widest) as u64, 2 * block),
+                MaskAlgorithm::Magnitude(_) => (calib(widest), 2 * block),
+            };
             Ok(PrunePlan {
                 summary,
                 touched: (modules.len(), params),
-                memory: Memory { weights, activations: calib(widest), ..Default::default() },
+                memory: Memory {
+                    weights,
+                    activations: calibration + held,
+                    records: params as u64 / 8,
+                    ..Default::default()
+                },
                 model: model.clone(),
                 modules,
             })
