@@ -402,7 +402,40 @@ def layer0(r: Runner, out: dict) -> str:
               "mask decisions, and the error compensation carries each flip along its row. llm-compressor "
               "differs from its own kernel on a re-accumulated Hessian, and from a 1e-6 nudge of H, by the same "
               "amount as slmc differs from it."]
+    lines += ["", *reference_noise(r, out)]
     return "\n".join(lines)
+
+
+def reference_noise(r: Runner, out: dict) -> list[str]:
+    """llm-compressor's SparseGPT perplexity under changes that only reorder floating-point sums
+    (1 or 2 threads, windows first-to-last or reversed): the spread its own rounding gives."""
+    args = r.args
+    base = args.out / "unstructured"
+    sec = json.loads((args.out / "sections/unstructured.json").read_text())["unstructured"]["rows"]
+    rows = []
+    for tag, label, target in (("05", "50 %", ["--sparsity", "0.5"]), ("2of4", "2:4", ["--pattern", "2:4"])):
+        calib = base / f"sparsegpt-{tag}/stages/0-prune/calibration.safetensors"
+        ppls = []
+        for threads, rev in ((2, False), (2, True), (1, False), (1, True)):
+            ref_dir = args.out / "reference-noise" / f"{tag}-t{threads}{'-rev' if rev else ''}"
+            cmd = [sys.executable, str(HERE / "prune_reference_run.py"), "--model", str(TEACHER), "--calib", str(calib),
+                   "--method", "sparsegpt", "--out", str(ref_dir), "--threads", str(threads), "--damp", "0.01",
+                   "--block-size", "128", *target] + (["--reverse-windows"] if rev else [])
+            subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True)
+            ppls.append(r.ppl(ref_dir))
+        slmc = next(x["slmc_ppl"] for x in sec if x["method"] == "SparseGPT" and x["target"].startswith(label.split()[0]))
+        rows.append({"target": label, "reference": ppls, "slmc": slmc})
+    out["reference_noise"] = rows
+    lines = ["**The reference's own rounding.** llm-compressor's SparseGPT perplexity on the same windows when only "
+             "the order of floating-point sums changes (2 or 1 torch threads; windows first to last or reversed), "
+             "beside slmc's (the same on 1 and 2 threads: its sums have a fixed order):", "",
+             "| target | 2 threads | 2 threads, reversed | 1 thread | 1 thread, reversed | spread | slmc |",
+             "|---|---|---|---|---|---|---|"]
+    for x in rows:
+        ref = x["reference"]
+        lines.append(f"| {x['target']} | " + " | ".join(f"{v:.3f}" for v in ref)
+                     + f" | {max(ref) - min(ref):.3f} | {x['slmc']:.3f} |")
+    return lines
 
 
 # ---------------------------------------------------------------- 1c. why Wanda does not beat magnitude here

@@ -4,7 +4,7 @@ given (an slmc prune stage's calibration.safetensors), saved as a dense-zeros HF
 
     .venv/bin/python scripts/prune_reference_run.py --calib RUN/stages/0-prune/calibration.safetensors \\
         --method sparsegpt|wanda|magnitude [--sparsity 0.5 | --pattern 2:4] --out DIR \\
-        [--model data/models/teacher] [--damp 0.01] [--block-size 128] [--threads 2]
+        [--model data/models/teacher] [--damp 0.01] [--block-size 128] [--threads 2] [--reverse-windows]
 
 Needs the packages of scripts/requirements-prune.txt in .venv (installed --no-deps).
 
@@ -86,6 +86,9 @@ def main() -> int:
     ap.add_argument("--block-size", type=int, default=128)
     ap.add_argument("--out", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--reverse-windows", action="store_true",
+                    help="feed the windows last to first: the same statistics up to float rounding "
+                         "(the reference's own numerical noise)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -99,6 +102,8 @@ def main() -> int:
     calib = load_file(args.calib)["input_ids"].to(torch.int64)
     assert calib.dim() == 2, calib.shape
     n, seq_len = calib.shape
+    if args.reverse_windows:
+        calib = calib.flip(0)
     dataset = Dataset.from_dict({"input_ids": calib.tolist(), "attention_mask": torch.ones_like(calib).tolist()})
 
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32).eval()
