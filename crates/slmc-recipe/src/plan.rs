@@ -492,11 +492,8 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
                 let widest = shapes.iter().map(|s| s[1]).max().unwrap_or(0);
                 let calib_len = q.calibration.len.unwrap_or(seq);
                 let gptq = q.method == QuantMethod::Gptq;
-                let acts = if gptq {
-                    calibration_memory(&model, &q.calibration, calib_len, widest)
-                } else {
-                    0
-                };
+                let acts =
+                    if gptq { calibration_memory(&model, &q.calibration, calib_len, widest) } else { 0 };
                 let summary = format!(
                     "quantize: {} {}, {} of {} linear modules{}",
                     if gptq { "GPTQ" } else { "RTN" },
@@ -634,7 +631,12 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
 /// Peak memory of a calibration walk: the block's input, attention context, residual and output
 /// for every calibration window, one batch's forward pass through the block, plus one site's
 /// Hessian and its factorisation (several f64 copies of the widest input; `widest = 0`: none).
-pub(crate) fn calibration_memory(model: &ModelConfig, c: &CalibrationParams, len: usize, widest: usize) -> u64 {
+pub(crate) fn calibration_memory(
+    model: &ModelConfig,
+    c: &CalibrationParams,
+    len: usize,
+    widest: usize,
+) -> u64 {
     let windows = 4 * 4 * c.samples as u64 * len as u64 * model.hidden_size as u64;
     let batch = 4 * (c.batch_size.min(c.samples) * len) as u64 * forward_values_per_token(model, len);
     windows + batch + 50 * (widest * widest) as u64

@@ -30,11 +30,7 @@ pub(crate) fn plan(
     let weights = 4 * model.num_params() as u64;
     let calib_len = p.calibration.len.unwrap_or(seq);
     let calib = |widest: usize| {
-        if p.needs_data() {
-            calibration_memory(model, &p.calibration, calib_len, widest)
-        } else {
-            0
-        }
+        if p.needs_data() { calibration_memory(model, &p.calibration, calib_len, widest) } else { 0 }
     };
     let data_note = if p.needs_data() {
         format!(", {} calibration windows × {calib_len} tokens", p.calibration.samples)
