@@ -36,22 +36,26 @@ def stream(tok, path: Path) -> list[int]:
     return ids
 
 
-def sliding_nll(model, ids: list[int], ctx: int, stride: int) -> tuple[float, int]:
-    total, count, prev_end = 0.0, 0, 0
+def token_nlls(model, ids: list[int], ctx: int, stride: int) -> torch.Tensor:
+    """Per-token NLLs (float64) of the sliding-window protocol: windows of ctx tokens every stride,
+    every token after the first scored once, by the window that first reaches it."""
+    out, prev_end = [], 0
     for begin in range(0, len(ids), stride):
         end = min(begin + ctx, len(ids))
-        trg = end - prev_end
         window = torch.tensor([ids[begin:end]])
         with torch.no_grad():
             logp = torch.log_softmax(model(window, use_cache=False).logits[0].double(), -1)
-        first = max(1, (end - begin) - trg)
-        for j in range(first, end - begin):
-            total -= logp[j - 1, ids[begin + j]].item()
-            count += 1
+        first = max(1, (end - begin) - (end - prev_end))
+        out.append(-logp[first - 1:end - begin - 1].gather(1, window[0, first:end - begin, None])[:, 0])
         prev_end = end
         if end == len(ids):
             break
-    return total, count
+    return torch.cat(out)
+
+
+def sliding_nll(model, ids: list[int], ctx: int, stride: int) -> tuple[float, int]:
+    nll = token_nlls(model, ids, ctx, stride)
+    return nll.sum().item(), len(nll)
 
 
 def main() -> None:

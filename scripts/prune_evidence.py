@@ -69,6 +69,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from check_teacher import token_nlls  # noqa: E402
 from prune_reference_run import read_weights, sparsity_report  # noqa: E402
 
 TEACHER = ROOT / "data/models/teacher"
@@ -440,26 +441,6 @@ def reference_noise(r: Runner, out: dict) -> list[str]:
 
 # ---------------------------------------------------------------- 1c. why Wanda does not beat magnitude here
 
-def token_nlls(model, ids: list[int], ctx: int, stride: int):
-    """Per-token NLLs of the shared sliding-window protocol (scripts/check_teacher.py's windows:
-    ctx, stride, every token after the first scored once, by the window that first reaches it)."""
-    import torch
-
-    out, prev_end = [], 0
-    for begin in range(0, len(ids), stride):
-        end = min(begin + ctx, len(ids))
-        window = torch.tensor([ids[begin:end]])
-        with torch.no_grad():
-            logp = torch.log_softmax(model(window, use_cache=False).logits[0].double(), -1)
-        first = max(1, (end - begin) - (end - prev_end))
-        tgt = window[0, first:end - begin]
-        out.append(-logp[first - 1:end - begin - 1].gather(1, tgt[:, None])[:, 0])
-        prev_end = end
-        if end == len(ids):
-            break
-    return torch.cat(out)
-
-
 def paired(a, b, chunk: int = 256) -> tuple[float, float]:
     """Mean of b − a per token and its standard error over contiguous chunks of `chunk` tokens
     (neighbouring tokens share context, so chunks, not tokens, are the independent draws)."""
@@ -530,6 +511,7 @@ def premise(r: Runner, out: dict) -> str:
     args = r.args
     torch.set_num_threads(args.threads)
     base = args.out / "unstructured"
+    section1 = json.loads((args.out / "sections/unstructured.json").read_text())["unstructured"]
     model = AutoModelForCausalLM.from_pretrained(TEACHER, dtype=torch.float32).eval()
     calib = load_file(base / "wanda-05/stages/0-prune/calibration.safetensors")["input_ids"].long()
     gram, names = {}, {}
@@ -606,10 +588,10 @@ def premise(r: Runner, out: dict) -> str:
                            f"stage.0.method={json.dumps(method)}",
                            f"stage.0.{key}={json.dumps(value) if pattern else value}", *extra)
             rows.append({"method": label, "target": target_label, "ppl": r.ppl(stages[0][0] / "model"),
-                         "shipped": next(x["slmc_ppl"] for x in json.loads((args.out / "sections/unstructured.json").read_text())["unstructured"]["rows"]
+                         "shipped": next(x["slmc_ppl"] for x in section1["rows"]
                                          if x["method"] == label and x["target"] == target_label)})
     out["outliers"] = {"factor": factor, "per_site": per_site, "dense_ppl": dense_x, "rows": rows}
-    dense = json.loads((args.out / "sections/unstructured.json").read_text())["unstructured"]["dense_ppl"]
+    dense = section1["dense_ppl"]
 
     lower50 = sum(x["wanda_50"] < x["magnitude_50"] for x in local)
     lower24 = sum(x["wanda_2of4"] < x["magnitude_2of4"] for x in local)

@@ -17,6 +17,7 @@ pub mod ggml;
 pub mod gguf;
 pub mod hf_config;
 pub mod nf4;
+pub mod prune_scope;
 pub mod prune_shape;
 
 pub use checkpoint::{Checkpoint, TensorMeta, TensorToWrite, write_checkpoint};

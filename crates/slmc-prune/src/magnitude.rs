@@ -5,31 +5,7 @@ use crate::mask::Mask;
 use crate::rank::{kth_smallest, per_row};
 use crate::target::{Sparsity, reference_count};
 
-/// Where magnitudes compete for an unstructured target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MagnitudeScope {
-    /// Per output row: every row loses exactly `int(cols · ratio)` weights, the smallest `|w|`
-    /// by a stable sort (equal magnitudes: the lower column goes first). The comparison group
-    /// of Wanda's paper, and exactly llm-compressor's/locuslab's Wanda kernel with unit input
-    /// norms.
-    #[default]
-    Row,
-    /// One threshold per matrix, the rule of the reference magnitude baselines
-    /// (locuslab/wanda `prune_magnitude`, IST-DASLab/sparsegpt `--gmp`):
-    /// `thresh = sort(|W|)[int(rows · cols · ratio)]`, every `|w| <= thresh` is pruned, so ties
-    /// and the `<=` make the result at least one weight above the target.
-    Layer,
-}
-
-impl MagnitudeScope {
-    /// The recipe name (`scope = "row" | "layer"`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Row => "row",
-            Self::Layer => "layer",
-        }
-    }
-}
+pub use slmc_formats::prune_scope::MagnitudeScope;
 
 /// The magnitude mask of `w` (row-major `[rows = out, cols = in]`). N:M targets always work per
 /// row, on groups of `m` consecutive input columns (the `n` smallest `|w|` of each group; equal

@@ -1,6 +1,7 @@
 //! The validated form of `kind = "prune"` stages.
 
 use crate::schema::{CalibrationParams, Selection};
+pub use slmc_formats::prune_scope::MagnitudeScope;
 use slmc_formats::prune_shape::Targets;
 
 /// How an unstructured prune stage chooses the weights to zero.
@@ -21,27 +22,6 @@ impl MaskAlgorithm {
             Self::Magnitude(_) => "magnitude",
             Self::Wanda => "wanda",
             Self::SparseGpt => "sparsegpt",
-        }
-    }
-}
-
-/// Where magnitudes compete (`scope` of a magnitude stage).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum MagnitudeScope {
-    /// `scope = "row"` (default): every output row loses the same share, as Wanda compares.
-    #[default]
-    Row,
-    /// `scope = "layer"`: one threshold per matrix, the reference magnitude baselines' rule
-    /// (locuslab/wanda `prune_magnitude`, IST-DASLab/sparsegpt `--gmp`).
-    Layer,
-}
-
-impl MagnitudeScope {
-    /// The recipe name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Row => "row",
-            Self::Layer => "layer",
         }
     }
 }

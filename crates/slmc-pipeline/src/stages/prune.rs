@@ -11,7 +11,7 @@ use crate::evaluation::read_json;
 use crate::state::State;
 use serde_json::json;
 use slmc_prune::{Algorithm, PruneConfig, SparseGptOptions, Sparsity};
-use slmc_recipe::{MagnitudeScope, MaskAlgorithm, Owl, PruneMethod, PruneParams, SparsityTarget};
+use slmc_recipe::{MaskAlgorithm, Owl, PruneMethod, PruneParams, SparsityTarget};
 
 /// Runs a prune stage on the state's model.
 pub(crate) fn run(
@@ -22,10 +22,7 @@ pub(crate) fn run(
     match &p.method {
         PruneMethod::Unstructured { algorithm, sparsity, owl, damp, block_size, .. } => {
             let algorithm = match algorithm {
-                MaskAlgorithm::Magnitude(scope) => Algorithm::Magnitude(match scope {
-                    MagnitudeScope::Row => slmc_prune::MagnitudeScope::Row,
-                    MagnitudeScope::Layer => slmc_prune::MagnitudeScope::Layer,
-                }),
+                MaskAlgorithm::Magnitude(scope) => Algorithm::Magnitude(*scope),
                 MaskAlgorithm::Wanda => Algorithm::Wanda,
                 MaskAlgorithm::SparseGpt => {
                     Algorithm::SparseGpt(SparseGptOptions { block_size: *block_size, damp: *damp })
@@ -147,7 +144,7 @@ fn unstructured(
     let record = json!({
         "seconds": seconds, "modules": masks.len(), "sparsity": overall, "pattern": pattern,
         "mean_rel_error": mean_err, "owl_ratios": layer_ratios,
-        "magnitude_scope": scope.map(slmc_prune::MagnitudeScope::name),
+        "magnitude_scope": scope.map(slmc_recipe::MagnitudeScope::name),
         "calibration_windows": calib.len(), "calibration_len": calib.first().map_or(0, Vec::len),
         "peak_rss_bytes": peak_rss_bytes(),
     });
