@@ -28,13 +28,18 @@ fn not_built(name: &str) -> anyhow::Result<Device> {
     )
 }
 
-/// Sizes the global thread pool the flex backend computes on.
+/// Sizes the global thread pool the flex backend computes on. More threads than cores only
+/// slow the kernels down (they wait on each other), so a larger count is lowered to the core
+/// count, with a warning.
 pub fn configure_threads(threads: Option<usize>) -> anyhow::Result<()> {
-    if let Some(n) = threads {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(n)
-            .build_global()
-            .context("could not size the thread pool")?;
+    let Some(asked) = threads else { return Ok(()) };
+    if asked == 0 {
+        bail!("--threads must be at least 1");
     }
-    Ok(())
+    let cores = std::thread::available_parallelism().map_or(asked, |n| n.get());
+    let n = asked.min(cores);
+    if n < asked {
+        eprintln!("warning: --threads {asked} is more than the {cores} cores here; using {cores}");
+    }
+    rayon::ThreadPoolBuilder::new().num_threads(n).build_global().context("could not size the thread pool")
 }

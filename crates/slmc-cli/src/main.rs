@@ -97,9 +97,15 @@ fn main() -> ExitCode {
         Ok(Ok(true)) => ExitCode::SUCCESS,
         Ok(Ok(false)) => ExitCode::from(commands::run::EXIT_GATE),
         Ok(Err(e)) => {
-            eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            let mut said = e.to_string();
+            eprintln!("error: {said}");
+            // Causes the message already quotes (an I/O error inside "path: reason") are not
+            // repeated.
+            for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                if !said.contains(&cause) {
+                    eprintln!("  caused by: {cause}");
+                    said.push_str(&cause);
+                }
             }
             ExitCode::from(EXIT_USER)
         }

@@ -80,6 +80,10 @@ impl RunProgress {
                     self.println(format!("  step {step}: val loss {loss:.4}, val ppl {:.3}", loss.exp()))
                 }
                 slmc_train::Event::Checkpoint { .. } => {}
+                slmc_train::Event::CheckpointRejected { path, reason } => self.println(format!(
+                    "warning: checkpoint {} is damaged ({reason}); passed over for the one before it",
+                    path.display()
+                )),
             },
             E::Evaluating { done, total } => {
                 if self.bar.as_ref().is_none_or(|b| b.length() != Some(*total as u64)) {

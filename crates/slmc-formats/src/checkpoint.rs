@@ -232,7 +232,11 @@ fn describe_safetensors_error(e: &safetensors::SafeTensorError, file_len: usize)
             format!("tensor `{name}` has data offsets that overlap or leave a gap")
         }
         E::TensorInvalidInfo => "a tensor's byte range does not match its shape and dtype".into(),
-        other => format!("{other:?}"),
+        E::HeaderTooLarge => format!(
+            "the header length field claims more than safetensors' 100 MB header limit ({file_len}-byte file): \
+             not a safetensors file, or its first 8 bytes are damaged"
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -311,15 +315,18 @@ pub fn write_checkpoint(
             .map(|t| {
                 TensorView::new(t.dtype, t.shape.clone(), &t.data)
                     .map(|v| (t.name.clone(), v))
-                    .map_err(|e| FormatError::BadTensor { name: t.name.clone(), reason: format!("{e:?}") })
+                    .map_err(|e| FormatError::BadTensor { name: t.name.clone(), reason: e.to_string() })
             })
             .collect::<Result<Vec<_>, _>>()?;
         for t in group {
             weight_map.insert(t.name.clone(), file.clone());
         }
         let tmp = temp_path_for(&path)?;
-        safetensors::serialize_to_file(views, Some(meta.clone()), &tmp)
-            .map_err(|e| FormatError::Safetensors { path: path.clone(), reason: format!("{e:?}") })?;
+        safetensors::serialize_to_file(views, Some(meta.clone()), &tmp).map_err(|e| match e {
+            // A full disk or a failed write is the file system's error, not the format's.
+            safetensors::SafeTensorError::IoError(io) => FormatError::io(&path, io),
+            other => FormatError::Safetensors { path: path.clone(), reason: other.to_string() },
+        })?;
         persist_path(tmp, &path)?;
         written.push(path);
     }

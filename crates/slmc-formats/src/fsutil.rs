@@ -1,9 +1,13 @@
 //! Atomic file writes: every artifact slmc produces goes through here, so a crash never leaves a
 //! half-written output behind.
+//!
+//! Temporary files and staging directories carry the writer's process id in their names
+//! (`.slmc-tmp-<pid>-…`, `.<name>.partial-<pid>-…`, `.<name>.old-<pid>`): those a killed process
+//! left are removed by [`sweep_stale_temporaries`] once that process is gone.
 
 use crate::FormatError;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes a file atomically: `write` fills a temporary file in the same directory, which is
 /// flushed, synced and renamed over `path` only if `write` succeeds.
@@ -14,7 +18,7 @@ where
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".slmc-tmp-")
+        .prefix(&temp_prefix())
         .tempfile_in(dir)
         .map_err(|e| FormatError::io(dir, e))?;
     {
@@ -52,7 +56,7 @@ pub fn temp_path_for(path: &Path) -> Result<tempfile::TempPath, FormatError> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| FormatError::io(dir, e))?;
     let tmp = tempfile::Builder::new()
-        .prefix(".slmc-tmp-")
+        .prefix(&temp_prefix())
         .tempfile_in(dir)
         .map_err(|e| FormatError::io(dir, e))?;
     Ok(tmp.into_temp_path())
@@ -69,6 +73,23 @@ fn parent_dir(path: &Path) -> &Path {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     }
+}
+
+/// Hex sha256 of a file's bytes, streamed.
+pub fn file_sha256(path: &Path) -> Result<String, FormatError> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(|e| FormatError::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
@@ -88,32 +109,166 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
+
+    #[test]
+    fn temporary_names_carry_the_writers_pid() {
+        assert_eq!(temporary_pid(".slmc-tmp-123-aB9x"), Some(123));
+        assert_eq!(temporary_pid(".model.partial-77-Xy1"), Some(77));
+        assert_eq!(temporary_pid(".model.old-77"), Some(77));
+        for not_ours in [".slmc-tmp-abc", "model.partial-7-x", ".notes.old-backup", ".x.old-7z", "config.json"] {
+            assert_eq!(temporary_pid(not_ours), None, "{not_ours}");
+        }
+    }
+
+    #[test]
+    fn replacing_a_file_with_a_directory_keeps_nothing_of_the_old_and_no_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::write(&out, "a file").unwrap();
+        replace_dir(&out, |d| -> Result<(), FormatError> { atomic_write(&d.join("f"), b"new") }).unwrap();
+        assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new");
+        let failed = replace_dir(&out, |_| -> Result<(), FormatError> { Err(FormatError::io(&out, std::io::Error::other("no"))) });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new", "a failed write keeps the old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging left");
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 4194304 is above Linux's largest pid, so no such process runs.
+        let stale = dir.path().join(".slmc-tmp-4194304-abc");
+        let live = dir.path().join(format!(".slmc-tmp-{}-abc", std::process::id()));
+        std::fs::write(&stale, "x").unwrap();
+        std::fs::write(&live, "x").unwrap();
+        std::fs::create_dir(dir.path().join(".model.partial-4194304-x")).unwrap();
+        assert_eq!(sweep_stale_temporaries(dir.path()).unwrap(), if cfg!(target_os = "linux") { 2 } else { 0 });
+        assert!(live.exists());
+    }
 }
 
 /// Writes the directory `out` atomically: `fill` writes its files into a staging directory beside
-/// it, which is then made readable and renamed into place (an existing `out` is replaced only
-/// once the new one is complete), so a crash never leaves a half-written directory at `out`.
+/// it, which is then made readable and renamed into place (an existing `out`, file or directory,
+/// is replaced only once the new one is complete, and put back if the rename fails), so a crash
+/// never leaves a half-written directory at `out`, and a failure leaves no staging directory.
 pub fn replace_dir<T, E: From<FormatError>>(
     out: &Path,
     fill: impl FnOnce(&Path) -> Result<T, E>,
 ) -> Result<T, E> {
-    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| FormatError::io(parent, e))?;
-    let name = out.file_name().and_then(|n| n.to_str()).unwrap_or("dir");
+    let (parent, name) = dir_parts(out)?;
+    std::fs::create_dir_all(&parent).map_err(|e| FormatError::io(&parent, e))?;
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.partial-"))
-        .tempdir_in(parent)
-        .map_err(|e| FormatError::io(parent, e))?;
+        .prefix(&format!(".{name}.partial-{}-", std::process::id()))
+        .tempdir_in(&parent)
+        .map_err(|e| FormatError::io(&parent, e))?;
     let value = fill(staging.path())?;
     let staging = staging.keep();
-    make_readable(&staging, true).map_err(|e| FormatError::io(&staging, e))?;
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(out, &old).map_err(|e| FormatError::io(out, e))?;
-        std::fs::rename(&staging, out).map_err(|e| FormatError::io(out, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| FormatError::io(&old, e))?;
-    } else {
-        std::fs::rename(&staging, out).map_err(|e| FormatError::io(out, e))?;
+    let installed = install_dir(&staging, out, &parent, &name);
+    if installed.is_err() {
+        let _ = std::fs::remove_dir_all(&staging);
     }
+    installed?;
     Ok(value)
+}
+
+/// The parent and file name of a directory to write; refuses the working directory and its
+/// parents (renaming them away would pull the ground from under the process).
+fn dir_parts(out: &Path) -> Result<(PathBuf, String), FormatError> {
+    let refuse = |why: &str| FormatError::io(out, std::io::Error::other(format!("cannot write a directory here: {why}")));
+    let resolved = match out.canonicalize() {
+        Ok(p) => p,
+        Err(_) => out.to_path_buf(),
+    };
+    if let Ok(cwd) = std::env::current_dir().and_then(|d| d.canonicalize())
+        && cwd.starts_with(&resolved)
+    {
+        return Err(refuse("it is the working directory or one of its parents"));
+    }
+    let name = resolved.file_name().and_then(|n| n.to_str()).ok_or_else(|| refuse("no directory name"))?;
+    let parent = match resolved.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((parent, name.to_string()))
+}
+
+/// Renames the complete `staging` directory to `out`, replacing what is there.
+fn install_dir(staging: &Path, out: &Path, parent: &Path, name: &str) -> Result<(), FormatError> {
+    make_readable(staging, true).map_err(|e| FormatError::io(staging, e))?;
+    if std::fs::symlink_metadata(out).is_err() {
+        return std::fs::rename(staging, out).map_err(|e| FormatError::io(out, e));
+    }
+    let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+    let _ = remove_any(&old);
+    std::fs::rename(out, &old).map_err(|e| FormatError::io(out, e))?;
+    if let Err(e) = std::fs::rename(staging, out) {
+        let _ = std::fs::rename(&old, out);
+        return Err(FormatError::io(out, e));
+    }
+    remove_any(&old).map_err(|e| FormatError::io(&old, e))
+}
+
+/// Removes a file, a symlink or a directory tree.
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// The prefix of this process's temporary files.
+fn temp_prefix() -> String {
+    format!(".slmc-tmp-{}-", std::process::id())
+}
+
+/// The process id in the name of an slmc temporary file or staging directory, if it is one.
+pub fn temporary_pid(name: &str) -> Option<u32> {
+    let digits = |s: &str| -> Option<u32> {
+        let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        s[..end].parse().ok()
+    };
+    if let Some(rest) = name.strip_prefix(".slmc-tmp-") {
+        return digits(rest).filter(|_| rest.contains('-'));
+    }
+    let rest = name.strip_prefix('.')?;
+    for marker in [".partial-", ".old-"] {
+        if let Some(i) = rest.rfind(marker) {
+            let tail = &rest[i + marker.len()..];
+            let pid = digits(tail)?;
+            let after = &tail[pid.to_string().len()..];
+            let ok = if marker == ".old-" { after.is_empty() } else { after.starts_with('-') };
+            return ok.then_some(pid);
+        }
+    }
+    None
+}
+
+/// Whether `name` is an slmc temporary file or staging directory.
+pub fn is_temporary_name(name: &str) -> bool {
+    temporary_pid(name).is_some()
+}
+
+/// Whether process `pid` is running (on systems without `/proc`: assumed so).
+fn process_alive(pid: u32) -> bool {
+    if cfg!(target_os = "linux") { Path::new("/proc").join(pid.to_string()).exists() } else { true }
+}
+
+/// Removes the temporary files and staging directories in `dir` (not below it) whose writer
+/// has exited; returns how many were removed.
+pub fn sweep_stale_temporaries(dir: &Path) -> Result<usize, FormatError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(0);
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = temporary_pid(&name) else { continue };
+        if pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        remove_any(&entry.path()).map_err(|e| FormatError::io(&entry.path(), e))?;
+        removed += 1;
+    }
+    Ok(removed)
 }

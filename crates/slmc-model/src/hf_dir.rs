@@ -65,6 +65,9 @@ pub struct SaveOptions {
     pub max_shard_bytes: Option<u64>,
     /// Copy tokenizer files from this directory.
     pub tokenizer_dir: Option<PathBuf>,
+    /// Store the weights in this dtype while `config.json` keeps the model's (`dtype`) one: a
+    /// stage directory holds its output exactly (f32) for the stages after it.
+    pub tensor_dtype: Option<FloatDtype>,
 }
 
 /// Changes to a saved directory for quantized checkpoints: tensors written in place of some
@@ -98,12 +101,13 @@ pub fn save_with(
     if let Some(d) = options.dtype {
         config.dtype = d;
     }
+    let tensor_dtype = options.tensor_dtype.unwrap_or(config.dtype);
     let written = slmc_formats::fsutil::replace_dir(out, |dir| -> Result<Vec<String>, ModelError> {
         let tensors: Vec<TensorToWrite> = weights::export(model)
             .into_iter()
             .flat_map(|t| match overlay.replace.remove(&t.name) {
                 Some(replacement) => replacement,
-                None => vec![TensorToWrite::from_f32(t.name, t.shape, &t.values, config.dtype)],
+                None => vec![TensorToWrite::from_f32(t.name, t.shape, &t.values, tensor_dtype)],
             })
             .collect();
         if let Some(name) = overlay.replace.keys().next() {

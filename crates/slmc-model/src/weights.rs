@@ -202,6 +202,7 @@ fn load_plain<S: TensorSource + ?Sized>(
     dir: &str,
     device: &Device,
 ) -> Result<(CausalLm, FloatDtype), ModelError> {
+    preflight(config, checkpoint, dir)?;
     let model = CausalLm::new(config, Init::Empty, device);
     let mut loader = Loader {
         ckpt: checkpoint,
@@ -249,6 +250,34 @@ fn load_plain<S: TensorSource + ?Sized>(
     }
     let dtype = counts.iter().max_by_key(|(_, n)| *n).map_or(config.dtype, |(d, _)| *d);
     Ok((model, dtype))
+}
+
+/// Refuses a config that describes far more parameters than the checkpoint holds, before the
+/// model's tensors are allocated (an absurd `num_hidden_layers` or `hidden_size` would otherwise
+/// exhaust memory); smaller disagreements are named tensor by tensor by the loader.
+fn preflight<S: TensorSource + ?Sized>(
+    config: &crate::ModelConfig,
+    checkpoint: &S,
+    dir: &str,
+) -> Result<(), ModelError> {
+    let held: u128 = checkpoint
+        .tensor_names()
+        .iter()
+        .filter_map(|n| checkpoint.shape(n))
+        .map(|s| s.iter().map(|&d| d as u128).product::<u128>())
+        .sum();
+    let described = config.num_params() as u128;
+    if described > 2 * held + (1 << 20) {
+        return Err(ModelError::Weights {
+            dir: dir.into(),
+            reason: format!(
+                "config.json describes {described} parameters ({} layers, hidden size {}, vocabulary {}) \
+                 but the checkpoint holds {held} values: the config does not belong to these weights",
+                config.num_layers, config.hidden_size, config.vocab_size
+            ),
+        });
+    }
+    Ok(())
 }
 
 struct Loader<'a, S: TensorSource + ?Sized> {

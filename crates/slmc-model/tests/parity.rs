@@ -221,6 +221,7 @@ fn save_then_load_is_bit_exact_in_the_stored_dtype() {
             dtype: Some(m.stored_dtype),
             max_shard_bytes: None,
             tokenizer_dir: Some(m.dir.clone()),
+            tensor_dtype: None,
         };
         save(&m.model, &target, &options).unwrap();
         let again = HfModel::load(&target, &test_device()).unwrap();

@@ -153,3 +153,34 @@ pub(crate) fn prepare_data(
     };
     Ok(Prepared { train, eval, eval_tokens: eval_path, seq_len: d.seq_len })
 }
+
+/// Refuses data holding a token id the model cannot embed (pre-tokenized `input_ids` from
+/// another tokenizer, or a `vocab_size` smaller than the tokenizer's), naming the split and the
+/// largest id, before any stage runs.
+pub(crate) fn check_vocab(p: &Prepared, vocab: usize, d: &DataSpec) -> Result<(), PipelineError> {
+    let eval_max = match &p.eval {
+        Sequences::Packed(_) => {
+            let tokens = TokenFile::open(&p.eval_tokens)?;
+            tokens.read(0, tokens.len()).into_iter().max()
+        }
+        masked => largest_id(masked),
+    };
+    let splits = [("train", p.train.as_ref().and_then(largest_id), &d.train), ("eval", eval_max, &d.eval)];
+    for (split, max, specs) in splits {
+        if let Some(id) = max.filter(|&id| id as usize >= vocab) {
+            let files: Vec<String> = specs.iter().map(|s| s.path.clone()).collect();
+            let from = if files.is_empty() { String::new() } else { format!(" (from {})", files.join(", ")) };
+            return Err(PipelineError::Recipe(format!(
+                "the {split} data{from} holds token id {id}, outside the model's vocabulary of {vocab} \
+                 (`vocab_size` in its config): pre-tokenized ids must come from the model's tokenizer, \
+                 and vocab_size must cover the tokenizer"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The largest token id of every sequence.
+fn largest_id(s: &Sequences) -> Option<u32> {
+    (0..s.len()).filter_map(|i| s.get(i).tokens.into_iter().max()).max()
+}

@@ -5,13 +5,25 @@
 pub enum PipelineError {
     /// The run directory belongs to a different recipe or inputs.
     #[error(
-        "{dir} was created by a different recipe or inputs ({what} changed); pass --fresh to start over, or set `run-dir`"
+        "{dir} was created by a different recipe or inputs ({what} changed); pass --fresh to delete its run files ({deletes}) and start over, or set `run-dir`"
     )]
     FingerprintMismatch {
         /// The run directory.
         dir: String,
         /// What differs.
         what: String,
+        /// What `--fresh` would delete.
+        deletes: String,
+    },
+    /// Another process holds the run directory's lock.
+    #[error(
+        "{dir} is in use by another slmc run{holder}; wait for it to finish, or give this run another `run-dir`"
+    )]
+    Locked {
+        /// The run directory.
+        dir: String,
+        /// ` (pid N)` when the holder wrote its pid.
+        holder: String,
     },
     /// A recipe that validates but cannot run on these inputs.
     #[error("{0}")]

@@ -83,20 +83,28 @@ fn eval_rows(model: &CausalLm, rows: &Sequences, observer: &mut dyn Observer) ->
     EvalResult { mean_nll, ppl: mean_nll.exp(), tokens: count }
 }
 
-/// [`eval_model`] over the whole stream, cached in the JSON file at `path`.
+/// [`eval_model`] with protocol `e`, cached in the JSON file at `path` (with the protocol: a
+/// cached result of another protocol is measured again).
 pub(crate) fn cached_eval(
     path: &Path,
     model: &CausalLm,
     data: &Prepared,
+    e: &EvalParams,
     observer: &mut dyn Observer,
 ) -> Result<EvalResult, PipelineError> {
-    if path.is_file()
-        && let Some(r) = EvalResult::from_json(&read_json(path)?)
-    {
-        return Ok(r);
+    let protocol = json!({"ctx": e.ctx, "stride": e.stride, "max_tokens": e.max_tokens});
+    if path.is_file() {
+        let cached = read_json(path)?;
+        if cached.get("protocol") == Some(&protocol)
+            && let Some(r) = EvalResult::from_json(&cached)
+        {
+            return Ok(r);
+        }
     }
-    let r = eval_model(model, data, &FULL_STREAM, observer)?;
-    atomic_write(path, (r.to_json().to_string() + "\n").as_bytes())?;
+    let r = eval_model(model, data, e, observer)?;
+    let mut record = r.to_json();
+    record["protocol"] = protocol;
+    atomic_write(path, (record.to_string() + "\n").as_bytes())?;
     Ok(r)
 }
 

@@ -43,6 +43,7 @@ pub(crate) fn write_all(
                     dtype: Some(e.dtype.unwrap_or(target.stored_dtype)),
                     max_shard_bytes: None,
                     tokenizer_dir: tokenizer_dir.clone(),
+                    tensor_dtype: None,
                 };
                 save(model, &out, &opts)?;
                 out

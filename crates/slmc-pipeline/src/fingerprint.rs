@@ -3,7 +3,6 @@
 use crate::PipelineError;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 /// Hex sha256 of bytes.
@@ -17,17 +16,7 @@ fn hex(b: &[u8]) -> String {
 
 /// Hex sha256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> Result<String, PipelineError> {
-    let mut f = std::fs::File::open(path).map_err(|e| PipelineError::io(path, e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| PipelineError::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex(&h.finalize()))
+    Ok(slmc_formats::fsutil::file_sha256(path)?)
 }
 
 /// The files of a model directory that define it (config, weights, tokenizer, generation config).
@@ -50,4 +39,22 @@ pub fn model_files(dir: &Path) -> Vec<PathBuf> {
 /// Hashes of every input file, keyed by path.
 pub fn hash_files(files: &[PathBuf]) -> Result<BTreeMap<String, String>, PipelineError> {
     files.iter().map(|p| Ok((p.display().to_string(), file_sha256(p)?))).collect()
+}
+
+/// sha256 of every file under the entries `entries` of `root` (files or directory trees), keyed
+/// by path relative to `root` with `/` separators.
+pub fn hash_tree(root: &Path, entries: &[&str]) -> Result<BTreeMap<String, String>, PipelineError> {
+    let mut out = BTreeMap::new();
+    let mut todo: Vec<PathBuf> = entries.iter().map(|e| root.join(e)).filter(|p| p.exists()).collect();
+    while let Some(path) = todo.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path).map_err(|e| PipelineError::io(&path, e))?;
+            todo.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            continue;
+        }
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let key: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        out.insert(key.join("/"), file_sha256(&path)?);
+    }
+    Ok(out)
 }

@@ -1,7 +1,7 @@
 //! The recipe's `[gates]`: checks on the final model that make `slmc run` exit 3 when they fail.
 
-use crate::evaluation::EvalResult;
-use slmc_recipe::Gates;
+use crate::evaluation::{EvalResult, FULL_STREAM};
+use slmc_recipe::{EvalParams, Gates, Stage, StageKind};
 
 /// Whether the recipe has a gate (then the final model must be evaluated).
 pub(crate) fn any(g: &Gates) -> bool {
@@ -29,4 +29,19 @@ pub(crate) fn check(g: &Gates, fe: EvalResult, baseline: Option<EvalResult>) -> 
         ));
     }
     gates
+}
+
+/// The protocol the gated perplexity is measured with: that of the last eval stage when no stage
+/// that changes the model follows it (its result is the final perplexity), else the whole
+/// held-out stream. The input model's baseline is measured the same way, so a gate compares the
+/// same tokens.
+pub(crate) fn protocol(stages: &[&Stage]) -> EvalParams {
+    let mut last = None;
+    for s in stages {
+        last = match &s.kind {
+            StageKind::Eval(e) => Some(e.clone()),
+            _ => None,
+        };
+    }
+    last.unwrap_or(FULL_STREAM)
 }

@@ -5,7 +5,8 @@
 //! sequences), `stages/<i>-<kind>/` (each stage's checkpoints, output model and `done.json`),
 //! `artifacts/` and `report.html`. Running the same recipe again resumes after the last completed
 //! stage, from the stage's newest checkpoint; a changed recipe or input is refused unless
-//! `fresh` is set.
+//! `fresh` is set, which deletes only slmc's own run files ([`run_files`]). One process at a time
+//! works in a run directory ([`run_lock`]).
 
 mod context;
 pub mod data;
@@ -19,8 +20,12 @@ mod gates;
 mod memory;
 pub mod metrics;
 pub mod report;
+mod resume;
 pub mod run_dir;
+pub mod run_files;
+pub mod run_lock;
 pub mod runner;
+mod stage_clock;
 mod stages;
 pub mod state;
 

@@ -1,6 +1,8 @@
 //! The run directory and its manifest.
 
 use crate::PipelineError;
+use crate::run_files;
+use crate::run_lock::RunLock;
 use serde::{Deserialize, Serialize};
 use slmc_formats::fsutil::atomic_write;
 use std::collections::BTreeMap;
@@ -48,56 +50,65 @@ impl Manifest {
     }
 }
 
-/// An open run directory.
+/// An open run directory, locked for this process until dropped.
 pub struct RunDir {
     /// Its root.
     pub root: PathBuf,
     /// Whether an earlier run with the same fingerprint was found.
     pub resumed: bool,
+    _lock: RunLock,
 }
 
 impl RunDir {
-    /// Creates or reopens the run directory at `root` for `manifest`. An existing directory with
-    /// a different fingerprint is refused unless `fresh`, which empties it.
-    pub fn prepare(root: &Path, manifest: &Manifest, fresh: bool) -> Result<Self, PipelineError> {
+    /// Creates or reopens the run directory at `root` for `manifest`, holding its lock (a second
+    /// run into the same directory is refused). A run directory with a different fingerprint is
+    /// refused unless `fresh`, which deletes its run files ([`run_files`]) — only in a directory
+    /// holding an slmc `manifest.json`, and never in the working directory, a parent of it, or a
+    /// directory holding one of `inputs`. A directory with other files and no manifest is never
+    /// used.
+    pub fn prepare(
+        root: &Path,
+        manifest: &Manifest,
+        fresh: bool,
+        inputs: &[PathBuf],
+    ) -> Result<Self, PipelineError> {
+        // Refused before the lock file is created in it.
+        not_foreign(root)?;
+        std::fs::create_dir_all(root).map_err(|e| PipelineError::io(root, e))?;
+        let lock = RunLock::acquire(root)?;
+        run_files::sweep_temporaries(root)?;
         let path = root.join("manifest.json");
         let mut resumed = false;
         if path.is_file() {
             let old: Option<Manifest> =
                 std::fs::read_to_string(&path).ok().and_then(|t| serde_json::from_str(&t).ok());
-            match old {
-                _ if fresh => clear(root)?,
-                Some(old) => match manifest.difference(&old) {
-                    None => resumed = true,
-                    Some(what) => {
-                        return Err(PipelineError::FingerprintMismatch {
-                            dir: root.display().to_string(),
-                            what,
-                        });
-                    }
-                },
-                None => {
+            let Some(old) = old else {
+                return Err(PipelineError::Recipe(format!(
+                    "{} is unreadable, so slmc neither resumes nor deletes {}; move it away or set `run-dir`",
+                    path.display(),
+                    root.display()
+                )));
+            };
+            match manifest.difference(&old) {
+                _ if fresh => {
+                    run_files::check_deletable(root, inputs)?;
+                    run_files::delete(root)?;
+                }
+                None => resumed = true,
+                Some(what) => {
                     return Err(PipelineError::FingerprintMismatch {
                         dir: root.display().to_string(),
-                        what: "an unreadable manifest.json".into(),
+                        what,
+                        deletes: run_files::describe(root),
                     });
                 }
             }
-        } else if root.is_dir()
-            && std::fs::read_dir(root).map_err(|e| PipelineError::io(root, e))?.next().is_some()
-        {
-            if !fresh {
-                return Err(PipelineError::Recipe(format!(
-                    "{} exists and is not an slmc run directory (no manifest.json); pass --fresh to use it anyway",
-                    root.display()
-                )));
-            }
-            clear(root)?;
+        } else {
+            not_foreign(root)?;
         }
-        std::fs::create_dir_all(root).map_err(|e| PipelineError::io(root, e))?;
         let text = serde_json::to_string_pretty(manifest).expect("json") + "\n";
         atomic_write(&path, text.as_bytes())?;
-        Ok(Self { root: root.into(), resumed })
+        Ok(Self { root: root.into(), resumed, _lock: lock })
     }
 
     /// Directory of stage `index`.
@@ -121,6 +132,18 @@ impl RunDir {
     }
 }
 
-fn clear(root: &Path) -> Result<(), PipelineError> {
-    std::fs::remove_dir_all(root).map_err(|e| PipelineError::io(root, e))
+/// Refuses a directory that holds files slmc did not write and no `manifest.json`.
+fn not_foreign(root: &Path) -> Result<(), PipelineError> {
+    if !root.is_dir() || root.join("manifest.json").is_file() {
+        return Ok(());
+    }
+    match run_files::foreign_entry(root)? {
+        None => Ok(()),
+        Some(foreign) => Err(PipelineError::Recipe(format!(
+            "{} holds files (e.g. {foreign}) but no manifest.json, so it is not an slmc run directory: \
+             slmc neither writes into it nor deletes anything there (not even with --fresh); \
+             set `run-dir` to a new or empty directory",
+            root.display()
+        ))),
+    }
 }

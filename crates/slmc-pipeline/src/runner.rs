@@ -2,12 +2,14 @@
 
 use crate::context::StageContext;
 use crate::data::{files_of, prepare_data, tokenizer_dir_of, tokenizer_file};
-use crate::evaluation::{FULL_STREAM, cached_eval, eval_model, read_json};
+use crate::evaluation::{cached_eval, eval_model};
 use crate::events::{Event, Observer};
 use crate::exports::{self, ExportTarget};
 use crate::fingerprint::{hash_files, model_files, sha256_hex};
 use crate::metrics::MetricsLog;
 use crate::run_dir::{Manifest, RunDir};
+use crate::resume;
+use crate::stage_clock::{Clocked, StageClock};
 use crate::state::{Records, State};
 use crate::{PipelineError, gates, report, stages};
 use burn::prelude::*;
@@ -93,7 +95,7 @@ pub fn run(
     let train_files = data.map(|d| files_of(&d.train)).transpose()?.unwrap_or_default();
     let eval_files = data.map(|d| files_of(&d.eval)).transpose()?.unwrap_or_default();
     let manifest = manifest(recipe, options, &train_files, &eval_files)?;
-    let dir = RunDir::prepare(&root, &manifest, options.fresh)?;
+    let dir = RunDir::prepare(&root, &manifest, options.fresh, &input_paths(recipe, options, &manifest))?;
     if dir.resumed {
         observer.event(&Event::Info(format!("resuming {}", root.display())));
     }
@@ -123,68 +125,56 @@ pub fn run(
                 tokenizer_dir: input.tokenizer_dir.as_deref(),
                 metrics: &metrics,
             };
-            Some(prepare_data(&dir, d, &train_files, &eval_files, input.tokenizer.as_ref(), &rows, observer)?)
+            let prepared =
+                prepare_data(&dir, d, &train_files, &eval_files, input.tokenizer.as_ref(), &rows, observer)?;
+            crate::data::check_vocab(&prepared, input.model.config.vocab_size, d)?;
+            Some(prepared)
         }
         None => None,
     };
     let baseline = match (&prepared, recipe.gates.max_ppl_increase) {
-        (Some(p), Some(_)) => Some(cached_eval(&dir.root.join("baseline.json"), &input.model, p, observer)?),
+        (Some(p), Some(_)) => {
+            let protocol = gates::protocol(&stages);
+            Some(cached_eval(&dir.root.join("baseline.json"), &input.model, p, &protocol, observer)?)
+        }
         _ => None,
     };
 
     let mut state = State { model: input.model, records: Records::default() };
     let mut final_eval = None;
+    // A stage is skipped only while every stage before it was: once one runs, the finished
+    // results of later stages were made from an older input and are redone.
+    let mut resuming = true;
     for stage in &stages {
         let (index, kind) = (stage.index, stage.kind.name());
         let sdir = dir.stage_dir(index, kind);
-        let done = sdir.join("done.json");
-        if done.is_file() {
+        if resuming && let Some(f) = resume::finished(&sdir, index, device, observer)? {
             observer.event(&Event::StageSkipped { index, kind });
-            let record = read_json(&done)?;
-            let eval = EvalResult::from_json(&record);
-            match State::load(&sdir, device)? {
+            match f.state {
                 Some(saved) => {
                     state = saved;
-                    final_eval = eval;
+                    final_eval = f.eval;
                 }
-                None => final_eval = eval.or(final_eval),
+                None => final_eval = f.eval.or(final_eval),
             }
             continue;
         }
-        std::fs::create_dir_all(&sdir).map_err(|e| PipelineError::io(&sdir, e))?;
-        observer.event(&Event::StageStart { index, kind, steps: stages::steps(&stage.kind) });
-        let mut ctx = StageContext {
-            recipe,
-            plan: &plan,
-            index,
-            sdir: sdir.clone(),
-            data: prepared.as_ref(),
-            metrics: &metrics,
-            options,
-            tokenizer: input.tokenizer.as_ref(),
-            observer: &mut *observer,
+        resuming = false;
+        resume::invalidate(&sdir)?;
+        let run = StageRun { recipe, plan: &plan, data: prepared.as_ref(), metrics: &metrics, options };
+        let (next, eval) = run.stage(stage, state, &sdir, input.tokenizer.as_ref(), tokenizer_dir, observer)?;
+        state = next;
+        final_eval = match eval {
+            StageEval::Changed(e) => e,
+            StageEval::Same(e) => e.or(final_eval),
         };
-        let started = std::time::Instant::now();
-        let out = stages::run(&stage.kind, state, &mut ctx)?;
-        state = out.state;
-        if out.changed {
-            state.save(&sdir, tokenizer_dir)?;
-            final_eval = out.eval;
-        } else {
-            final_eval = out.eval.or(final_eval);
-        }
-        let mut record = out.record;
-        record["summary"] = Value::String(out.summary.clone());
-        record["wall_seconds"] = Value::from(started.elapsed().as_secs_f64());
-        atomic_write(&done, (record.to_string() + "\n").as_bytes())?;
-        observer.event(&Event::StageDone { index, summary: out.summary.clone() });
     }
 
     let mut gate_lines = Vec::new();
     if gates::any(&recipe.gates) {
         let fe = match (final_eval, &prepared) {
             (Some(f), _) => f,
-            (None, Some(p)) => eval_model(&state.model, p, &FULL_STREAM, observer)?,
+            (None, Some(p)) => eval_model(&state.model, p, &gates::protocol(&stages), observer)?,
             (None, None) => return Err(PipelineError::Recipe("[gates] need [data] to evaluate on".into())),
         };
         final_eval = Some(fe);
@@ -196,6 +186,62 @@ pub fn run(
     report::record_outcome(&dir.root, &gates, final_eval)?;
     report::render_run_dir(&dir.root)?;
     Ok(RunSummary { run_dir: dir.root.clone(), resumed: dir.resumed, baseline, final_eval, gates, artifacts })
+}
+
+/// What every stage of a run shares.
+struct StageRun<'r> {
+    recipe: &'r Recipe,
+    plan: &'r Plan,
+    data: Option<&'r crate::data::Prepared>,
+    metrics: &'r MetricsLog,
+    options: &'r RunOptions<'r>,
+}
+
+/// A stage's perplexity, and whether the model changed (then an earlier perplexity no longer
+/// describes it).
+enum StageEval {
+    Changed(Option<EvalResult>),
+    Same(Option<EvalResult>),
+}
+
+impl StageRun<'_> {
+    /// Runs one stage into `sdir`: saves the state it leaves (when it changed) and `done.json`
+    /// with the saved files' hashes and the stage's wall time across interrupted runs.
+    fn stage(
+        &self,
+        stage: &slmc_recipe::Stage,
+        state: State,
+        sdir: &std::path::Path,
+        tokenizer: Option<&Tokenizer>,
+        tokenizer_dir: Option<&std::path::Path>,
+        observer: &mut dyn Observer,
+    ) -> Result<(State, StageEval), PipelineError> {
+        let (index, kind) = (stage.index, stage.kind.name());
+        std::fs::create_dir_all(sdir).map_err(|e| PipelineError::io(sdir, e))?;
+        observer.event(&Event::StageStart { index, kind, steps: stages::steps(&stage.kind) });
+        let mut clocked = Clocked { inner: observer, clock: StageClock::start(sdir) };
+        let mut ctx = StageContext {
+            recipe: self.recipe,
+            plan: self.plan,
+            index,
+            sdir: sdir.to_path_buf(),
+            data: self.data,
+            metrics: self.metrics,
+            options: self.options,
+            tokenizer,
+            observer: &mut clocked,
+        };
+        let out = stages::run(&stage.kind, state, &mut ctx)?;
+        let outputs = if out.changed { out.state.save(sdir, tokenizer_dir)? } else { Default::default() };
+        let mut record = out.record;
+        record["summary"] = Value::String(out.summary.clone());
+        record["wall_seconds"] = Value::from(clocked.clock.seconds());
+        record[resume::OUTPUTS_KEY] = serde_json::to_value(outputs).expect("json");
+        atomic_write(&sdir.join("done.json"), (record.to_string() + "\n").as_bytes())?;
+        clocked.inner.event(&Event::StageDone { index, summary: out.summary });
+        let eval = if out.changed { StageEval::Changed(out.eval) } else { StageEval::Same(out.eval) };
+        Ok((out.state, eval))
+    }
 }
 
 /// The model a recipe starts from, with its tokenizer.
@@ -251,6 +297,12 @@ fn manifest(
         ModelSource::Path { path, .. } => inputs.extend(model_files(path)),
         ModelSource::Config { tokenizer, .. } => inputs.push(tokenizer_file(tokenizer)),
     }
+    // A different teacher makes a different student: its files are inputs too.
+    if let Some(ModelSource::Path { path, .. }) = &recipe.teacher
+        && !matches!(&recipe.model, ModelSource::Path { path: p, .. } if p == path)
+    {
+        inputs.extend(model_files(path));
+    }
     if let Some(a) = &recipe.adapter {
         inputs.extend(["adapter_config.json", "adapter_model.safetensors"].map(|f| a.path.join(f)));
     }
@@ -269,6 +321,21 @@ fn manifest(
         seed: recipe.seed,
         backend: options.backend.clone(),
     })
+}
+
+/// Every path the run reads: the recipe file, the model, teacher and adapter directories and each
+/// fingerprinted input file (what `--fresh` must never delete).
+fn input_paths(recipe: &Recipe, options: &RunOptions<'_>, manifest: &Manifest) -> Vec<PathBuf> {
+    let mut paths = vec![PathBuf::from(&options.recipe_file)];
+    for source in [Some(&recipe.model), recipe.teacher.as_ref()].into_iter().flatten() {
+        match source {
+            ModelSource::Path { path, .. } => paths.push(path.clone()),
+            ModelSource::Config { tokenizer, .. } => paths.push(tokenizer.clone()),
+        }
+    }
+    paths.extend(recipe.adapter.iter().map(|a| a.path.clone()));
+    paths.extend(manifest.inputs.keys().map(PathBuf::from));
+    paths
 }
 
 /// Binds the recipe to the model (selectors, export shapes, teacher) before any work; every
@@ -290,6 +357,6 @@ fn bind(recipe: &Recipe, model: &CausalLm, options: &RunOptions<'_>) -> Result<P
         text: options.recipe_text.clone(),
         sets: options.sets.clone(),
     };
-    let text: Vec<String> = plan.problems.iter().map(|d| sources.render(d)).collect();
-    Err(PipelineError::Recipe(format!("{}{} cannot run on this model", text.concat(), options.recipe_file)))
+    let text = sources.render_some(&plan.problems);
+    Err(PipelineError::Recipe(format!("{text}{} cannot run on this model", options.recipe_file)))
 }

@@ -2,6 +2,8 @@
 //! (quantization codes, sparsity masks, LoRA adapters), saved and loaded once per stage directory.
 
 use crate::PipelineError;
+use crate::fingerprint::{file_sha256, hash_tree};
+use std::collections::BTreeMap;
 use slmc_model::hf_dir::{SaveOptions, save};
 use slmc_model::{CausalLm, HfModel};
 use std::path::Path;
@@ -48,15 +50,38 @@ pub struct State {
     pub records: Records,
 }
 
+/// What a stage directory holds of the state, beside `done.json`.
+pub(crate) const STATE_ENTRIES: [&str; 4] = ["model", QUANT_RECORDS, MASK_RECORDS, ADAPTER_RECORDS];
+
 impl State {
-    /// Writes the state into a stage directory: `model/` (in f32 when records exist, since
-    /// fake-quantized values are not exact in 16-bit floats; else in the model's dtype; the base
-    /// weights when adapters are attached) and one file per kind of record, the adapters as a PEFT
-    /// directory `adapter/`.
-    pub(crate) fn save(&self, sdir: &Path, tokenizer_dir: Option<&Path>) -> Result<(), PipelineError> {
-        let dtype = (!self.records.is_empty()).then_some(slmc_formats::FloatDtype::F32);
-        let opts =
-            SaveOptions { tokenizer_dir: tokenizer_dir.map(Path::to_path_buf), dtype, ..Default::default() };
+    /// Writes the state into a stage directory: `model/` (weights in f32, exactly what the next
+    /// stage receives, so a resumed run continues bit-identically; `config.json` keeps the
+    /// model's dtype; the base weights when adapters are attached) and one file per kind of
+    /// record, the adapters as a PEFT directory `adapter/`. Returns the sha256 of every file
+    /// written, by path relative to `sdir` (for `done.json`).
+    pub(crate) fn save(
+        &self,
+        sdir: &Path,
+        tokenizer_dir: Option<&Path>,
+    ) -> Result<BTreeMap<String, String>, PipelineError> {
+        let opts = SaveOptions {
+            tokenizer_dir: tokenizer_dir.map(Path::to_path_buf),
+            tensor_dtype: Some(slmc_formats::FloatDtype::F32),
+            ..Default::default()
+        };
+        // Records an earlier, interrupted attempt of this stage may have left (`model/` is
+        // replaced atomically below).
+        for entry in &STATE_ENTRIES[1..] {
+            let stale = sdir.join(entry);
+            let removed = if stale.is_dir() {
+                std::fs::remove_dir_all(&stale)
+            } else if stale.is_file() {
+                std::fs::remove_file(&stale)
+            } else {
+                continue;
+            };
+            removed.map_err(|e| PipelineError::io(&stale, e))?;
+        }
         save(&self.model, &sdir.join("model"), &opts)?;
         if let Some(q) = &self.records.quant {
             slmc_quant::save_records(q, &sdir.join(QUANT_RECORDS))?;
@@ -67,13 +92,24 @@ impl State {
         if let Some(adapter) = slmc_model::lora::extract(&self.model)? {
             slmc_formats::adapter::write_peft(&adapter, &sdir.join(ADAPTER_RECORDS))?;
         }
-        Ok(())
+        hash_tree(sdir, &STATE_ENTRIES)
     }
 
-    /// The state a finished stage saved, if it saved one (an eval stage does not).
-    pub(crate) fn load(sdir: &Path, device: &burn::prelude::Device) -> Result<Option<Self>, PipelineError> {
-        if !sdir.join("model").join("config.json").is_file() {
-            return Ok(None);
+    /// The state a finished stage saved, after checking every file against the hashes its
+    /// `done.json` lists (`Err(Stale)` names the first that is missing or changed).
+    pub(crate) fn load(
+        sdir: &Path,
+        outputs: &BTreeMap<String, String>,
+        device: &burn::prelude::Device,
+    ) -> Result<Result<Self, Stale>, PipelineError> {
+        for (rel, want) in outputs {
+            let path = sdir.join(rel);
+            if !path.is_file() {
+                return Ok(Err(Stale(format!("{} is missing", path.display()))));
+            }
+            if &file_sha256(&path)? != want {
+                return Ok(Err(Stale(format!("{} changed since the stage finished", path.display()))));
+            }
         }
         let mut model = HfModel::load(&sdir.join("model"), device)?.model;
         let adapter_dir = sdir.join(ADAPTER_RECORDS);
@@ -85,6 +121,10 @@ impl State {
         let quant = if quant_file.is_file() { Some(slmc_quant::load_records(&quant_file)?) } else { None };
         let mask_file = sdir.join(MASK_RECORDS);
         let masks = if mask_file.is_file() { Some(slmc_prune::load_masks(&mask_file)?) } else { None };
-        Ok(Some(Self { model, records: Records { quant, masks } }))
+        Ok(Ok(Self { model, records: Records { quant, masks } }))
     }
 }
+
+/// Why a finished stage's saved state cannot be used (the stage runs again).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stale(pub String);

@@ -29,11 +29,11 @@ pub fn save_masks(masks: &Masks, path: &Path) -> Result<(), PruneError> {
         shapes.insert(name.clone(), serde_json::json!([mask.rows(), mask.cols()]));
         let shape = vec![mask.rows(), bytes_per_row(mask.cols())];
         let view =
-            TensorView::new(Dtype::U8, shape, mask.packed()).map_err(|e| file_error(format!("{e:?}")))?;
+            TensorView::new(Dtype::U8, shape, mask.packed()).map_err(|e| file_error(e.to_string()))?;
         views.push((format!("{name}{SUFFIX}"), view));
     }
     let meta = HashMap::from([(SHAPES_KEY.to_string(), serde_json::Value::Object(shapes).to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| file_error(format!("{e:?}")))?;
+    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| file_error(e.to_string()))?;
     atomic_write(path, &bytes)?;
     Ok(())
 }

@@ -192,7 +192,7 @@ fn weights_path(block: &Path) -> PathBuf {
 fn save_weights(weights: &BTreeMap<&String, &Vec<f32>>, path: &Path) -> Result<(), PruneError> {
     let bad = |e: safetensors::SafeTensorError| PruneError::Mask {
         name: path.display().to_string(),
-        reason: format!("{e:?}"),
+        reason: e.to_string(),
     };
     let bytes: Vec<(String, Vec<u8>, usize)> = weights
         .iter()

@@ -55,6 +55,6 @@ pub fn save_gptq(
         (serde_json::to_string_pretty(&qc).expect("json") + "\n").into_bytes(),
     ));
     overlay.config.insert("quantization_config".into(), qc);
-    let options = SaveOptions { dtype: Some(FloatDtype::F16), max_shard_bytes: None, tokenizer_dir };
+    let options = SaveOptions { dtype: Some(FloatDtype::F16), tokenizer_dir, ..Default::default() };
     Ok(save_with(model, out, &options, overlay)?)
 }

@@ -131,7 +131,7 @@ pub fn save_records(records: &Records, path: &Path) -> Result<(), QuantError> {
     let mut meta = std::collections::HashMap::new();
     meta.insert("slmc.quant.grids".to_string(), serde_json::Value::Object(grids).to_string());
     let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| QuantError::Record { name: path.display().to_string(), reason: format!("{e:?}") })?;
+        .map_err(|e| QuantError::Record { name: path.display().to_string(), reason: e.to_string() })?;
     atomic_write(path, &bytes)?;
     Ok(())
 }

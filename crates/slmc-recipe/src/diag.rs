@@ -5,6 +5,27 @@
 use crate::tree::Origin;
 use std::fmt::Write;
 
+/// At most this many diagnostics are rendered; the rest are counted.
+pub const MAX_SHOWN: usize = 20;
+/// A quoted source line is cut to a window of about this many characters around the caret.
+pub const QUOTE_CHARS: usize = 100;
+
+/// The part of `line` to quote for a caret at 1-based character column `col`, `width`
+/// characters wide: the whole line when it is short, else a window around the caret with `…`
+/// where it was cut. Returns the quote and the caret's column and width within it.
+fn quote_window(line: &str, col: usize, width: usize) -> (String, usize, usize) {
+    let chars = line.chars().count();
+    let width = width.min(QUOTE_CHARS / 2).max(1);
+    if chars <= QUOTE_CHARS {
+        return (line.to_string(), col, width.min(chars.saturating_sub(col - 1)).max(1));
+    }
+    let start = (col - 1).saturating_sub(QUOTE_CHARS / 4);
+    let end = (start + QUOTE_CHARS).min(chars);
+    let window: String = line.chars().skip(start).take(end - start).collect();
+    let (lead, tail) = (if start > 0 { "…" } else { "" }, if end < chars { "…" } else { "" });
+    (format!("{lead}{window}{tail}"), col - start + lead.chars().count(), width)
+}
+
 /// One problem in a recipe.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diagnostic {
@@ -76,14 +97,18 @@ pub struct Sources {
 impl Sources {
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
         (line, self.text[line_start..offset].chars().count() + 1)
     }
 
-    /// Renders one diagnostic.
+    /// Renders one diagnostic: the message, `--> file:line:col`, the source line (a window of at
+    /// most [`QUOTE_CHARS`] characters around the caret when it is longer) and the caret.
     pub fn render(&self, d: &Diagnostic) -> String {
         let mut out = format!("error: {}\n", d.message);
         match &d.origin {
@@ -93,18 +118,20 @@ impl Sources {
                 let text = self.text.lines().nth(line - 1).unwrap_or("");
                 let gutter = " ".repeat(line.to_string().len());
                 let width = {
-                    let end = span.end.min(self.text.len()).max(span.start);
-                    let same_line = self.text[span.start..end].split('\n').next().unwrap_or("");
+                    let start = span.start.min(self.text.len());
+                    let end = span.end.min(self.text.len()).max(start);
+                    let same_line = self.text.get(start..end).and_then(|t| t.split('\n').next()).unwrap_or("");
                     same_line.chars().count().max(1)
                 };
+                let (quoted, caret_col, width) = quote_window(text, col, width);
                 let _ = writeln!(out, "{gutter} |");
-                let _ = writeln!(out, "{line} | {text}");
+                let _ = writeln!(out, "{line} | {quoted}");
                 let label = d.label.as_deref().map(|l| format!(" {l}")).unwrap_or_default();
-                let _ = writeln!(out, "{gutter} | {}{}{label}", " ".repeat(col - 1), "^".repeat(width));
+                let _ = writeln!(out, "{gutter} | {}{}{label}", " ".repeat(caret_col - 1), "^".repeat(width));
             }
             Origin::Set { index } => {
                 let arg = self.sets.get(*index).map(String::as_str).unwrap_or("?");
-                let _ = writeln!(out, "  --> --set {arg}");
+                let _ = writeln!(out, "  --> --set {}", quote_window(arg, 1, 1).0);
                 if let Some(l) = &d.label {
                     let _ = writeln!(out, "   = {l}");
                 }
@@ -118,9 +145,18 @@ impl Sources {
         out
     }
 
+    /// Renders the first [`MAX_SHOWN`] diagnostics, then how many more there are.
+    pub fn render_some(&self, ds: &[Diagnostic]) -> String {
+        let mut out: String = ds.iter().take(MAX_SHOWN).map(|d| self.render(d) + "\n").collect();
+        if ds.len() > MAX_SHOWN {
+            let _ = writeln!(out, "error: … and {} more problems\n", ds.len() - MAX_SHOWN);
+        }
+        out
+    }
+
     /// Renders every diagnostic and a summary line.
     pub fn render_all(&self, ds: &Diagnostics) -> String {
-        let mut out: String = ds.0.iter().map(|d| self.render(d) + "\n").collect();
+        let mut out = self.render_some(&ds.0);
         let n = ds.len();
         let _ = write!(out, "error: {} has {n} problem{}", self.file_name, if n == 1 { "" } else { "s" });
         out

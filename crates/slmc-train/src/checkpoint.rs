@@ -1,7 +1,9 @@
 //! Training checkpoints: `<root>/step-000123/` holding the model (`model.safetensors`, f32, Hugging
 //! Face names; for a LoRA run only the adapters, as a PEFT directory `adapter/`), the AdamW state (`optimizer.bpk`, keyed by the model's stable parameter ids) and
-//! `state.json` (step, data position). Each is assembled in a `.partial` directory and renamed,
-//! so a directory named `step-*` is always complete.
+//! `state.json` (step, data position), and `checksums.json` (the sha256 of every other file).
+//! Each is assembled in a `.partial` directory and renamed, so a directory named `step-*` is
+//! always complete; one whose files no longer match their checksums (truncated, flipped bytes)
+//! is passed over for the previous checkpoint.
 
 use crate::TrainError;
 use crate::trainer::TrainModel;
@@ -15,6 +17,7 @@ use slmc_model::{lora, weights};
 
 /// The checkpoint subdirectory holding the adapters of a LoRA run (PEFT's layout).
 const ADAPTER_DIR: &str = "adapter";
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Counters saved with a checkpoint.
@@ -66,6 +69,8 @@ pub fn save<M: TrainModel>(
     optim.save(partial.join("optimizer.bpk")).map_err(|e| err(&partial, format!("{e:?}")))?;
     let json = serde_json::to_string_pretty(state).expect("json");
     atomic_write(&partial.join("state.json"), json.as_bytes())?;
+    let sums = serde_json::to_string_pretty(&checksums(&partial)?).expect("json");
+    atomic_write(&partial.join(CHECKSUMS), sums.as_bytes())?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).map_err(|e| err(&final_dir, e))?;
     }
@@ -94,33 +99,89 @@ pub fn list(root: &Path) -> Vec<(usize, PathBuf)> {
     out
 }
 
+/// The checksum file of a checkpoint directory.
+const CHECKSUMS: &str = "checksums.json";
+
+/// sha256 of every file under `dir` but the checksum file, by relative path.
+fn checksums(dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).map_err(|e| err(&d, e))?.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if entry.file_name() != CHECKSUMS {
+                let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
+                out.insert(rel, slmc_formats::fsutil::file_sha256(&path)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why the checkpoint `dir` cannot be trusted, if it cannot: a file missing, changed or added
+/// since it was written. (Checkpoints written before checksums existed are trusted.)
+fn damage(dir: &Path) -> Result<Option<String>, TrainError> {
+    let Ok(text) = std::fs::read_to_string(dir.join(CHECKSUMS)) else {
+        return Ok(None);
+    };
+    let Ok(want) = serde_json::from_str::<BTreeMap<String, String>>(&text) else {
+        return Ok(Some(format!("its {CHECKSUMS} is unreadable")));
+    };
+    let have = checksums(dir)?;
+    for (file, sum) in &want {
+        match have.get(file) {
+            None => return Ok(Some(format!("{file} is missing"))),
+            Some(h) if h != sum => return Ok(Some(format!("{file} does not match its checksum"))),
+            Some(_) => {}
+        }
+    }
+    Ok(have.keys().find(|f| !want.contains_key(*f)).map(|f| format!("{f} was not part of it")))
+}
+
 /// What [`load_latest`] found: the restored model, optimizer and counters, or (no checkpoint)
 /// the template model back.
 pub type Restored<M> = Result<(M, ModuleOptimizer, TrainState), M>;
 
-/// Loads the newest checkpoint into `template` (same shapes; plain device): model, optimizer
-/// state and counters.
+/// Loads the newest intact checkpoint into `template` (same shapes; plain device): model,
+/// optimizer state and counters. A damaged checkpoint (see [`damage`]) is reported to
+/// `rejected` with the reason and passed over for the one before it.
 pub fn load_latest<M: TrainModel>(
     root: &Path,
     template: M,
     optim: ModuleOptimizer,
     device: &Device,
+    rejected: &mut dyn FnMut(&Path, &str),
 ) -> Result<Restored<M>, TrainError> {
-    let Some((_, dir)) = list(root).pop() else {
-        return Ok(Err(template));
-    };
+    for (_, dir) in list(root).into_iter().rev() {
+        match damage(&dir)? {
+            Some(why) => rejected(&dir, &why),
+            None => return load_dir(&dir, template, optim, device).map(Ok),
+        }
+    }
+    Ok(Err(template))
+}
+
+/// Loads the checkpoint `dir`.
+fn load_dir<M: TrainModel>(
+    dir: &Path,
+    template: M,
+    optim: ModuleOptimizer,
+    device: &Device,
+) -> Result<(M, ModuleOptimizer, TrainState), TrainError> {
     let config: ModelConfig = template.lm().config.clone();
     let state: TrainState =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).map_err(|e| err(&dir, e))?)
-            .map_err(|e| err(&dir, e))?;
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).map_err(|e| err(dir, e))?)
+            .map_err(|e| err(dir, e))?;
     let lm = if dir.join(ADAPTER_DIR).is_dir() {
         let adapter = read_peft(&dir.join(ADAPTER_DIR))?;
         lora::attach_trainable(template.lm().clone(), &adapter)?
     } else {
-        let ckpt = Checkpoint::open_dir(&dir)?;
+        let ckpt = Checkpoint::open_dir(dir)?;
         weights::load(&config, &ckpt, &dir.display().to_string(), device)?.0
     };
-    let model = template.with_lm(lm).load_extra(&dir)?;
-    let optim = optim.load(dir.join("optimizer.bpk")).map_err(|e| err(&dir, format!("{e:?}")))?;
-    Ok(Ok((model, optim, state)))
+    let model = template.with_lm(lm).load_extra(dir)?;
+    let optim = optim.load(dir.join("optimizer.bpk")).map_err(|e| err(dir, format!("{e:?}")))?;
+    Ok((model, optim, state))
 }

@@ -217,6 +217,14 @@ pub enum Event {
         /// Mean next-token NLL.
         loss: f64,
     },
+    /// A damaged checkpoint was passed over when resuming (the previous one is used instead, or
+    /// training starts over when none is intact).
+    CheckpointRejected {
+        /// Its directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A checkpoint was written.
     Checkpoint {
         /// Steps done.
@@ -259,18 +267,19 @@ pub fn train<M: TrainModel>(
             p.batch_size
         )));
     }
-    let (model, mut optim, mut state) =
-        match checkpoint::load_latest(&options.checkpoint_dir, model, optimizer(p), &device)? {
-            Ok((m, o, s)) => {
-                observer(&Event::Resumed { step: s.step });
-                (m, o, s)
-            }
-            Err(model) => (
-                model,
-                optimizer(p),
-                TrainState { step: 0, tokens_seen: 0, sequences_drawn: 0, seed: options.seed },
-            ),
-        };
+    let mut rejected = |path: &std::path::Path, why: &str| {
+        observer(&Event::CheckpointRejected { path: path.to_path_buf(), reason: why.to_string() })
+    };
+    let restored = checkpoint::load_latest(&options.checkpoint_dir, model, optimizer(p), &device, &mut rejected)?;
+    let (model, mut optim, mut state) = match restored {
+        Ok((m, o, s)) => {
+            observer(&Event::Resumed { step: s.step });
+            (m, o, s)
+        }
+        Err(model) => {
+            (model, optimizer(p), TrainState { step: 0, tokens_seen: 0, sequences_drawn: 0, seed: options.seed })
+        }
+    };
     // Built after any checkpoint is loaded: parameter ids come from the loaded record.
     let grad_mask = options.keep_masks.map(|k| crate::sparse::GradMask::new(model.lm(), k)).transpose()?;
     let mut order = Order::new(data.train.len(), state.seed);
@@ -355,6 +364,16 @@ pub fn train<M: TrainModel>(
         if options.kill_after == Some(state.step) {
             return Err(TrainError::Interrupted { step: state.step });
         }
+        // The step's evaluation comes before its checkpoint: a run stopped (Ctrl-C) or killed
+        // after the checkpoint has logged it, and one killed before redoes the step and it.
+        let eval_due = p.eval_every > 0 && state.step % p.eval_every == 0;
+        if let Some(eval) = &data.eval
+            && (eval_due || state.step == p.steps)
+        {
+            let loss = eval_loss(model.valid().lm(), eval, p.eval_sequences, p.batch_size);
+            observer(&Event::Eval { step: state.step, loss });
+            clock = Instant::now();
+        }
         let interrupted = options.interrupt.is_some_and(|f| f.load(Ordering::Relaxed));
         let periodic = p.checkpoint_every > 0 && state.step % p.checkpoint_every == 0;
         if periodic || interrupted || state.step == p.steps {
@@ -364,14 +383,6 @@ pub fn train<M: TrainModel>(
         }
         if interrupted {
             return Err(TrainError::Interrupted { step: state.step });
-        }
-        let eval_due = p.eval_every > 0 && state.step % p.eval_every == 0;
-        if let Some(eval) = &data.eval
-            && (eval_due || state.step == p.steps)
-        {
-            let loss = eval_loss(model.valid().lm(), eval, p.eval_sequences, p.batch_size);
-            observer(&Event::Eval { step: state.step, loss });
-            clock = Instant::now();
         }
     }
     Ok(model.valid())

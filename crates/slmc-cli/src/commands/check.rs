@@ -42,9 +42,7 @@ pub fn run(a: Args, device: &str) -> anyhow::Result<()> {
             text: std::fs::read_to_string(&a.recipe.recipe).unwrap_or_default(),
             sets: a.recipe.sets.clone(),
         };
-        for d in &plan.problems {
-            eprint!("{}", sources.render(d));
-        }
+        eprint!("{}", sources.render_some(&plan.problems));
         anyhow::bail!(
             "{}: {} problem{} binding the recipe to the model",
             a.recipe.recipe.display(),

@@ -54,9 +54,35 @@ pub struct Args {
     /// gguf: print every tensor's type and size.
     #[arg(long)]
     pub verbose: bool,
-    /// Output directory (safetensors) or file (gguf); written atomically.
+    /// Output directory (safetensors, peft) or file (gguf, gguf-lora); written atomically. An
+    /// existing output is refused unless --force.
     #[arg(short, long)]
     pub output: PathBuf,
+    /// Replace an existing output (only once the new one is complete).
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Refuses to overwrite an existing output unless `force`, and a file output over a directory;
+/// removes the temporary files that killed exports left beside it.
+fn check_output(a: &Args) -> anyhow::Result<()> {
+    let out = &a.output;
+    let writes_file = matches!(a.format, Format::Gguf | Format::GgufLora);
+    if let Ok(meta) = std::fs::symlink_metadata(out) {
+        if writes_file && meta.is_dir() {
+            bail!("{} is a directory; --format gguf writes a file: give a file name", out.display());
+        }
+        if !a.force {
+            let what = if meta.is_dir() { "directory" } else { "file" };
+            bail!("{} exists (a {what}); pass --force to replace it, or choose another -o", out.display());
+        }
+    }
+    let parent = match out.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => std::path::Path::new("."),
+    };
+    slmc_formats::fsutil::sweep_stale_temporaries(parent)?;
+    Ok(())
 }
 
 /// Runs the command.
@@ -70,6 +96,7 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
         }
         _ => {}
     }
+    check_output(&a)?;
     let mut hf = HfModel::load(&a.model, device)?;
     let adapter = match &a.adapter {
         Some(dir) => {
@@ -123,6 +150,7 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
             dtype: Some(a.dtype.unwrap_or(hf.stored_dtype)),
             max_shard_bytes: a.max_shard_mb.map(|m| m * 1_000_000),
             tokenizer_dir: Some(a.model.clone()),
+            tensor_dtype: None,
         }),
         Format::Gguf => ExportRequest::Gguf(GgufOptions {
             file_type: a.gguf_type.unwrap_or(match hf.stored_dtype {

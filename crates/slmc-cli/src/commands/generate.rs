@@ -23,11 +23,11 @@ pub struct Args {
     /// Tokens to generate at most.
     #[arg(long, default_value_t = 64)]
     pub max_new_tokens: usize,
-    /// Sampling temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature (a finite number ≥ 0); 0 = greedy.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_temperature)]
     pub temperature: f32,
-    /// Nucleus sampling threshold (with --temperature > 0).
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling threshold, in (0, 1] (with --temperature > 0).
+    #[arg(long, default_value_t = 1.0, value_parser = parse_top_p)]
     pub top_p: f32,
     /// Seed of the sampler.
     #[arg(long, default_value_t = 0)]
@@ -35,6 +35,22 @@ pub struct Args {
     /// Keep generating past end-of-sequence tokens.
     #[arg(long)]
     pub ignore_eos: bool,
+}
+
+fn parse_temperature(s: &str) -> Result<f32, String> {
+    let t: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !t.is_finite() || t < 0.0 {
+        return Err(format!("the temperature must be a finite number ≥ 0, got {s}"));
+    }
+    Ok(t)
+}
+
+fn parse_top_p(s: &str) -> Result<f32, String> {
+    let p: f32 = s.parse().map_err(|_| format!("`{s}` is not a number"))?;
+    if !(p > 0.0 && p <= 1.0) {
+        return Err(format!("top-p must be in (0, 1], got {s}"));
+    }
+    Ok(p)
 }
 
 /// Runs the command.

@@ -1,6 +1,5 @@
 //! `slmc inspect DIR` (a Hugging Face model directory) and `slmc inspect FILE.gguf`.
 
-use anyhow::Context;
 use slmc_formats::Checkpoint;
 use slmc_formats::gguf::{GgufReader, Value};
 use slmc_model::ModelConfig;
@@ -26,8 +25,14 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     if super::inspect_adapter::is_adapter_dir(&a.path) {
         return super::inspect_adapter::run(&a.path, a.json);
     }
-    let config = ModelConfig::from_file(&a.path.join("config.json"))
-        .with_context(|| format!("{} is not a Hugging Face model directory", a.path.display()))?;
+    let config_path = a.path.join("config.json");
+    if !config_path.is_file() {
+        anyhow::bail!(
+            "{} is not a Hugging Face model directory (no config.json), a PEFT adapter or a .gguf file",
+            a.path.display()
+        );
+    }
+    let config = ModelConfig::from_file(&config_path)?;
     let ckpt = Checkpoint::open_dir(&a.path)?;
     let stored: usize = ckpt.names().filter_map(|n| ckpt.meta(n)).map(|m| m.numel()).sum();
     let disk: u64 = std::fs::read_dir(&a.path)?

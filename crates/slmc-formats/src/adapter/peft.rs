@@ -120,6 +120,7 @@ pub fn read_peft(dir: &Path) -> Result<LoraAdapter, FormatError> {
             continue;
         };
         let (shape, stored, values) = ckpt.read_f32(key)?;
+        finite(key, &values)?;
         dtype.get_or_insert(stored);
         let p = parts.entry(module.to_string()).or_default();
         match role {
@@ -153,6 +154,7 @@ pub fn read_peft(dir: &Path) -> Result<LoraAdapter, FormatError> {
             ));
         }
         let (shape, _, data) = ckpt.read_f32(&key)?;
+        finite(&key, &data)?;
         adapter.saved.insert(param, SavedTensor { shape, data });
     }
     for (module, p) in parts {
@@ -172,6 +174,18 @@ pub fn read_peft(dir: &Path) -> Result<LoraAdapter, FormatError> {
     }
     adapter.validate()?;
     Ok(adapter)
+}
+
+/// Refuses a tensor holding NaN or an infinity (a diverged training run's adapter), which would
+/// otherwise be merged or exported silently.
+fn finite(key: &str, values: &[f32]) -> Result<(), FormatError> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(bad_tensor(
+            key,
+            format!("holds {} at index {i}: the adapter is not usable (did its training diverge?)", values[i]),
+        )),
+    }
 }
 
 /// The tensors of `adapter` under PEFT's keys, in its storage dtype.

@@ -487,6 +487,24 @@ struct Parser<'a> {
     source: &'a str,
 }
 
+/// The largest parameter count a config may describe (a trillion: far above any model slmc can
+/// hold, but refused before a shape is allocated).
+pub const MAX_PARAMS: u64 = 1 << 40;
+
+/// The largest value slmc accepts for a size key of `config.json` (each far above any released
+/// model's, so that an absurd value is refused instead of sizing an allocation).
+pub fn config_limit(key: &str) -> usize {
+    match key {
+        "num_hidden_layers" | "num_attention_heads" | "num_key_value_heads" => 1 << 12,
+        "head_dim" => 1 << 14,
+        "hidden_size" => 1 << 17,
+        "intermediate_size" => 1 << 20,
+        "vocab_size" => 1 << 24,
+        "max_position_embeddings" => 1 << 24,
+        _ => usize::MAX,
+    }
+}
+
 impl Parser<'_> {
     fn err(&self, reason: impl Into<String>) -> FormatError {
         FormatError::Config { file: self.source.into(), reason: reason.into() }
@@ -508,6 +526,35 @@ impl Parser<'_> {
                 .map(|x| Some(x as usize))
                 .ok_or_else(|| self.err(format!("`{key}` must be a non-negative integer, got {v}"))),
         }
+    }
+
+    /// `value` of `key`, refused above [`config_limit`] (before anything is sized by it).
+    fn bounded(&self, key: &str, value: usize) -> Result<usize, FormatError> {
+        let max = config_limit(key);
+        if value > max {
+            return Err(self.err(format!("`{key}` = {value} is larger than slmc supports (at most {max})")));
+        }
+        Ok(value)
+    }
+
+    /// Refuses shapes whose parameter count (roughly: embeddings, attention and MLP of every
+    /// layer) exceeds [`MAX_PARAMS`].
+    fn within_params(
+        &self,
+        vocab: usize,
+        hidden: usize,
+        intermediate: usize,
+        layers: usize,
+        q_dim: usize,
+    ) -> Result<(), FormatError> {
+        let per_layer = (4 * hidden as u128 * q_dim as u128) + (3 * hidden as u128 * intermediate as u128);
+        let total = 2 * vocab as u128 * hidden as u128 + layers as u128 * per_layer;
+        if total > MAX_PARAMS as u128 {
+            return Err(self.err(format!(
+                "these shapes imply about {total} parameters, more than slmc supports ({MAX_PARAMS})"
+            )));
+        }
+        Ok(())
     }
 
     fn f64_opt(&self, key: &str) -> Result<Option<f64>, FormatError> {
@@ -553,16 +600,17 @@ impl Parser<'_> {
         let arch = Arch::from_model_type(model_type).ok_or_else(|| {
             self.err(format!("unsupported model_type `{model_type}`; slmc supports {SUPPORTED_MODEL_TYPES}"))
         })?;
-        let hidden_size = self.usize_req("hidden_size")?;
-        let num_heads = self.usize_req("num_attention_heads")?;
+        let hidden_size = self.bounded("hidden_size", self.usize_req("hidden_size")?)?;
+        let num_heads = self.bounded("num_attention_heads", self.usize_req("num_attention_heads")?)?;
         let num_kv_heads = self.usize_opt("num_key_value_heads")?.unwrap_or(num_heads);
+        let num_kv_heads = self.bounded("num_key_value_heads", num_kv_heads)?;
         if num_heads == 0 || num_kv_heads == 0 || num_heads % num_kv_heads != 0 {
             return Err(self.err(format!(
                 "num_attention_heads ({num_heads}) must be a positive multiple of num_key_value_heads ({num_kv_heads})"
             )));
         }
         let head_dim = match self.usize_opt("head_dim")? {
-            Some(d) => d,
+            Some(d) => self.bounded("head_dim", d)?,
             None if hidden_size % num_heads == 0 => hidden_size / num_heads,
             None => {
                 return Err(self.err(format!(
@@ -570,8 +618,12 @@ impl Parser<'_> {
                 )));
             }
         };
-        let num_layers = self.usize_req("num_hidden_layers")?;
+        let num_layers = self.bounded("num_hidden_layers", self.usize_req("num_hidden_layers")?)?;
         let max_position_embeddings = self.usize_opt("max_position_embeddings")?.unwrap_or(2048);
+        let max_position_embeddings = self.bounded("max_position_embeddings", max_position_embeddings)?;
+        let vocab_size = self.bounded("vocab_size", self.usize_req("vocab_size")?)?;
+        let intermediate_size = self.bounded("intermediate_size", self.usize_req("intermediate_size")?)?;
+        self.within_params(vocab_size, hidden_size, intermediate_size, num_layers, num_heads * head_dim)?;
         let dtype_name = self
             .get("torch_dtype")
             .or_else(|| self.get("dtype"))
@@ -600,9 +652,9 @@ impl Parser<'_> {
         eos_token_ids.dedup();
         Ok(ModelConfig {
             arch,
-            vocab_size: self.usize_req("vocab_size")?,
+            vocab_size,
             hidden_size,
-            intermediate_size: self.usize_req("intermediate_size")?,
+            intermediate_size,
             num_layers,
             num_heads,
             num_kv_heads,

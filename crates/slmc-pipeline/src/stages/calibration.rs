@@ -38,9 +38,9 @@ fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineEr
     let bytes: Vec<u8> = windows.iter().flatten().flat_map(|&t| (t as i32).to_le_bytes()).collect();
     let view =
         safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![windows.len(), len], &bytes)
-            .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
+            .map_err(|e| PipelineError::io(path, e))?;
     let data = safetensors::serialize(vec![("input_ids", view)], None)
-        .map_err(|e| PipelineError::io(path, format!("{e:?}")))?;
+        .map_err(|e| PipelineError::io(path, e))?;
     Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
 }
 
