@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 /// The stage clock's file in a stage directory.
 pub(crate) const CLOCK_FILE: &str = "clock.json";
 /// How often the clock is saved while the stage runs.
-const SAVE_EVERY: Duration = Duration::from_secs(2);
+const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 /// The running clock of one stage.
 pub(crate) struct StageClock {
