@@ -72,7 +72,9 @@ fn absurd_config_sizes_are_refused_before_anything_is_allocated() {
         let recipe = tmp.path().join(format!("{key}.toml"));
         std::fs::write(
             &recipe,
-            format!("name = \"x\"\n[model]\npath = \"{m}\"\n[[stage]]\nkind = \"quantize\"\nmethod = \"rtn\"\n"),
+            format!(
+                "name = \"x\"\n[model]\npath = \"{m}\"\n[[stage]]\nkind = \"quantize\"\nmethod = \"rtn\"\n"
+            ),
         )
         .unwrap();
         let o = slmc(tmp.path(), &["check", recipe.to_str().unwrap()]);
@@ -124,7 +126,14 @@ fn an_adapter_holding_nan_is_refused_naming_the_tensor() {
     let out = tmp.path().join("merged");
     let o = slmc(
         tmp.path(),
-        &["export", fixture("llama_gqa").to_str().unwrap(), "--adapter", adapter.to_str().unwrap(), "-o", "merged"],
+        &[
+            "export",
+            fixture("llama_gqa").to_str().unwrap(),
+            "--adapter",
+            adapter.to_str().unwrap(),
+            "-o",
+            "merged",
+        ],
     );
     assert_one_error(&o, "holds NaN at index 0");
     assert!(!out.exists(), "nothing written");
@@ -209,6 +218,10 @@ fn more_threads_than_cores_are_lowered_with_a_warning() {
         &["--threads", &asked, "eval", m.to_str().unwrap(), "--data", data.to_str().unwrap(), "--ctx", "32"],
     );
     assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains(&format!("--threads {asked} is more than the {cores} cores here")), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("--threads {asked} is more than the {cores} cores here")),
+        "{}",
+        text(&o)
+    );
     assert_one_error(&slmc(&root(), &["--threads", "0", "inspect", m.to_str().unwrap()]), "at least 1");
 }

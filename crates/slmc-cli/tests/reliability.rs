@@ -379,11 +379,17 @@ fn ctrl_c_and_kills_lose_no_evaluation_and_no_wall_time() {
     let before_kill = started.elapsed().as_secs_f64();
     let (code, out) = run(tmp.path(), &["run", r.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{out}");
-    let steps: Vec<u64> =
-        lines(&run_dir).iter().filter(|v| v["event"] == "step").map(|v| v["step"].as_u64().unwrap()).collect();
+    let steps: Vec<u64> = lines(&run_dir)
+        .iter()
+        .filter(|v| v["event"] == "step")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(steps, (1..=3000).collect::<Vec<u64>>(), "every step once");
-    let eval_steps: Vec<u64> =
-        lines(&run_dir).iter().filter(|v| v["event"] == "eval").map(|v| v["step"].as_u64().unwrap()).collect();
+    let eval_steps: Vec<u64> = lines(&run_dir)
+        .iter()
+        .filter(|v| v["event"] == "eval")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
     assert_eq!(eval_steps, (1..=600).map(|i| i * 5).collect::<Vec<u64>>(), "every evaluation once");
     let done: Value =
         serde_json::from_str(&std::fs::read_to_string(run_dir.join("stages/0-finetune/done.json")).unwrap())

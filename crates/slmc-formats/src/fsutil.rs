@@ -115,7 +115,9 @@ mod tests {
         assert_eq!(temporary_pid(".slmc-tmp-123-aB9x"), Some(123));
         assert_eq!(temporary_pid(".model.partial-77-Xy1"), Some(77));
         assert_eq!(temporary_pid(".model.old-77"), Some(77));
-        for not_ours in [".slmc-tmp-abc", "model.partial-7-x", ".notes.old-backup", ".x.old-7z", "config.json"] {
+        for not_ours in
+            [".slmc-tmp-abc", "model.partial-7-x", ".notes.old-backup", ".x.old-7z", "config.json"]
+        {
             assert_eq!(temporary_pid(not_ours), None, "{not_ours}");
         }
     }
@@ -127,7 +129,9 @@ mod tests {
         std::fs::write(&out, "a file").unwrap();
         replace_dir(&out, |d| -> Result<(), FormatError> { atomic_write(&d.join("f"), b"new") }).unwrap();
         assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new");
-        let failed = replace_dir(&out, |_| -> Result<(), FormatError> { Err(FormatError::io(&out, std::io::Error::other("no"))) });
+        let failed = replace_dir(&out, |_| -> Result<(), FormatError> {
+            Err(FormatError::io(&out, std::io::Error::other("no")))
+        });
         assert!(failed.is_err());
         assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new", "a failed write keeps the old");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging left");
@@ -142,7 +146,10 @@ mod tests {
         std::fs::write(&stale, "x").unwrap();
         std::fs::write(&live, "x").unwrap();
         std::fs::create_dir(dir.path().join(".model.partial-4194304-x")).unwrap();
-        assert_eq!(sweep_stale_temporaries(dir.path()).unwrap(), if cfg!(target_os = "linux") { 2 } else { 0 });
+        assert_eq!(
+            sweep_stale_temporaries(dir.path()).unwrap(),
+            if cfg!(target_os = "linux") { 2 } else { 0 }
+        );
         assert!(live.exists());
     }
 }
@@ -174,7 +181,9 @@ pub fn replace_dir<T, E: From<FormatError>>(
 /// The parent and file name of a directory to write; refuses the working directory and its
 /// parents (renaming them away would pull the ground from under the process).
 fn dir_parts(out: &Path) -> Result<(PathBuf, String), FormatError> {
-    let refuse = |why: &str| FormatError::io(out, std::io::Error::other(format!("cannot write a directory here: {why}")));
+    let refuse = |why: &str| {
+        FormatError::io(out, std::io::Error::other(format!("cannot write a directory here: {why}")))
+    };
     let resolved = match out.canonicalize() {
         Ok(p) => p,
         Err(_) => out.to_path_buf(),

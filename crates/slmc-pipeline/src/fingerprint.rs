@@ -53,7 +53,8 @@ pub fn hash_tree(root: &Path, entries: &[&str]) -> Result<BTreeMap<String, Strin
             continue;
         }
         let rel = path.strip_prefix(root).unwrap_or(&path);
-        let key: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let key: Vec<String> =
+            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
         out.insert(key.join("/"), file_sha256(&path)?);
     }
     Ok(out)

@@ -7,8 +7,8 @@ use crate::events::{Event, Observer};
 use crate::exports::{self, ExportTarget};
 use crate::fingerprint::{hash_files, model_files, sha256_hex};
 use crate::metrics::MetricsLog;
-use crate::run_dir::{Manifest, RunDir};
 use crate::resume;
+use crate::run_dir::{Manifest, RunDir};
 use crate::stage_clock::{Clocked, StageClock};
 use crate::state::{Records, State};
 use crate::{PipelineError, gates, report, stages};
@@ -162,7 +162,8 @@ pub fn run(
         resuming = false;
         resume::invalidate(&sdir)?;
         let run = StageRun { recipe, plan: &plan, data: prepared.as_ref(), metrics: &metrics, options };
-        let (next, eval) = run.stage(stage, state, &sdir, input.tokenizer.as_ref(), tokenizer_dir, observer)?;
+        let (next, eval) =
+            run.stage(stage, state, &sdir, input.tokenizer.as_ref(), tokenizer_dir, observer)?;
         state = next;
         final_eval = match eval {
             StageEval::Changed(e) => e,

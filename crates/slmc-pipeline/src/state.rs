@@ -3,9 +3,9 @@
 
 use crate::PipelineError;
 use crate::fingerprint::{file_sha256, hash_tree};
-use std::collections::BTreeMap;
 use slmc_model::hf_dir::{SaveOptions, save};
 use slmc_model::{CausalLm, HfModel};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The exact codes of a quantize stage, in a stage directory.

@@ -28,8 +28,7 @@ pub fn save_masks(masks: &Masks, path: &Path) -> Result<(), PruneError> {
         mask.validate(name)?;
         shapes.insert(name.clone(), serde_json::json!([mask.rows(), mask.cols()]));
         let shape = vec![mask.rows(), bytes_per_row(mask.cols())];
-        let view =
-            TensorView::new(Dtype::U8, shape, mask.packed()).map_err(|e| file_error(e.to_string()))?;
+        let view = TensorView::new(Dtype::U8, shape, mask.packed()).map_err(|e| file_error(e.to_string()))?;
         views.push((format!("{name}{SUFFIX}"), view));
     }
     let meta = HashMap::from([(SHAPES_KEY.to_string(), serde_json::Value::Object(shapes).to_string())]);

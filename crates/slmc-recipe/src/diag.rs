@@ -120,7 +120,8 @@ impl Sources {
                 let width = {
                     let start = span.start.min(self.text.len());
                     let end = span.end.min(self.text.len()).max(start);
-                    let same_line = self.text.get(start..end).and_then(|t| t.split('\n').next()).unwrap_or("");
+                    let same_line =
+                        self.text.get(start..end).and_then(|t| t.split('\n').next()).unwrap_or("");
                     same_line.chars().count().max(1)
                 };
                 let (quoted, caret_col, width) = quote_window(text, col, width);

@@ -270,15 +270,18 @@ pub fn train<M: TrainModel>(
     let mut rejected = |path: &std::path::Path, why: &str| {
         observer(&Event::CheckpointRejected { path: path.to_path_buf(), reason: why.to_string() })
     };
-    let restored = checkpoint::load_latest(&options.checkpoint_dir, model, optimizer(p), &device, &mut rejected)?;
+    let restored =
+        checkpoint::load_latest(&options.checkpoint_dir, model, optimizer(p), &device, &mut rejected)?;
     let (model, mut optim, mut state) = match restored {
         Ok((m, o, s)) => {
             observer(&Event::Resumed { step: s.step });
             (m, o, s)
         }
-        Err(model) => {
-            (model, optimizer(p), TrainState { step: 0, tokens_seen: 0, sequences_drawn: 0, seed: options.seed })
-        }
+        Err(model) => (
+            model,
+            optimizer(p),
+            TrainState { step: 0, tokens_seen: 0, sequences_drawn: 0, seed: options.seed },
+        ),
     };
     // Built after any checkpoint is loaded: parameter ids come from the loaded record.
     let grad_mask = options.keep_masks.map(|k| crate::sparse::GradMask::new(model.lm(), k)).transpose()?;

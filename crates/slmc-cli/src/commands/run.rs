@@ -13,12 +13,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
     after_help = "Outputs go to runs/<name>/ (or the recipe's run-dir): manifest.json, metrics.jsonl, \
 stages/<i>-<kind>/ (checkpoints, output model), artifacts/, report.html (`slmc report DIR` renders it again). Running the same recipe again \
 resumes after the last completed stage, from its newest checkpoint; Ctrl-C writes a checkpoint and stops. \
+One run at a time works in a run directory (a second is refused, naming the first's pid). \
 Exit codes: 0 ok, 1 recipe or input error, 2 internal error, 3 a [gates] check failed."
 )]
 pub struct Args {
     #[command(flatten)]
     pub recipe: RecipeArgs,
-    /// Discard an existing run directory instead of resuming (needed when the recipe or inputs changed).
+    /// Start over: delete the run directory's run files (manifest.json, metrics.jsonl, stages/,
+    /// data/, artifacts/, report) instead of resuming, as needed when the recipe or inputs
+    /// changed. Only in a directory holding an slmc manifest.json, never the working directory,
+    /// a parent of it or a directory holding an input; other files there stay.
     #[arg(long)]
     pub fresh: bool,
 }

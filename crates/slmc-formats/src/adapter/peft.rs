@@ -183,7 +183,10 @@ fn finite(key: &str, values: &[f32]) -> Result<(), FormatError> {
         None => Ok(()),
         Some(i) => Err(bad_tensor(
             key,
-            format!("holds {} at index {i}: the adapter is not usable (did its training diverge?)", values[i]),
+            format!(
+                "holds {} at index {i}: the adapter is not usable (did its training diverge?)",
+                values[i]
+            ),
         )),
     }
 }

@@ -39,8 +39,8 @@ fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineEr
     let view =
         safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![windows.len(), len], &bytes)
             .map_err(|e| PipelineError::io(path, e))?;
-    let data = safetensors::serialize(vec![("input_ids", view)], None)
-        .map_err(|e| PipelineError::io(path, e))?;
+    let data =
+        safetensors::serialize(vec![("input_ids", view)], None).map_err(|e| PipelineError::io(path, e))?;
     Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
 }
 
