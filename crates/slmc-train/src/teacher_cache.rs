@@ -141,8 +141,9 @@ impl TopKCache {
     }
 
     /// Reads a cache written by [`save`](Self::save); `None` when it is missing or was computed
-    /// from something else than `fingerprint`.
-    pub fn load(path: &Path, fingerprint: &str) -> Result<Option<Self>, TrainError> {
+    /// from something else than `fingerprint`. A cache that does not hold every sequence of
+    /// `needed` (the ones the run will draw), or whose sizes disagree with its header, is an error.
+    pub fn load(path: &Path, fingerprint: &str, needed: &[usize]) -> Result<Option<Self>, TrainError> {
         let bad =
             |r: &str| TrainError::Checkpoint { path: path.display().to_string(), reason: r.to_string() };
         let Ok(mut f) = std::fs::File::open(path) else {
@@ -167,11 +168,19 @@ impl TopKCache {
             .iter()
             .filter_map(|x| x.as_u64().map(|x| x as usize))
             .collect();
-        let entries = seqs.len() * seq_len * k;
+        let held: std::collections::HashSet<usize> = seqs.iter().copied().collect();
+        if let Some(missing) = needed.iter().find(|i| !held.contains(i)) {
+            return Err(bad(&format!(
+                "holds {} sequences but not sequence {missing}, which the run draws (delete the file to rebuild it)",
+                seqs.len()
+            )));
+        }
+        let entries = seqs.len().checked_mul(seq_len).and_then(|e| e.checked_mul(k));
         let body = &bytes[8 + n..];
-        if body.len() != entries * 6 {
+        if entries.and_then(|e| e.checked_mul(6)) != Some(body.len()) {
             return Err(bad("size does not match the header"));
         }
+        let entries = body.len() / 6;
         let ids = body[..entries * 4]
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
@@ -185,6 +194,19 @@ impl TopKCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cache_missing_a_drawn_sequence_is_a_clear_error() {
+        let cache =
+            TopKCache { k: 1, seq_len: 2, slots: HashMap::from([(3, 0)]), ids: vec![7, 8], logp: vec![0, 0] };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.cache");
+        cache.save(&path, "fp").unwrap();
+        assert_eq!(TopKCache::load(&path, "fp", &[3]).unwrap().unwrap().len(), 1);
+        assert!(TopKCache::load(&path, "other", &[3]).unwrap().is_none());
+        let err = TopKCache::load(&path, "fp", &[3, 5]).err().unwrap().to_string();
+        assert!(err.contains("not sequence 5"), "{err}");
+    }
 
     #[test]
     fn drawn_sequences_follow_the_training_order() {

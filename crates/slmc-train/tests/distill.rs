@@ -38,8 +38,8 @@ fn full_vocabulary_cache_equals_the_online_teacher() {
     // Round trip through the file format.
     let path = dir.path().join("c.cache");
     cache.save(&path, "fp").unwrap();
-    assert!(TopKCache::load(&path, "other").unwrap().is_none());
-    let cache = TopKCache::load(&path, "fp").unwrap().unwrap();
+    assert!(TopKCache::load(&path, "other", &seqs).unwrap().is_none());
+    let cache = TopKCache::load(&path, "fp", &seqs).unwrap().unwrap();
     assert_eq!(cache.len(), seqs.len());
 
     let idx: Vec<usize> = seqs.iter().take(3).copied().collect();

@@ -106,10 +106,10 @@ pub(crate) fn run(
                 ctx.seed()
             );
             let path = ctx.sdir.join(format!("teacher-top{k}.cache"));
-            match TopKCache::load(&path, &fingerprint)? {
+            let seqs = sequences_drawn(train_seqs.len(), ctx.seed(), draws);
+            match TopKCache::load(&path, &fingerprint, &seqs)? {
                 Some(c) => Some(c),
                 None => {
-                    let seqs = sequences_drawn(train_seqs.len(), ctx.seed(), draws);
                     ctx.observer.event(&Event::Info(format!(
                         "caching the teacher's top-{k} log-probabilities for {} sequences",
                         seqs.len()
