@@ -16,23 +16,7 @@ use std::time::{Duration, Instant};
 
 /// A finetune recipe on the llama_gqa fixture; `body` follows `[data]`.
 fn recipe(dir: &Path, name: &str, body: &str) -> PathBuf {
-    let r = root();
-    let text = format!(
-        r#"name = "{name}"
-seed = 5
-[model]
-path = "{model}"
-[data]
-train = "{data}"
-eval = "{data}"
-seq-len = 32
-{body}"#,
-        model = r.join("tests/fixtures/models/llama_gqa").display(),
-        data = r.join("tests/fixtures/eval.txt").display()
-    );
-    let p = dir.join(format!("{name}.toml"));
-    std::fs::write(&p, text).unwrap();
-    p
+    common::fixture_recipe(dir, name, 5, body)
 }
 
 const SHORT_FINETUNE: &str = r#"[[stage]]
@@ -136,11 +120,7 @@ fn wait_for(child: &mut Child, ready: impl Fn() -> bool) -> bool {
 }
 
 fn lines(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    common::metric_lines(run)
 }
 
 const LONG_FINETUNE: &str = r#"[[stage]]

@@ -6,7 +6,7 @@
 use serde_json::Value;
 mod common;
 
-use common::{root, slmc, text};
+use common::{slmc, text};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,24 +25,7 @@ fn events<'a>(lines: &'a [Value], event: &str) -> Vec<&'a Value> {
 
 /// A finetune recipe on the llama_gqa fixture; `stages` follow `[data]`.
 fn recipe(dir: &Path, name: &str, stages: &str, extra: &str) -> PathBuf {
-    let r = root();
-    let body = format!(
-        r#"name = "{name}"
-seed = 3
-[model]
-path = "{model}"
-[data]
-train = "{text}"
-eval = "{text}"
-seq-len = 32
-{stages}
-{extra}"#,
-        model = r.join("tests/fixtures/models/llama_gqa").display(),
-        text = r.join("tests/fixtures/eval.txt").display()
-    );
-    let p = dir.join(format!("{name}.toml"));
-    std::fs::write(&p, body).unwrap();
-    p
+    common::fixture_recipe(dir, name, 3, &format!("{stages}\n{extra}"))
 }
 
 const LONG_FINETUNE: &str = r#"[[stage]]

@@ -26,6 +26,37 @@ pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
 
+/// Writes `dir/<name>.toml`: a recipe on the llama_gqa fixture (train and eval on the fixture
+/// text, seq-len 32) with `seed`; `body` (stages, `[export]`, `[gates]`) follows `[data]`.
+pub fn fixture_recipe(dir: &Path, name: &str, seed: u64, body: &str) -> PathBuf {
+    let r = root();
+    let text = format!(
+        r#"name = "{name}"
+seed = {seed}
+[model]
+path = "{model}"
+[data]
+train = "{data}"
+eval = "{data}"
+seq-len = 32
+{body}"#,
+        model = r.join("tests/fixtures/models/llama_gqa").display(),
+        data = r.join("tests/fixtures/eval.txt").display()
+    );
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The lines of a run directory's `metrics.jsonl` that parse.
+pub fn metric_lines(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// The linear modules of every decoder layer of the llama fixtures.
 pub const MODULES: [&str; 7] = [
     "self_attn.q_proj",
