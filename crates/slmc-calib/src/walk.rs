@@ -325,6 +325,9 @@ fn site_input(layer: &DecoderLayer, site: Site, acts: &mut BatchActs, rope: &Rop
     }
 }
 
+/// A solved block's records and the next block's inputs.
+type SolvedBlock<S> = (Block<<S as Solver>::Record>, Vec<Tensor<3>>);
+
 /// Solves one block in place and returns its records and the next block's inputs.
 #[allow(clippy::too_many_arguments)]
 fn solve_block<S: Solver>(
@@ -336,7 +339,7 @@ fn solve_block<S: Solver>(
     inps: Vec<Tensor<3>>,
     rope: &RopeTables,
     on: &mut dyn FnMut(CalibEvent<'_, S::Detail>),
-) -> Result<(Block<S::Record>, Vec<Tensor<3>>), S::Error> {
+) -> Result<SolvedBlock<S>, S::Error> {
     let needs_data = solver.needs_data();
     let sequential = needs_data && solver.sequential();
     // True-sequential: one site at a time, each seeing the already-solved earlier ones.

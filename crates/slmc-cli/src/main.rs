@@ -4,6 +4,9 @@
 //! This crate only parses arguments, picks the backend, draws progress and prints; the work is
 //! done by the library crates.
 
+// The one crate that prints: commands write their results to stdout, errors and progress to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod backend;
 mod commands;
 mod progress;

@@ -48,7 +48,7 @@ impl RunProgress {
                 self.replace_bar(None);
                 eprintln!("stage {index}: {kind}");
                 if let Some(n) = steps {
-                    self.replace_bar(Some(bar(*n as u64, &format!("{kind}"), "steps")));
+                    self.replace_bar(Some(bar(*n as u64, kind, "steps")));
                 }
             }
             E::StageSkipped { index, kind } => {

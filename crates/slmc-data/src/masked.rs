@@ -148,7 +148,9 @@ pub fn mask_row(
             let enc = encode(&text, true)?;
             let mut trained = match train_on {
                 TrainOn::All => vec![true; enc.ids.len()],
-                TrainOn::Completions => flags(&enc.offsets, &[prompt.len()..text.len()]),
+                TrainOn::Completions => {
+                    flags(&enc.offsets, std::slice::from_ref(&(prompt.len()..text.len())))
+                }
             };
             let mut ids = enc.ids;
             ids.push(eos);

@@ -9,6 +9,9 @@
 //! written per second of wall time, quantization included) and `{"kind": "quantize", ...}` per
 //! ggml type (MB of f32 input per second on one thread).
 
+// A developer tool run from scripts/: it reports on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use slmc_formats::ggml::{self, GgmlType};
 use slmc_formats::gguf::export::{ExportRequest, ExportTensor, TensorData, export_gguf};
 use slmc_formats::gguf::{FileType, GgufVocab, PreSource};

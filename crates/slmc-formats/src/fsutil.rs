@@ -92,68 +92,6 @@ pub fn file_sha256(path: &Path) -> Result<String, FormatError> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn failed_write_leaves_the_old_file_and_no_temp_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("out.txt");
-        atomic_write(&path, b"old").unwrap();
-        let err = atomic_write_with(&path, |w| {
-            w.write_all(b"partial")?;
-            Err(std::io::Error::other("disk on fire"))
-        });
-        assert!(err.is_err());
-        assert_eq!(std::fs::read(&path).unwrap(), b"old");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn temporary_names_carry_the_writers_pid() {
-        assert_eq!(temporary_pid(".slmc-tmp-123-aB9x"), Some(123));
-        assert_eq!(temporary_pid(".model.partial-77-Xy1"), Some(77));
-        assert_eq!(temporary_pid(".model.old-77"), Some(77));
-        for not_ours in
-            [".slmc-tmp-abc", "model.partial-7-x", ".notes.old-backup", ".x.old-7z", "config.json"]
-        {
-            assert_eq!(temporary_pid(not_ours), None, "{not_ours}");
-        }
-    }
-
-    #[test]
-    fn replacing_a_file_with_a_directory_keeps_nothing_of_the_old_and_no_staging() {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("out");
-        std::fs::write(&out, "a file").unwrap();
-        replace_dir(&out, |d| -> Result<(), FormatError> { atomic_write(&d.join("f"), b"new") }).unwrap();
-        assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new");
-        let failed = replace_dir(&out, |_| -> Result<(), FormatError> {
-            Err(FormatError::io(&out, std::io::Error::other("no")))
-        });
-        assert!(failed.is_err());
-        assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new", "a failed write keeps the old");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging left");
-    }
-
-    #[test]
-    fn stale_temporaries_of_dead_processes_are_swept() {
-        let dir = tempfile::tempdir().unwrap();
-        // pid 4194304 is above Linux's largest pid, so no such process runs.
-        let stale = dir.path().join(".slmc-tmp-4194304-abc");
-        let live = dir.path().join(format!(".slmc-tmp-{}-abc", std::process::id()));
-        std::fs::write(&stale, "x").unwrap();
-        std::fs::write(&live, "x").unwrap();
-        std::fs::create_dir(dir.path().join(".model.partial-4194304-x")).unwrap();
-        assert_eq!(
-            sweep_stale_temporaries(dir.path()).unwrap(),
-            if cfg!(target_os = "linux") { 2 } else { 0 }
-        );
-        assert!(live.exists());
-    }
-}
-
 /// Writes the directory `out` atomically: `fill` writes its files into a staging directory beside
 /// it, which is then made readable and renamed into place (an existing `out`, file or directory,
 /// is replaced only once the new one is complete, and put back if the rename fails), so a crash
@@ -276,8 +214,70 @@ pub fn sweep_stale_temporaries(dir: &Path) -> Result<usize, FormatError> {
         if pid == std::process::id() || process_alive(pid) {
             continue;
         }
-        remove_any(&entry.path()).map_err(|e| FormatError::io(&entry.path(), e))?;
+        remove_any(&entry.path()).map_err(|e| FormatError::io(entry.path(), e))?;
         removed += 1;
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_write_leaves_the_old_file_and_no_temp_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.txt");
+        atomic_write(&path, b"old").unwrap();
+        let err = atomic_write_with(&path, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("disk on fire"))
+        });
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn temporary_names_carry_the_writers_pid() {
+        assert_eq!(temporary_pid(".slmc-tmp-123-aB9x"), Some(123));
+        assert_eq!(temporary_pid(".model.partial-77-Xy1"), Some(77));
+        assert_eq!(temporary_pid(".model.old-77"), Some(77));
+        for not_ours in
+            [".slmc-tmp-abc", "model.partial-7-x", ".notes.old-backup", ".x.old-7z", "config.json"]
+        {
+            assert_eq!(temporary_pid(not_ours), None, "{not_ours}");
+        }
+    }
+
+    #[test]
+    fn replacing_a_file_with_a_directory_keeps_nothing_of_the_old_and_no_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::write(&out, "a file").unwrap();
+        replace_dir(&out, |d| -> Result<(), FormatError> { atomic_write(&d.join("f"), b"new") }).unwrap();
+        assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new");
+        let failed = replace_dir(&out, |_| -> Result<(), FormatError> {
+            Err(FormatError::io(&out, std::io::Error::other("no")))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(out.join("f")).unwrap(), b"new", "a failed write keeps the old");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no staging left");
+    }
+
+    #[test]
+    fn stale_temporaries_of_dead_processes_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 4194304 is above Linux's largest pid, so no such process runs.
+        let stale = dir.path().join(".slmc-tmp-4194304-abc");
+        let live = dir.path().join(format!(".slmc-tmp-{}-abc", std::process::id()));
+        std::fs::write(&stale, "x").unwrap();
+        std::fs::write(&live, "x").unwrap();
+        std::fs::create_dir(dir.path().join(".model.partial-4194304-x")).unwrap();
+        assert_eq!(
+            sweep_stale_temporaries(dir.path()).unwrap(),
+            if cfg!(target_os = "linux") { 2 } else { 0 }
+        );
+        assert!(live.exists());
+    }
 }

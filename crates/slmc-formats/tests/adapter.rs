@@ -1,6 +1,9 @@
 //! LoRA adapters against PEFT 0.21.2 and llama.cpp's convert_lora_to_gguf.py
 //! (fixtures: tests/fixtures/lora, made by scripts/make_lora_fixture.py).
 
+// Reports its measured figures in the test output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use slmc_formats::adapter::peft::{ADAPTER_CONFIG, ADAPTER_WEIGHTS};
 use slmc_formats::adapter::peft_config::{config_to_json, config_to_string};
 use slmc_formats::adapter::{

@@ -4,6 +4,9 @@
 //! scripts/make_gguf_fixtures.py; the file itself is written by gguf-py's GGUFWriter, so reading
 //! it also exercises slmc's reader on a file slmc did not write).
 
+// Reports its measured figures in the test output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use slmc_formats::ggml::{self, GgmlType};
 use slmc_formats::gguf::GgufReader;
 use std::path::Path;

@@ -3,6 +3,9 @@
 //! one by one: slmc's kernels (`slmc_model::kernels`) beside burn's operations they replace. Run on an idle machine:
 //!
 //!     cargo run --release -p slmc-model --example profile_ops
+
+// A developer tool run from scripts/: it reports on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{sigmoid, silu, softmax};

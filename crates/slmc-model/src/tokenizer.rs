@@ -37,6 +37,9 @@ fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
 }
 
+/// Token ids and, for each, the byte range of the text it came from.
+pub type IdsAndOffsets = (Vec<u32>, Vec<(usize, usize)>);
+
 impl Tokenizer {
     /// Loads `dir/tokenizer.json`; special ids come from `tokenizer_config.json` when it names
     /// them, else from `generation_config.json`, else from `config`.
@@ -88,7 +91,7 @@ impl Tokenizer {
         &self,
         text: &str,
         add_special_tokens: bool,
-    ) -> Result<(Vec<u32>, Vec<(usize, usize)>), ModelError> {
+    ) -> Result<IdsAndOffsets, ModelError> {
         let enc = self
             .inner
             .encode(text, add_special_tokens)

@@ -3,6 +3,9 @@
 //! natively in bf16 on the same weights (`logits_native` of the bf16 fixtures) and against slmc's
 //! own f32 computation; gradients of mixed precision reach the f32 parameters.
 
+// Reports its measured figures in the test output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use burn::prelude::*;
 use burn::tensor::DType;
 use slmc_formats::FloatDtype;

@@ -27,7 +27,10 @@ fn base() -> HfModel {
     HfModel::load(&fixtures().join("models/llama_gqa"), &Device::flex()).unwrap()
 }
 
-fn reference(case: &str) -> (Vec<i64>, std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>) {
+/// Tensors by name: shape and values.
+type Tensors = std::collections::HashMap<String, (Vec<usize>, Vec<f32>)>;
+
+fn reference(case: &str) -> (Vec<i64>, Tensors) {
     let bytes = std::fs::read(fixtures().join("lora").join(case).join("reference.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let ids: Vec<i64> = st

@@ -2,6 +2,9 @@
 //! scripts/make_fixtures.py): logits, greedy generation, perplexity, tokenizer ids, and
 //! save→load round trips, for every supported architecture variant.
 
+// Reports its measured figures in the test output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use burn::prelude::*;
 use serde_json::Value;
 use slmc_formats::FloatDtype;

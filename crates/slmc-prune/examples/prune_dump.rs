@@ -13,6 +13,9 @@
 //! Calibration windows are consecutive tokens of `--text` (default `tests/fixtures/eval.txt`)
 //! through the model directory's tokenizer; the logits are taken on the two windows after them.
 
+// A developer tool run from scripts/: it reports on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use burn::prelude::*;
 use safetensors::{Dtype, tensor::TensorView};
 use slmc_model::hf_dir::{HfModel, SaveOptions, save};

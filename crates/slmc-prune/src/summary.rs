@@ -77,7 +77,7 @@ mod tests {
             ("model.layers.0.self_attn.q_proj.weight", 2, 8, &w48[..]),
         ]);
         assert_eq!(s.pattern.as_deref(), Some("4:8"));
-        let dense = vec![1.0f32; 16];
+        let dense = [1.0f32; 16];
         let s = SparsitySummary::of([("model.layers.0.mlp.up_proj.weight", 2, 8, &dense[..])]);
         assert_eq!(s.pattern, None);
         assert_eq!(s.overall(), 0.0);

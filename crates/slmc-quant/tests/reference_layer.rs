@@ -4,6 +4,9 @@
 //! The reference factorises in f32 and slmc in f64, so a code may flip where a value sits on a
 //! rounding boundary; everything else must agree.
 
+// Reports its measured figures in the test output.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 use safetensors::SafeTensors;
 use slmc_model::weights::transpose;
 use slmc_quant::{GptqOptions, Grid, gptq, output_energy};

@@ -15,7 +15,7 @@ pub const QUOTE_CHARS: usize = 100;
 /// where it was cut. Returns the quote and the caret's column and width within it.
 fn quote_window(line: &str, col: usize, width: usize) -> (String, usize, usize) {
     let chars = line.chars().count();
-    let width = width.min(QUOTE_CHARS / 2).max(1);
+    let width = width.clamp(1, QUOTE_CHARS / 2);
     if chars <= QUOTE_CHARS {
         return (line.to_string(), col, width.min(chars.saturating_sub(col - 1)).max(1));
     }

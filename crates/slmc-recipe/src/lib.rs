@@ -31,8 +31,6 @@ pub use schema_data::*;
 pub use schema_lora::*;
 pub use schema_prune::*;
 
-use std::path::Path;
-
 /// Parses, overrides and validates a recipe. `sets` are `key.path=value` overrides applied to the
 /// document before validation. On failure every problem is returned, renderable with `sources`.
 pub fn load_str(text: &str, file_name: &str, sets: &[String]) -> Result<Recipe, (Sources, Diagnostics)> {
@@ -54,20 +52,6 @@ pub fn load_str(text: &str, file_name: &str, sets: &[String]) -> Result<Recipe, 
         _ => {
             diags.sort_by_position();
             Err((sources, diags))
-        }
-    }
-}
-
-/// Reads and loads a recipe file (see [`load_str`]). An unreadable file is a single diagnostic.
-pub fn load_file(path: &Path, sets: &[String]) -> Result<Recipe, (Sources, Diagnostics)> {
-    let name = path.display().to_string();
-    match std::fs::read_to_string(path) {
-        Ok(text) => load_str(&text, &name, sets),
-        Err(e) => {
-            let sources = Sources { file_name: name.clone(), text: String::new(), sets: sets.to_vec() };
-            let mut d = Diagnostics::default();
-            d.push(Diagnostic::plain(format!("cannot read recipe {name}: {e}")));
-            Err((sources, d))
         }
     }
 }

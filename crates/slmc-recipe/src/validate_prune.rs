@@ -88,7 +88,7 @@ fn sparsity_target(r: &mut TableReader<'_>, d: &mut Diagnostics) -> SparsityTarg
                     format!("`pattern` in {} must be \"2:4\" or \"4:8\" (kept:group), got `{p}`", r.what()),
                     origin,
                 );
-                if let Some(l) = crate::suggest::did_you_mean(&p, ["2:4", "4:8"].into_iter()) {
+                if let Some(l) = crate::suggest::did_you_mean(&p, ["2:4", "4:8"]) {
                     diag = diag.with_label(l);
                 }
                 d.push(diag);

@@ -113,6 +113,9 @@ pub enum TeacherSignal<'a> {
     Cached(&'a TopKCache),
 }
 
+/// A hidden-state loss term: the loss, its weight and the (student layer, teacher layer) pairs.
+pub type HiddenTerm = (HiddenLoss, f64, Vec<(usize, usize)>);
+
 /// The distillation loss: `alpha · τ² · KD + (1 − alpha) · CE + w · hidden`, each averaged over
 /// the batch's trained tokens (all of them for packed text).
 pub struct DistillObjective<'a> {
@@ -127,7 +130,7 @@ pub struct DistillObjective<'a> {
     /// Vocabulary entries compared (the shared tokenizer's; padding rows beyond it are sliced off).
     pub vocab: usize,
     /// Hidden-state loss, its weight and (student layer, teacher layer) pairs.
-    pub hidden: Option<(HiddenLoss, f64, Vec<(usize, usize)>)>,
+    pub hidden: Option<HiddenTerm>,
 }
 
 impl StepLoss<Distilled> for DistillObjective<'_> {

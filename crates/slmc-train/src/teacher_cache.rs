@@ -15,6 +15,20 @@ use std::path::Path;
 /// Positions whose logits are made at once while building a cache.
 const HEAD_CHUNK: usize = 1024;
 
+/// What a cache keeps: the top `k` entries of the teacher's distribution at temperature `tau`
+/// over its first `vocab` logits, computed `batch_size` sequences at a time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopKSpec {
+    /// Entries kept per token.
+    pub k: usize,
+    /// Distillation temperature.
+    pub tau: f64,
+    /// Vocabulary entries compared.
+    pub vocab: usize,
+    /// Sequences per teacher forward.
+    pub batch_size: usize,
+}
+
 /// Cached top-K teacher distributions, per training sequence.
 pub struct TopKCache {
     k: usize,
@@ -39,17 +53,15 @@ pub fn sequences_drawn(n: usize, seed: u64, draws: u64) -> Vec<usize> {
 
 impl TopKCache {
     /// Runs `teacher` over the training sequences `indices` of `data` and keeps, per token, the
-    /// top `k` of `log_softmax(logits[..vocab] / tau)`.
+    /// top `spec.k` of `log_softmax(logits[..spec.vocab] / spec.tau)`.
     pub fn build(
         teacher: &CausalLm,
         data: &Sequences,
         indices: &[usize],
-        k: usize,
-        tau: f64,
-        vocab: usize,
-        batch_size: usize,
+        spec: TopKSpec,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Self {
+        let TopKSpec { k, tau, vocab, batch_size } = spec;
         let t = data.seq_len();
         let device = teacher.device();
         let mut cache = Self { k, seq_len: t, slots: HashMap::new(), ids: Vec::new(), logp: Vec::new() };

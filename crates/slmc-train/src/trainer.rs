@@ -56,11 +56,6 @@ impl TrainModel for CausalLm {
 }
 
 impl Batch {
-    /// Builds a batch from sequences of `T + 1` tokens.
-    pub fn from_sequences(seqs: Vec<Vec<u32>>, device: &Device) -> Self {
-        Self::with_indices(seqs, Vec::new(), device)
-    }
-
     /// Builds a batch, recording the sequences' indices.
     pub fn with_indices(seqs: Vec<Vec<u32>>, indices: Vec<usize>, device: &Device) -> Self {
         let b = seqs.len();

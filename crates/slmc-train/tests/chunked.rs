@@ -14,7 +14,7 @@ use slmc_model::CausalLm;
 use slmc_model::model::Init;
 use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
 use slmc_train::kd::{Divergence, HiddenLoss};
-use slmc_train::teacher_cache::TopKCache;
+use slmc_train::teacher_cache::{TopKCache, TopKSpec};
 use slmc_train::{Batch, CrossEntropy, GradOptions, StepLoss};
 
 /// Relative tolerance on the loss value (the same sum in another order, in f32).
@@ -101,7 +101,13 @@ fn every_kd_loss_chunks_match_whole_logits() {
     let data = data(dir.path());
     let dev = Device::flex();
     let teacher = CausalLm::new(&config(3, 32, false), Init::Normal { std: 0.3, seed: 1 }, &dev);
-    let cache = TopKCache::build(&teacher, &data, &[0, 3, 5], 8, 2.0, 48, 2, &mut |_, _| {});
+    let cache = TopKCache::build(
+        &teacher,
+        &data,
+        &[0, 3, 5],
+        TopKSpec { k: 8, tau: 2.0, vocab: 48, batch_size: 2 },
+        &mut |_, _| {},
+    );
     let signals = [TeacherSignal::Online(&teacher), TeacherSignal::Cached(&cache)];
     let cases = [
         (Divergence::ForwardKl, 1.0, None),

@@ -9,7 +9,7 @@ use slmc_model::CausalLm;
 use slmc_model::model::Init;
 use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
 use slmc_train::kd::Divergence;
-use slmc_train::teacher_cache::{TopKCache, sequences_drawn};
+use slmc_train::teacher_cache::{TopKCache, TopKSpec, sequences_drawn};
 use slmc_train::{Batch, StepLoss};
 
 /// Relative tolerance from storing log-probabilities as f16 (11-bit mantissa).
@@ -34,7 +34,13 @@ fn full_vocabulary_cache_equals_the_online_teacher() {
         Distilled::new(CausalLm::new(&config(1), Init::Normal { std: 0.3, seed: 2 }, &dev), 0, 32, 32);
     let seqs = sequences_drawn(data.len(), 5, 8);
     assert!(!seqs.is_empty());
-    let cache = TopKCache::build(&teacher, &data, &seqs, 48, 2.0, 48, 3, &mut |_, _| {});
+    let cache = TopKCache::build(
+        &teacher,
+        &data,
+        &seqs,
+        TopKSpec { k: 48, tau: 2.0, vocab: 48, batch_size: 3 },
+        &mut |_, _| {},
+    );
     // Round trip through the file format.
     let path = dir.path().join("c.cache");
     cache.save(&path, "fp").unwrap();
@@ -58,7 +64,13 @@ fn full_vocabulary_cache_equals_the_online_teacher() {
     assert!((cached - online).abs() <= F16_CACHE_TOL * online, "cached {cached} vs online {online}");
 
     // A small K keeps the bulk of the loss through the tail bucket and stays close.
-    let small = TopKCache::build(&teacher, &data, &seqs, 8, 2.0, 48, 3, &mut |_, _| {});
+    let small = TopKCache::build(
+        &teacher,
+        &data,
+        &seqs,
+        TopKSpec { k: 8, tau: 2.0, vocab: 48, batch_size: 3 },
+        &mut |_, _| {},
+    );
     let top8: f32 = objective(TeacherSignal::Cached(&small)).loss(&student, &batch).into_scalar();
     assert!(top8 > 0.0 && (top8 - online).abs() < 0.5 * online, "top-8 {top8} vs online {online}");
 }

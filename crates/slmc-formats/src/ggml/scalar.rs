@@ -43,12 +43,6 @@ pub fn nearest_int(x: f32) -> i32 {
     (i & 0x007f_ffff) - 0x0040_0000
 }
 
-/// Reads a little-endian f16 at `b[0..2]` as f32.
-#[inline]
-pub fn read_f16(b: &[u8]) -> f32 {
-    f16_value(u16::from_le_bytes([b[0], b[1]]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

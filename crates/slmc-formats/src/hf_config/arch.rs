@@ -110,11 +110,6 @@ impl Arch {
         if self == Self::Phi { "self_attn.dense" } else { "self_attn.o_proj" }
     }
 
-    /// The MLP output projection, relative to the layer (`mlp.fc2` in Phi-2).
-    pub fn mlp_output(self) -> &'static str {
-        if self == Self::Phi { "mlp.fc2" } else { "mlp.down_proj" }
-    }
-
     /// The Hugging Face name of the final norm (`model.final_layernorm` in Phi-2).
     pub fn final_norm(self) -> &'static str {
         if self == Self::Phi { "model.final_layernorm" } else { "model.norm" }

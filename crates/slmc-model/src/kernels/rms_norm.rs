@@ -55,7 +55,7 @@ dispatch!(backward_rows, backward_body, (x: &[f32], w: &[f32], offset: f32, inv:
 /// `y` and each row's `1 / rms` for `x` (rows of `w.len()` values).
 pub fn forward(x: &[f32], w: &[f32], eps: f32, offset: f32) -> (Vec<f32>, Vec<f32>) {
     let h = w.len();
-    assert!(h > 0 && x.len() % h == 0, "rms_norm: {} values are not rows of {h}", x.len());
+    assert!(h > 0 && x.len().is_multiple_of(h), "rms_norm: {} values are not rows of {h}", x.len());
     let mut y = vec![0.0f32; x.len()];
     let mut inv = vec![0.0f32; x.len() / h];
     y.par_chunks_mut(ROWS * h).zip(inv.par_chunks_mut(ROWS)).enumerate().for_each(|(i, (yc, ic))| {

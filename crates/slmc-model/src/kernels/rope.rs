@@ -20,7 +20,10 @@ pub fn rotate(x: &FlexTensor, cos: &[f32], sin: &[f32], rot: usize, inverse: boo
     assert_eq!(shape.num_dims(), 4, "rope takes [batch, heads, seq, head_dim]");
     let (heads, s, d) = (shape[1], shape[2], shape[3]);
     let (st, off) = (layout.strides().to_vec(), layout.start_offset() as isize);
-    assert!(rot <= d && rot % 2 == 0 && cos.len() == s * rot && sin.len() == s * rot, "rope: table shape");
+    assert!(
+        rot <= d && rot.is_multiple_of(2) && cos.len() == s * rot && sin.len() == s * rot,
+        "rope: table shape"
+    );
     let data: &[f32] = x.storage();
     let mut out = FlexTensor::empty(shape, DType::F32);
     let half = rot / 2;

@@ -13,6 +13,7 @@ const CHUNK: usize = 16 * 1024;
 /// `e^x` for one value, branch-free. `x` is clamped to [-87, 88] (beyond: within f32 rounding of
 /// 0 or of the f32 maximum's order, which SiLU and softmax cannot tell apart); NaN stays NaN.
 #[inline(always)]
+#[allow(clippy::excessive_precision)] // the minimax polynomial's coefficients as published (Cephes expf)
 pub fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_359_4;
@@ -29,7 +30,7 @@ pub fn exp(x: f32) -> f32 {
     p = p * r + 8.333_452e-3;
     p = p * r + 4.166_579_6e-2;
     p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    p = p * r + 5e-1;
     let y = p * r * r + r + 1.0;
     // 2^n: n sits in t's mantissa offset by 0x4B40_0000; rebias it to an exponent.
     let scale = f32::from_bits((t.to_bits().wrapping_sub(0x4B40_0000).wrapping_add(127)) << 23);
@@ -152,12 +153,16 @@ fn swiglu_grad_body(g: &[f32], u: &[f32], dy: &[f32], dg: &mut [f32], du: &mut [
 /// Declares `$name`, which runs `$body` compiled for the best instruction set the CPU has.
 macro_rules! dispatch {
     ($name:ident, $body:ident, ($($arg:ident: $ty:ty),*) $(-> $ret:ty)?) => {
+        // The wrappers take their kernel's parameters as they are.
+        #[allow(clippy::too_many_arguments)]
         fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx512($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
                 unsafe fn avx2($($arg: $ty),*) $(-> $ret)? { $body($($arg),*) }
                 if std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
                     && std::is_x86_feature_detected!("avx512dq") && std::is_x86_feature_detected!("avx512vl")
@@ -188,7 +193,10 @@ fn rows_per_task(width: usize) -> usize {
 
 /// `out = x − logsumexp(x)` over each row of `width` values.
 pub fn log_softmax(x: &[f32], width: usize, out: &mut [f32]) {
-    assert!(width > 0 && x.len() == out.len() && x.len() % width == 0, "log_softmax: shape mismatch");
+    assert!(
+        width > 0 && x.len() == out.len() && x.len().is_multiple_of(width),
+        "log_softmax: shape mismatch"
+    );
     let step = rows_per_task(width) * width;
     out.par_chunks_mut(step)
         .enumerate()
@@ -199,7 +207,7 @@ pub fn log_softmax(x: &[f32], width: usize, out: &mut [f32]) {
 /// `dx = dy − e^out · Σ_row dy`.
 pub fn log_softmax_grad(out: &[f32], dy: &[f32], width: usize, dx: &mut [f32]) {
     assert!(
-        width > 0 && out.len() == dy.len() && dy.len() == dx.len() && out.len() % width == 0,
+        width > 0 && out.len() == dy.len() && dy.len() == dx.len() && out.len().is_multiple_of(width),
         "log_softmax_grad: shape mismatch"
     );
     let step = rows_per_task(width) * width;

@@ -55,6 +55,9 @@ pub(crate) struct WalkLog {
     pub write_err: Option<PipelineError>,
 }
 
+/// A stage's per-module extras: its `metrics.jsonl` fields and the parts of its summary line.
+pub(crate) type ModuleDetails<D> = dyn Fn(&ModuleReport<D>) -> (Value, Vec<String>);
+
 impl WalkLog {
     /// A log for a stage of `kind`.
     pub fn new(kind: &'static str) -> Self {
@@ -63,12 +66,7 @@ impl WalkLog {
 
     /// Handles one event of the walk; `details` gives a module's solver-specific fields (merged
     /// into its metrics line) and the warnings to show.
-    pub fn event<D>(
-        &mut self,
-        ctx: &mut StageContext<'_>,
-        e: CalibEvent<'_, D>,
-        details: &dyn Fn(&ModuleReport<D>) -> (Value, Vec<String>),
-    ) {
+    pub fn event<D>(&mut self, ctx: &mut StageContext<'_>, e: CalibEvent<'_, D>, details: &ModuleDetails<D>) {
         let kind = self.kind;
         let line = match e {
             CalibEvent::Resumed { blocks } => {

@@ -15,7 +15,7 @@ use slmc_recipe::{DistillParams, KdLoss, StudentInit};
 use slmc_train::TrainData;
 use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};
 use slmc_train::kd::{Divergence, HiddenLoss};
-use slmc_train::teacher_cache::{TopKCache, sequences_drawn};
+use slmc_train::teacher_cache::{TopKCache, TopKSpec, sequences_drawn};
 
 /// Runs one distill stage on the pipeline's model and returns the trained student.
 pub(crate) fn run(
@@ -118,10 +118,7 @@ pub(crate) fn run(
                         &teacher.model,
                         train_seqs,
                         &seqs,
-                        k,
-                        dp.temperature,
-                        vocab,
-                        t.batch_size,
+                        TopKSpec { k, tau: dp.temperature, vocab, batch_size: t.batch_size },
                         &mut |done, total| ctx.observer.event(&Event::Evaluating { done, total }),
                     );
                     c.save(&path, &fingerprint)?;
