@@ -3,7 +3,7 @@
 
     .venv/bin/python scripts/bench_export.py [--types f32,f16,q8_0,q4_k_m] [--markdown]
 
-1. Runs `cargo run --release -p slmc-formats --example bench_export -- TMP TYPES`, which exports a
+1. Runs `cargo run --release -p slmc-gguf --example bench_export -- TMP TYPES`, which exports a
    random ~96M-parameter Llama (hidden 768, 12 layers, vocab 16384) with every type and times
    slmc's quantizers on one thread over a 4096 × 4096 f32 sample it also writes to TMP.
 2. Times ggml's own `ggml_quantize_chunk` (llama.cpp's libggml-base through llama-cpp-python;
@@ -56,7 +56,7 @@ def main():
             # Like ggml's default build (GGML_NATIVE): let the compiler use this CPU's vector units.
             env["RUSTFLAGS"] = env.get("RUSTFLAGS", "") + " -C target-cpu=native"
             env["CARGO_TARGET_DIR"] = str(ROOT / "target/native")
-        p = subprocess.run(["cargo", "run", "--release", "-q", "-p", "slmc-formats", "--example", "bench_export", "--",
+        p = subprocess.run(["cargo", "run", "--release", "-q", "-p", "slmc-gguf", "--example", "bench_export", "--",
                             tmp, args.types], cwd=ROOT, check=True, capture_output=True, text=True, env=env)
         rows = [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
         sample = np.fromfile(Path(tmp) / "sample.f32", dtype=np.float32).reshape(4096, 4096)

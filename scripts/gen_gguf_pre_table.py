@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate crates/slmc-formats/src/gguf/pre_table.rs from a llama.cpp source tree.
+"""Generate crates/slmc-gguf/src/pre_table.rs from a llama.cpp source tree.
 
 The table holds what llama.cpp's converter uses to name a BPE pre-tokenizer
 (`tokenizer.ggml.pre`): the check text `chktxt`, the sha256 of `str(tokenizer.encode(chktxt))`
@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "crates/slmc-formats/src/gguf/pre_table.rs"
+OUT = ROOT / "crates/slmc-gguf/src/pre_table.rs"
 CHKTXT_SHA256 = "a36179c1e2b1cfcfbfad1dc779addad2ffc778201e4cf0d538bddeafa2c526da"
 
 

@@ -103,7 +103,7 @@ def test_rows() -> np.ndarray:
 
 def xorshift_stream(n: int) -> np.ndarray:
     """The deterministic test stream slmc's Rust tests regenerate (see `stream()` in
-    crates/slmc-formats/tests/ggml_reference.rs): xorshift32 from 0x9E3779B9; value i of 256-block
+    crates/slmc-gguf/tests/ggml_reference.rs): xorshift32 from 0x9E3779B9; value i of 256-block
     b is `(u / 2^32 - 0.5) * 10^(b % 7 - 3) + (b % 3 - 1) * 0.2 * 10^(b % 7 - 3)`, with every 37th
     value times 8; computed in f64 and rounded to f32."""
     x = 0x9E3779B9
@@ -170,7 +170,7 @@ def make_tokenizer_hash():
     from transformers import AutoTokenizer
 
     # The check text is taken from the generated Rust table, to test exactly that copy.
-    rs = (ROOT / "crates/slmc-formats/src/gguf/pre_table.rs").read_text()
+    rs = (ROOT / "crates/slmc-gguf/src/pre_table.rs").read_text()
     lit = rs.split("pub const CHKTXT: &str = ", 1)[1].split(";\n", 1)[0]
     chktxt = rust_literal_to_str(lit)
     digest = hashlib.sha256(chktxt.encode()).hexdigest()

@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use slmc_formats::ggml;
-use slmc_formats::gguf::GgufFile;
+use slmc_gguf::ggml;
+use slmc_gguf::GgufFile;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(f) = GgufFile::parse(data) {

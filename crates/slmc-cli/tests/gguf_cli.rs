@@ -8,8 +8,9 @@
 
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
-use slmc_formats::gguf::{Array, GgufReader, Value};
-use slmc_formats::{FloatDtype, TensorToWrite, write_checkpoint};
+use slmc_config::FloatDtype;
+use slmc_formats::{TensorToWrite, write_checkpoint};
+use slmc_gguf::{Array, GgufReader, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -136,11 +136,10 @@ fn a_lora_adapter_converts_to_a_llama_cpp_adapter() {
     // What the library writes for it (checked against llama.cpp's convert_lora_to_gguf.py in
     // slmc-formats' tests/adapter.rs): same metadata, tensors and bytes.
     let adapter = slmc_formats::adapter::read_peft(&peft).unwrap();
-    let config = slmc_formats::ModelConfig::from_file(&model.join("config.json")).unwrap();
+    let config = slmc_config::ModelConfig::from_file(&model.join("config.json")).unwrap();
     let want = dir.path().join("want.gguf");
-    let target = slmc_formats::adapter::GgufLoraTarget::from_config(&config);
-    slmc_formats::adapter::write_gguf_lora(&adapter, &target, slmc_formats::gguf::FileType::F32, &want)
-        .unwrap();
+    let target = slmc_gguf::GgufLoraTarget::from_config(&config);
+    slmc_gguf::write_gguf_lora(&adapter, &target, slmc_gguf::FileType::F32, &want).unwrap();
     let (got, want) = (std::fs::read(&out).unwrap(), std::fs::read(&want).unwrap());
     assert!(
         got == want,

@@ -6,9 +6,10 @@
 //! so a truncated file or a header whose offsets lie is an error, never a panic or an
 //! out-of-bounds read.
 
+use crate::FormatError;
 use crate::fsutil::{atomic_write, persist_path, temp_path_for};
-use crate::{FloatDtype, FormatError};
 use safetensors::tensor::{Metadata, TensorView};
+use slmc_config::FloatDtype;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 

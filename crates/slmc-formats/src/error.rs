@@ -76,42 +76,15 @@ pub enum FormatError {
         /// What is wrong.
         reason: String,
     },
-    /// A GGUF file that llama.cpp would refuse (or that is truncated or corrupt).
-    #[error("{path}: not a valid GGUF file (at byte {offset}): {reason}")]
-    InvalidGguf {
-        /// The file (or a description of the bytes).
-        path: PathBuf,
-        /// Byte offset where the problem was found.
-        offset: u64,
-        /// What is wrong.
-        reason: String,
-    },
-    /// A GGUF file that cannot be written as requested (it would not load in llama.cpp).
-    #[error("cannot write GGUF: {reason}")]
-    GgufWrite {
-        /// What is wrong.
-        reason: String,
-    },
-    /// A ggml quantization request that cannot be carried out.
-    #[error("ggml: {reason}")]
-    Ggml {
-        /// What is wrong.
-        reason: String,
-    },
     /// An NF4 (bitsandbytes 4-bit) quantization request or quantization state that is invalid.
     #[error("NF4: {reason}")]
     Nf4 {
         /// What is wrong.
         reason: String,
     },
-    /// A tokenizer file that cannot be turned into GGUF vocabulary metadata.
-    #[error("{path}: {reason}")]
-    Tokenizer {
-        /// The tokenizer file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
+    /// A model configuration problem.
+    #[error(transparent)]
+    ModelConfig(#[from] slmc_config::ConfigError),
 }
 
 impl FormatError {

@@ -4,10 +4,11 @@
 //! except where bitsandbytes' own CPU kernel is wrong (then they must equal bnb's pure-torch path).
 
 use sha2::{Digest, Sha256};
+use slmc_config::FloatDtype;
+use slmc_formats::FormatError;
 use slmc_formats::checkpoint::{Checkpoint, TensorToWrite, write_checkpoint};
 use slmc_formats::nf4::torch_mean::torch_mean;
 use slmc_formats::nf4::{Absmax, NF4, Nf4Options, Nf4Tensor, QUANT_STATE_SUFFIX, TensorSource, dynamic_map};
-use slmc_formats::{FloatDtype, FormatError};
 use std::path::{Path, PathBuf};
 
 fn fixture_dir() -> PathBuf {

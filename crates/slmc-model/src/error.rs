@@ -8,6 +8,12 @@ pub enum ModelError {
     /// A weights file problem (truncated, bad header, missing tensor...).
     #[error(transparent)]
     Format(#[from] slmc_formats::FormatError),
+    /// A `config.json` problem (malformed, unsupported, out of range).
+    #[error(transparent)]
+    Config(#[from] slmc_config::ConfigError),
+    /// A GGUF problem (export, vocabulary).
+    #[error(transparent)]
+    Gguf(#[from] slmc_gguf::GgufError),
     /// The checkpoint does not match the architecture the config describes.
     #[error("{dir}: {reason}")]
     Weights {

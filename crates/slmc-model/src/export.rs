@@ -6,7 +6,7 @@ use crate::ModelError;
 use crate::gguf_export::{GgufOptions, export_model_gguf};
 use crate::hf_dir::{SaveOptions, save};
 use crate::model::CausalLm;
-use slmc_formats::gguf::ExportReport;
+use slmc_gguf::ExportReport;
 use std::path::{Path, PathBuf};
 
 /// What to write.

@@ -1,6 +1,6 @@
 //! GGUF export of a [`CausalLm`]: gathers the weights (Hugging Face names and layout), the
 //! tokenizer metadata of a Hugging Face directory, and any pre-encoded quantization records, and
-//! hands them to [`slmc_formats::gguf::export_gguf`].
+//! hands them to [`slmc_gguf::export_gguf`].
 //!
 //! The tokenizer part lives here rather than in `slmc-formats` because choosing
 //! `tokenizer.ggml.pre` the converter's way needs the real tokenizer (the `tokenizers` crate)
@@ -11,11 +11,11 @@ use crate::config::ModelConfig;
 use crate::model::CausalLm;
 use crate::weights;
 use serde_json::Value;
-use slmc_formats::ggml::GgmlType;
-use slmc_formats::gguf::export::{ExportReport, ExportRequest, ExportTensor, TensorData};
-use slmc_formats::gguf::pre_table::CHKTXT;
-use slmc_formats::gguf::vocab::{GgufVocab, VocabSources, chktxt_hash};
-use slmc_formats::gguf::{FileType, export_gguf};
+use slmc_gguf::export::{ExportReport, ExportRequest, ExportTensor, TensorData};
+use slmc_gguf::ggml::GgmlType;
+use slmc_gguf::pre_table::CHKTXT;
+use slmc_gguf::vocab::{GgufVocab, VocabSources, chktxt_hash};
+use slmc_gguf::{FileType, export_gguf};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -130,8 +130,8 @@ mod tests {
     use super::*;
     use crate::HfModel;
     use burn::prelude::Device;
-    use slmc_formats::ggml::{self, BlockQ8_0};
-    use slmc_formats::gguf::GgufReader;
+    use slmc_gguf::GgufReader;
+    use slmc_gguf::ggml::{self, BlockQ8_0};
 
     fn fixtures() -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -167,10 +167,7 @@ mod tests {
             for b in 0..q.shape[1] / 32 {
                 let codes: [i8; 32] = std::array::from_fn(|j| ((r * 7 + b * 3 + j) % 200) as i8 - 100);
                 let mut out = [0u8; 34];
-                slmc_formats::ggml::Block::write(
-                    &BlockQ8_0::from_codes(0.01 * (r + 1) as f32, codes),
-                    &mut out,
-                );
+                slmc_gguf::ggml::Block::write(&BlockQ8_0::from_codes(0.01 * (r + 1) as f32, codes), &mut out);
                 q_bytes.extend_from_slice(&out);
             }
         }
@@ -193,7 +190,7 @@ mod tests {
         assert_eq!(t.info.ggml_type, GgmlType::Q8_0);
         let row_bytes = q_bytes.len() / rows;
         for row in 0..rows {
-            let src = slmc_formats::gguf::export::names::permuted_source_row(row, rows, 4);
+            let src = slmc_gguf::export::names::permuted_source_row(row, rows, 4);
             assert_eq!(
                 &got_q[row * row_bytes..(row + 1) * row_bytes],
                 &q_bytes[src * row_bytes..(src + 1) * row_bytes]

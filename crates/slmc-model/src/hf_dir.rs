@@ -7,8 +7,9 @@ use crate::tokenizer::{TOKENIZER_FILES, Tokenizer};
 use crate::{ModelError, weights};
 use burn::prelude::*;
 use serde_json::json;
+use slmc_config::FloatDtype;
 use slmc_formats::fsutil::atomic_write;
-use slmc_formats::{Checkpoint, FloatDtype, TensorToWrite, write_checkpoint};
+use slmc_formats::{Checkpoint, TensorToWrite, write_checkpoint};
 use std::path::{Path, PathBuf};
 
 /// A model loaded from a Hugging Face directory.

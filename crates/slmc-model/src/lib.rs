@@ -7,7 +7,7 @@
 //! the architecture differences live in [`config`] and [`weights`].
 
 /// The model configuration (parsed in `slmc-formats`, which needs no burn).
-pub use slmc_formats::hf_config as config;
+pub use slmc_config::hf_config as config;
 pub mod error;
 pub mod export;
 pub mod generate;

@@ -34,7 +34,7 @@ where
     if vocab_size < 3 + 256 {
         return Err(fail(format!("vocab size {vocab_size} is below the 259 byte and special symbols")));
     }
-    let max = slmc_formats::hf_config::config_limit("vocab_size");
+    let max = slmc_config::hf_config::config_limit("vocab_size");
     if vocab_size > max {
         return Err(fail(format!("vocab size {vocab_size} is larger than slmc supports (at most {max})")));
     }

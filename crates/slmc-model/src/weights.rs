@@ -9,7 +9,8 @@ use crate::ModelError;
 use crate::model::{CausalLm, Init};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
-use slmc_formats::{Checkpoint, FloatDtype};
+use slmc_config::FloatDtype;
+use slmc_formats::Checkpoint;
 use std::collections::BTreeSet;
 
 /// The Hugging Face name of a burn parameter path (`layers.0.mlp.up_proj.weight` →

@@ -8,7 +8,7 @@
 
 use burn::prelude::*;
 use burn::tensor::DType;
-use slmc_formats::FloatDtype;
+use slmc_config::FloatDtype;
 use slmc_model::HfModel;
 use slmc_model::model::cast_parameters;
 use std::path::{Path, PathBuf};

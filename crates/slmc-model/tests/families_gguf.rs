@@ -5,7 +5,7 @@
 //! computes transformers' logits from these files is checked by scripts/check_llamacpp.py.)
 
 use burn::prelude::*;
-use slmc_formats::gguf::{FileType, GgufReader, Value};
+use slmc_gguf::{FileType, GgufReader, Value};
 use slmc_model::gguf_export::{GgufOptions, export_model_gguf};
 use slmc_model::model::Init;
 use slmc_model::weights::export;
@@ -137,7 +137,7 @@ fn gemma_family_tensor_sets_keys_and_unit_offset_norms() {
     let pattern = pruned.key("gemma3.attention.sliding_window_pattern").and_then(Value::as_array);
     assert_eq!(
         pattern.map(|a| format!("{a:?}")),
-        Some(format!("{:?}", slmc_formats::gguf::Array::Bool(vec![true, false, true])))
+        Some(format!("{:?}", slmc_gguf::Array::Bool(vec![true, false, true])))
     );
 }
 

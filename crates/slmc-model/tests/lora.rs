@@ -6,7 +6,7 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use slmc_formats::FloatDtype;
+use slmc_config::FloatDtype;
 use slmc_formats::adapter::{LoraConfig, read_peft};
 use slmc_formats::nf4::Nf4Options;
 use slmc_model::{HfModel, lora};

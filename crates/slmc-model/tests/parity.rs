@@ -7,7 +7,7 @@
 
 use burn::prelude::*;
 use serde_json::Value;
-use slmc_formats::FloatDtype;
+use slmc_config::FloatDtype;
 use slmc_model::generate::{GenerateOptions, generate};
 use slmc_model::hf_dir::{SaveOptions, save};
 use slmc_model::perplexity::{WindowSpec, evaluate};

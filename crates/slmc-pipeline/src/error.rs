@@ -45,6 +45,12 @@ pub enum PipelineError {
     /// File-format problems.
     #[error(transparent)]
     Format(#[from] slmc_formats::FormatError),
+    /// A model configuration problem.
+    #[error(transparent)]
+    Config(#[from] slmc_config::ConfigError),
+    /// A GGUF or ggml problem.
+    #[error(transparent)]
+    Gguf(#[from] slmc_gguf::GgufError),
     /// Training problems.
     #[error(transparent)]
     Train(#[from] slmc_train::TrainError),

@@ -3,7 +3,7 @@
 use crate::PipelineError;
 use crate::events::{Event, Observer};
 use crate::state::State;
-use slmc_formats::FloatDtype;
+use slmc_config::FloatDtype;
 use slmc_model::hf_dir::{SaveOptions, save};
 use slmc_recipe::{ExportFormat, Recipe};
 use std::path::{Path, PathBuf};
@@ -93,13 +93,13 @@ pub(crate) fn write_all(
             ExportFormat::GgufLora => {
                 let adapter = adapter.as_ref().ok_or_else(no_adapter)?;
                 let file_type = match e.dtype {
-                    Some(FloatDtype::F16) => slmc_formats::gguf::FileType::F16,
-                    Some(FloatDtype::BF16) => slmc_formats::gguf::FileType::BF16,
-                    _ => slmc_formats::gguf::FileType::F32,
+                    Some(FloatDtype::F16) => slmc_gguf::FileType::F16,
+                    Some(FloatDtype::BF16) => slmc_gguf::FileType::BF16,
+                    _ => slmc_gguf::FileType::F32,
                 };
                 let out = target.dir.join(format!("{}-lora-{}.gguf", recipe.name, file_type.name()));
-                let gguf_target = slmc_formats::adapter::GgufLoraTarget::from_config(&state.model.config);
-                slmc_formats::adapter::write_gguf_lora(adapter, &gguf_target, file_type, &out)?;
+                let gguf_target = slmc_gguf::GgufLoraTarget::from_config(&state.model.config);
+                slmc_gguf::write_gguf_lora(adapter, &gguf_target, file_type, &out)?;
                 out
             }
         };

@@ -66,7 +66,7 @@ impl State {
     ) -> Result<BTreeMap<String, String>, PipelineError> {
         let opts = SaveOptions {
             tokenizer_dir: tokenizer_dir.map(Path::to_path_buf),
-            tensor_dtype: Some(slmc_formats::FloatDtype::F32),
+            tensor_dtype: Some(slmc_config::FloatDtype::F32),
             ..Default::default()
         };
         // Records an earlier, interrupted attempt of this stage may have left (`model/` is

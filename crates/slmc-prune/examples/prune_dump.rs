@@ -111,7 +111,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let (pruned, report) = prune(&hf.model, &args.targets, &importance)?;
     std::fs::create_dir_all(&args.out)?;
     let opts = SaveOptions {
-        dtype: Some(slmc_formats::FloatDtype::F32),
+        dtype: Some(slmc_config::FloatDtype::F32),
         tokenizer_dir: Some(args.model.clone()),
         ..Default::default()
     };

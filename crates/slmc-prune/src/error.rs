@@ -8,6 +8,12 @@ pub enum PruneError {
     /// A file problem below us.
     #[error(transparent)]
     Format(#[from] slmc_formats::FormatError),
+    /// A model configuration problem.
+    #[error(transparent)]
+    Config(#[from] slmc_config::ConfigError),
+    /// A GGUF or ggml problem.
+    #[error(transparent)]
+    Gguf(#[from] slmc_gguf::GgufError),
     /// A model problem below us.
     #[error(transparent)]
     Model(#[from] slmc_model::ModelError),

@@ -5,7 +5,7 @@ use crate::mask::Mask;
 use crate::rank::{kth_smallest, per_row};
 use crate::target::{Sparsity, reference_count};
 
-pub use slmc_formats::prune_scope::MagnitudeScope;
+pub use slmc_config::prune_scope::MagnitudeScope;
 
 /// The magnitude mask of `w` (row-major `[rows = out, cols = in]`). N:M targets always work per
 /// row, on groups of `m` consecutive input columns (the `n` smallest `|w|` of each group; equal

@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::prelude::*;
-use slmc_formats::gguf::{FileType, GgufReader};
+use slmc_gguf::{FileType, GgufReader};
 use slmc_model::gguf_export::{GgufOptions, export_model_gguf};
 use slmc_model::hf_dir::{HfModel, SaveOptions, save};
 use slmc_model::model::Init;
@@ -319,7 +319,7 @@ fn pruned_models_save_and_load_bit_exactly() {
         );
         assert_eq!(pruned.config.head_dim, c.head_dim, "{name}");
         let out = tmp.path().join(name);
-        let opts = SaveOptions { dtype: Some(slmc_formats::FloatDtype::F32), ..Default::default() };
+        let opts = SaveOptions { dtype: Some(slmc_config::FloatDtype::F32), ..Default::default() };
         save(&pruned, &out, &opts).unwrap();
         let json: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();

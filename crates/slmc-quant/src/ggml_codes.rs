@@ -8,8 +8,8 @@
 use crate::QuantError;
 use crate::record::{QuantRecord, Records};
 use slmc_calib::weight_values;
-use slmc_formats::ggml::{Block, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
-use slmc_formats::gguf::FileType;
+use slmc_gguf::FileType;
+use slmc_gguf::ggml::{Block, BlockQ4_0, BlockQ4_1, BlockQ8_0, GgmlType};
 use slmc_model::CausalLm;
 use slmc_model::gguf_export::EncodedTensor;
 use std::collections::HashMap;
@@ -83,7 +83,7 @@ pub fn gguf_tensors(
             .ok_or_else(|| QuantError::Input(format!("`{name}` is not a linear module of this model")))?;
         let (wt, rows, cols) = weight_values(lin);
         let bytes =
-            slmc_formats::ggml::quantize(GgmlType::F16, &slmc_model::weights::transpose(&wt, cols, rows))?;
+            slmc_gguf::ggml::quantize(GgmlType::F16, &slmc_model::weights::transpose(&wt, cols, rows))?;
         out.insert(format!("{name}.weight"), EncodedTensor { ggml_type: GgmlType::F16, bytes });
     }
     Ok(out)
@@ -107,7 +107,7 @@ mod tests {
             let rec = record(bits, true);
             let (got_ty, bytes) = encode("m", &rec).unwrap();
             assert_eq!(got_ty, ty);
-            assert_eq!(slmc_formats::ggml::dequantize(ty, &bytes).unwrap(), rec.dequantize());
+            assert_eq!(slmc_gguf::ggml::dequantize(ty, &bytes).unwrap(), rec.dequantize());
         }
     }
 
@@ -116,7 +116,7 @@ mod tests {
         let rec = record(4, false);
         let (ty, bytes) = encode("m", &rec).unwrap();
         assert_eq!(ty, GgmlType::Q4_1);
-        let got = slmc_formats::ggml::dequantize(ty, &bytes).unwrap();
+        let got = slmc_gguf::ggml::dequantize(ty, &bytes).unwrap();
         for (g, w) in got.iter().zip(rec.dequantize()) {
             assert!((g - w).abs() <= 1e-3 * 0.2, "{g} vs {w}");
         }

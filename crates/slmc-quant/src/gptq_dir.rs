@@ -5,7 +5,7 @@
 use crate::QuantError;
 use crate::pack::{pack, quantization_config};
 use crate::record::Records;
-use slmc_formats::FloatDtype;
+use slmc_config::FloatDtype;
 use slmc_model::CausalLm;
 use slmc_model::hf_dir::{Overlay, SaveOptions, save_with};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 
 use crate::diag::Diagnostic;
 use crate::schema::*;
-use slmc_formats::ModelConfig;
+use slmc_config::ModelConfig;
 use std::fmt;
 
 /// Estimated peak memory of a stage, in bytes.
@@ -594,7 +594,7 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
                     exports.push((name.into(), bytes));
                 }
                 ExportFormat::Gguf => {
-                    if let Err(why) = slmc_formats::gguf::export::arch::representable(&model) {
+                    if let Err(why) = slmc_gguf::export::arch::representable(&model) {
                         problems.push(Diagnostic::plain(format!("[export] gguf: {why}")));
                     }
                     let t = recipe.gguf_type();
@@ -668,7 +668,7 @@ fn quantize_shape_problems(
     }
     let gguf_as_is = formats.contains(&ExportFormat::Gguf)
         && !recipe.export.as_ref().is_some_and(|e| e.requantize)
-        && slmc_formats::gguf::FileType::for_uniform_grid(q.bits, q.group_size, q.sym).is_some();
+        && slmc_gguf::FileType::for_uniform_grid(q.bits, q.group_size, q.sym).is_some();
     // The first module of each kind of problem is named (one line per kind, not per module).
     if let Some((m, cols)) =
         modules.iter().filter_map(|m| Some((m, model.linear_shape(m)?[1]))).find(|(_, cols)| cols % 32 != 0)

@@ -6,7 +6,7 @@ use crate::plan::Memory;
 use crate::schema::{Selection, Selector};
 use crate::schema_lora::{AdapterKind, AdapterParams, AdapterTargets};
 use crate::tree::Origin;
-use slmc_formats::ModelConfig;
+use slmc_config::ModelConfig;
 
 /// The decoder linear modules (Hugging Face names) that get adapters.
 pub fn adapter_modules(a: &AdapterParams, model: &ModelConfig) -> Result<Vec<String>, Vec<Diagnostic>> {
@@ -17,7 +17,7 @@ pub fn adapter_modules(a: &AdapterParams, model: &ModelConfig) -> Result<Vec<Str
             // Phi-2 adds fc1/fc2. (PEFT has no entry for granite or smollm3: q_proj + v_proj.)
             let names: &[&str] = match model.arch {
                 a if a.fused_projections() => &["qkv_proj"],
-                slmc_formats::Arch::Phi => &["q_proj", "v_proj", "fc1", "fc2"],
+                slmc_config::Arch::Phi => &["q_proj", "v_proj", "fc1", "fc2"],
                 _ => &["q_proj", "v_proj"],
             };
             let targets =

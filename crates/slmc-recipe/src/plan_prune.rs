@@ -4,7 +4,7 @@
 use crate::diag::Diagnostic;
 use crate::plan::{Memory, calibration_memory, tensor_count};
 use crate::schema_prune::*;
-use slmc_formats::ModelConfig;
+use slmc_config::ModelConfig;
 
 /// What a prune stage will do.
 pub(crate) struct PrunePlan {
@@ -88,7 +88,7 @@ pub(crate) fn plan(
         }
         PruneMethod::Width { importance, .. } | PruneMethod::Depth { importance, .. } => {
             let targets = p.shape_targets().expect("structured");
-            let to = slmc_formats::prune_shape::pruned_config(model, &targets)
+            let to = slmc_config::prune_shape::pruned_config(model, &targets)
                 .map_err(|e| vec![Diagnostic::new(e, origin.clone())])?;
             let what = if matches!(p.method, PruneMethod::Width { .. }) {
                 format!(

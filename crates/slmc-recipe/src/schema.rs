@@ -3,7 +3,7 @@
 pub use crate::schema_lora::AdapterParams;
 pub use crate::schema_prune::PruneParams;
 use crate::tree::Origin;
-use slmc_formats::FloatDtype;
+use slmc_config::FloatDtype;
 use std::path::PathBuf;
 
 /// A validated recipe.
@@ -45,8 +45,8 @@ impl Recipe {
 
     /// The GGUF export type: `gguf-type`, else the type holding the quantize stage's codes
     /// as-is, else f16.
-    pub fn gguf_type(&self) -> slmc_formats::gguf::FileType {
-        use slmc_formats::gguf::FileType;
+    pub fn gguf_type(&self) -> slmc_gguf::FileType {
+        use slmc_gguf::FileType;
         self.export
             .as_ref()
             .and_then(|e| e.gguf_type)
@@ -445,7 +445,7 @@ pub struct ExportSpec {
     pub dtype: Option<FloatDtype>,
     /// GGUF export type (`gguf-type`); default: the type that holds a quantize stage's codes
     /// as-is, else f16.
-    pub gguf_type: Option<slmc_formats::gguf::FileType>,
+    pub gguf_type: Option<slmc_gguf::FileType>,
     /// Let the GGUF exporter re-quantize when `gguf-type` cannot hold the quantize stage's codes
     /// as-is (default: such a recipe is rejected).
     pub requantize: bool,

@@ -1,8 +1,8 @@
 //! The validated form of `kind = "prune"` stages.
 
 use crate::schema::{CalibrationParams, Selection};
-pub use slmc_formats::prune_scope::MagnitudeScope;
-use slmc_formats::prune_shape::Targets;
+pub use slmc_config::prune_scope::MagnitudeScope;
+use slmc_config::prune_shape::Targets;
 
 /// How an unstructured prune stage chooses the weights to zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@ use crate::reader::TableReader;
 use crate::schema::*;
 use crate::suggest::did_you_mean;
 use crate::tree::{Node, Value};
-use slmc_formats::FloatDtype;
+use slmc_config::FloatDtype;
 use std::path::PathBuf;
 
 /// Stage kinds this build implements.
@@ -117,7 +117,7 @@ fn model_table(mut r: TableReader<'_>, n: &Node, what: &str, d: &mut Diagnostics
                 return None;
             }
             let config = c.to_json();
-            if let Err(e) = slmc_formats::ModelConfig::from_json_str(&config.to_string(), "config") {
+            if let Err(e) = slmc_config::ModelConfig::from_json_str(&config.to_string(), "config") {
                 let msg = e.to_string();
                 d.push(Diagnostic::new(
                     format!("{what} config: {}", msg.trim_start_matches("config: ")),
@@ -568,7 +568,7 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
             }
         }
     }
-    use slmc_formats::gguf::FileType;
+    use slmc_gguf::FileType;
     let gguf_type = match r.string("gguf-type", d) {
         None => None,
         Some((s, origin)) => FileType::from_name(&s).or_else(|| {
@@ -682,7 +682,7 @@ fn cross_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
 /// packing needs a quantize stage with 2/4/8-bit codes, and training after quantizing would
 /// invalidate the codes.
 fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
-    use slmc_formats::gguf::FileType;
+    use slmc_gguf::FileType;
     let quantizes: Vec<&Stage> =
         r.stages.iter().filter(|s| matches!(s.kind, StageKind::Quantize(_))).collect();
     if let [_, second, ..] = quantizes.as_slice() {

@@ -5,7 +5,7 @@ use crate::reader::TableReader;
 use crate::schema::*;
 use crate::schema_prune::*;
 use crate::validate::{calibration, selection};
-use slmc_formats::prune_shape::{TargetSizes, Targets};
+use slmc_config::prune_shape::{TargetSizes, Targets};
 
 /// The prune methods a recipe can name.
 pub const PRUNE_METHODS: &[&str] = &["magnitude", "wanda", "sparsegpt", "width", "depth"];

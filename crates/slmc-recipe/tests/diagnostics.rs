@@ -199,7 +199,7 @@ fn prune_methods_take_their_keys() {
     assert!(!p.needs_data() && !p.is_unstructured());
     assert_eq!(
         p.shape_targets(),
-        Some(slmc_formats::prune_shape::Targets::Sizes(slmc_formats::prune_shape::TargetSizes {
+        Some(slmc_config::prune_shape::Targets::Sizes(slmc_config::prune_shape::TargetSizes {
             num_hidden_layers: Some(4),
             ..Default::default()
         }))

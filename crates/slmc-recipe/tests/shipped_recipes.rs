@@ -24,7 +24,7 @@ fn rooted(source: &ModelSource, root: &Path) -> ModelSource {
 #[test]
 fn every_shipped_recipe_validates_and_plans_without_problems() {
     let root = repo_root();
-    let phi = slmc_formats::ModelConfig::from_json_str(PHI3_MINI, "phi3").unwrap();
+    let phi = slmc_config::ModelConfig::from_json_str(PHI3_MINI, "phi3").unwrap();
     let mut checked = Vec::new();
     for entry in std::fs::read_dir(root.join("recipes")).unwrap() {
         let path = entry.unwrap().path();
@@ -78,7 +78,7 @@ fn phi_peak_on(file: &str, sets: &[&str], compute: Compute) -> u64 {
     let text = std::fs::read_to_string(root.join("recipes").join(file)).unwrap();
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
     let recipe = slmc_recipe::load_str(&text, file, &sets).map_err(|(s, d)| s.render_all(&d)).unwrap();
-    let c = slmc_formats::ModelConfig::from_json_str(PHI3_MINI, "phi3").unwrap();
+    let c = slmc_config::ModelConfig::from_json_str(PHI3_MINI, "phi3").unwrap();
     let p = plan_on(&recipe, c.clone(), Some(&c), compute);
     assert!(p.problems.is_empty());
     p.stages[0].memory.total()

@@ -26,9 +26,9 @@ impl Batch {
 mod tests {
     use super::*;
     use crate::{CrossEntropy, StepLoss};
+    use slmc_config::ModelConfig;
     use slmc_data::masked::{Encoded, MaskOptions, Overlong, TrainOn, build_row_file};
     use slmc_data::{MaskedRows, RowFormat};
-    use slmc_formats::ModelConfig;
     use slmc_model::CausalLm;
     use slmc_model::model::Init;
 

@@ -10,9 +10,10 @@ use crate::trainer::TrainModel;
 use burn::optim::ModuleOptimizer;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
+use slmc_config::{FloatDtype, ModelConfig};
 use slmc_formats::adapter::{read_peft, write_peft};
 use slmc_formats::fsutil::atomic_write;
-use slmc_formats::{Checkpoint, FloatDtype, ModelConfig, TensorToWrite, write_checkpoint};
+use slmc_formats::{Checkpoint, TensorToWrite, write_checkpoint};
 use slmc_model::{lora, weights};
 
 /// The checkpoint subdirectory holding the adapters of a LoRA run (PEFT's layout).

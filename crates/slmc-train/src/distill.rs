@@ -13,7 +13,8 @@ use burn::module::{Module, Param, ParamId};
 use burn::nn::Linear;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use slmc_formats::{Checkpoint, FloatDtype, TensorToWrite, write_checkpoint};
+use slmc_config::FloatDtype;
+use slmc_formats::{Checkpoint, TensorToWrite, write_checkpoint};
 use slmc_model::CausalLm;
 use std::path::Path;
 

@@ -38,4 +38,10 @@ pub enum TrainError {
     /// A file-format error.
     #[error(transparent)]
     Format(#[from] slmc_formats::FormatError),
+    /// A model configuration problem.
+    #[error(transparent)]
+    Config(#[from] slmc_config::ConfigError),
+    /// A GGUF or ggml problem.
+    #[error(transparent)]
+    Gguf(#[from] slmc_gguf::GgufError),
 }

@@ -8,8 +8,8 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 mod common;
 
+use slmc_config::ModelConfig;
 use slmc_data::Sequences;
-use slmc_formats::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
 use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};

@@ -4,7 +4,7 @@
 mod common;
 
 use burn::prelude::*;
-use slmc_formats::ModelConfig;
+use slmc_config::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
 use slmc_train::distill::{DistillObjective, Distilled, TeacherSignal};

@@ -2,8 +2,8 @@
 //! loss curve, and a non-finite loss stops the run keeping the last good checkpoint.
 
 use burn::prelude::*;
+use slmc_config::ModelConfig;
 use slmc_data::{Packed, Sequences, SourceOptions, TokenFile, build_token_file};
-use slmc_formats::ModelConfig;
 use slmc_model::CausalLm;
 use slmc_model::model::Init;
 use slmc_recipe::TrainParams;

@@ -4,7 +4,7 @@
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use slmc_formats::ModelConfig;
+use slmc_config::ModelConfig;
 use slmc_formats::adapter::LoraConfig;
 use slmc_formats::nf4::Nf4Options;
 use slmc_model::model::Init;

@@ -4,8 +4,8 @@
 
 use anyhow::bail;
 use burn::prelude::Device;
-use slmc_formats::FloatDtype;
-use slmc_formats::gguf::FileType;
+use slmc_config::FloatDtype;
+use slmc_gguf::FileType;
 use slmc_model::HfModel;
 use slmc_model::export::{ExportOutcome, ExportRequest, export};
 use slmc_model::gguf_export::GgufOptions;
@@ -116,8 +116,8 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
         }
         (Format::GgufLora, Some(adapter)) => {
             let file_type = a.gguf_type.unwrap_or(FileType::F32);
-            let target = slmc_formats::adapter::GgufLoraTarget::from_config(&hf.config);
-            let report = slmc_formats::adapter::write_gguf_lora(adapter, &target, file_type, &a.output)?;
+            let target = slmc_gguf::GgufLoraTarget::from_config(&hf.config);
+            let report = slmc_gguf::write_gguf_lora(adapter, &target, file_type, &a.output)?;
             println!(
                 "wrote {} (llama.cpp LoRA adapter, {file_type}, {} tensors, alpha {}, {:.2} MB)",
                 a.output.display(),

@@ -1,7 +1,7 @@
 //! `slmc inspect DIR` (a Hugging Face model directory) and `slmc inspect FILE.gguf`.
 
 use slmc_formats::Checkpoint;
-use slmc_formats::gguf::{GgufReader, Value};
+use slmc_gguf::{GgufReader, Value};
 use slmc_model::ModelConfig;
 use std::collections::BTreeMap;
 use std::io::Read;

@@ -2,7 +2,8 @@
 //! whole, the update `scale · B·A` and merging into a base weight (`algorithms.md` §9.1–9.3).
 
 use super::config::LoraConfig;
-use crate::{FloatDtype, FormatError};
+use crate::FormatError;
+use slmc_config::FloatDtype;
 use std::collections::BTreeMap;
 
 /// A dense row-major f32 matrix.

@@ -11,9 +11,10 @@
 use super::config::TargetModules;
 use super::lora::{LoraAdapter, LoraWeights, Matrix, SavedTensor};
 use super::peft_config::{config_from_json, config_to_string};
+use crate::FormatError;
 use crate::checkpoint::{Checkpoint, SINGLE_FILE, TensorToWrite, write_checkpoint};
 use crate::fsutil::atomic_write;
-use crate::{FloatDtype, FormatError};
+use slmc_config::FloatDtype;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -15,9 +15,10 @@ use super::codebook::NF4;
 use super::double::DoubleQuant;
 use super::quant_state::QuantStateJson;
 use super::tensor::{Absmax, Nf4Tensor, check_blocksize};
+use crate::FormatError;
 use crate::checkpoint::{Checkpoint, TensorToWrite};
-use crate::{FloatDtype, FormatError};
 use safetensors::Dtype;
+use slmc_config::FloatDtype;
 
 /// Suffix of the packed quant-state JSON tensor.
 pub const QUANT_STATE_SUFFIX: &str = ".quant_state.bitsandbytes__nf4";

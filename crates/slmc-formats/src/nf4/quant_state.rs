@@ -2,8 +2,8 @@
 //! (`QuantState.as_dict(packed=True)` → `pack_dict_to_tensor`: Python's `json.dumps` of the
 //! non-tensor items), written byte for byte as Python writes it and read back with every key checked.
 
-use crate::FloatDtype;
 use serde_json::Value;
+use slmc_config::FloatDtype;
 
 /// The non-tensor items of a bitsandbytes 4-bit quant state.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,7 +3,8 @@
 
 use super::double::DoubleQuant;
 use super::quantize::{block_absmax, dequantize_range, nf4_codes, pack};
-use crate::{FloatDtype, FormatError};
+use crate::FormatError;
+use slmc_config::FloatDtype;
 use std::ops::Range;
 
 /// How to quantize (bitsandbytes' `quantize_4bit` arguments).

@@ -2,8 +2,9 @@
 //! parameters.
 
 use crate::PipelineError;
-use slmc_formats::gguf::{FileType, GgufReader};
-use slmc_formats::{Checkpoint, ModelConfig};
+use slmc_config::ModelConfig;
+use slmc_formats::Checkpoint;
+use slmc_gguf::{FileType, GgufReader};
 use std::collections::BTreeMap;
 use std::path::Path;
 

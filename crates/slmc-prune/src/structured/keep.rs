@@ -4,8 +4,8 @@
 
 use crate::PruneError;
 use serde::{Deserialize, Serialize};
-use slmc_formats::ModelConfig;
-use slmc_formats::prune_shape::Shape;
+use slmc_config::ModelConfig;
+use slmc_config::prune_shape::Shape;
 
 /// The units one kept decoder layer keeps. Indices refer to the original model and are strictly
 /// increasing.

@@ -26,7 +26,7 @@ pub use importance::{Importance, ImportanceMethod, collect};
 pub use keep::{KeepSets, LayerKeep};
 pub use magnitude::magnitude;
 pub use shrink::shrink;
-pub use slmc_formats::prune_shape::{Shape, TargetSizes, Targets, pruned_config, resolve, shrunk_config};
+pub use slmc_config::prune_shape::{Shape, TargetSizes, Targets, pruned_config, resolve, shrunk_config};
 
 use crate::PruneError;
 use serde::Serialize;

@@ -7,8 +7,8 @@ use super::depth::layers_to_keep;
 use super::importance::Importance;
 use super::keep::{KeepSets, LayerKeep};
 use crate::PruneError;
-use slmc_formats::ModelConfig;
-use slmc_formats::prune_shape::{Shape, Targets, resolve};
+use slmc_config::ModelConfig;
+use slmc_config::prune_shape::{Shape, Targets, resolve};
 
 /// Indices of `scores` from the highest score to the lowest (ties: the lower index first).
 pub(crate) fn ranking(scores: &[f64]) -> Vec<usize> {

@@ -19,7 +19,7 @@
 use super::keep::{KeepSets, LayerKeep};
 use super::tensors::{Module, parse, take, unit_rows};
 use crate::PruneError;
-use slmc_formats::prune_shape::shrunk_config;
+use slmc_config::prune_shape::shrunk_config;
 use slmc_model::CausalLm;
 use slmc_model::ModelConfig;
 use slmc_model::weights::{HfTensor, export, load};

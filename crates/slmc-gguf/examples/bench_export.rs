@@ -2,7 +2,7 @@
 //! speed on a fixed sample (the numbers `scripts/bench_export.py` puts beside ggml's own
 //! `ggml_quantize_chunk` on the same bytes).
 //!
-//!     cargo run --release -p slmc-formats --example bench_export -- OUT_DIR [TYPES]
+//!     cargo run --release -p slmc-gguf --example bench_export -- OUT_DIR [TYPES]
 //!
 //! Writes OUT_DIR/sample.f32 (the quantizer sample, raw little-endian f32, 4096 rows × 4096)
 //! and OUT_DIR/sample.TYPE (slmc's encoding of it), and prints one JSON object per line: `{"kind": "export", ...}` per export type (file MB
@@ -12,10 +12,10 @@
 // A developer tool run from scripts/: it reports on stdout and stderr.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use slmc_formats::ggml::{self, GgmlType};
-use slmc_formats::gguf::export::{ExportRequest, ExportTensor, TensorData, export_gguf};
-use slmc_formats::gguf::{FileType, GgufVocab, PreSource};
-use slmc_formats::hf_config::ModelConfig;
+use slmc_config::hf_config::ModelConfig;
+use slmc_gguf::export::{ExportRequest, ExportTensor, TensorData, export_gguf};
+use slmc_gguf::ggml::{self, GgmlType};
+use slmc_gguf::{FileType, GgufVocab, PreSource};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;

@@ -13,7 +13,7 @@
 pub use super::pretokenizer::{PreSource, chktxt_hash, choose_pre, sha256_hex};
 use super::value::{Array, Value};
 use super::writer::GgufWriter;
-use crate::FormatError;
+use crate::GgufError;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -87,8 +87,8 @@ pub struct GgufVocab {
     pub warnings: Vec<String>,
 }
 
-pub(super) fn tok_err(dir: &Path, file: &str, reason: impl Into<String>) -> FormatError {
-    FormatError::Tokenizer { path: dir.join(file), reason: reason.into() }
+pub(super) fn tok_err(dir: &Path, file: &str, reason: impl Into<String>) -> GgufError {
+    GgufError::Tokenizer { path: dir.join(file), reason: reason.into() }
 }
 
 /// Whether a token's text looks special although it is not marked so (`does_token_look_special`).
@@ -110,7 +110,7 @@ fn token_content(v: Option<&Json>) -> Option<String> {
 
 impl GgufVocab {
     /// Builds the vocabulary metadata from a tokenizer's files.
-    pub fn from_sources(src: &VocabSources<'_>) -> Result<Self, FormatError> {
+    pub fn from_sources(src: &VocabSources<'_>) -> Result<Self, GgufError> {
         let model = src
             .tokenizer_json
             .get("model")
@@ -172,7 +172,7 @@ impl GgufVocab {
         }
     }
 
-    fn byte_level_bpe(src: &VocabSources<'_>, model: &Json) -> Result<Self, FormatError> {
+    fn byte_level_bpe(src: &VocabSources<'_>, model: &Json) -> Result<Self, GgufError> {
         let err = |r: String| tok_err(src.dir, "tokenizer.json", r);
         let vocab = model
             .get("vocab")
@@ -229,7 +229,7 @@ impl GgufVocab {
         Ok(v)
     }
 
-    fn sentencepiece(src: &VocabSources<'_>) -> Result<Self, FormatError> {
+    fn sentencepiece(src: &VocabSources<'_>) -> Result<Self, GgufError> {
         let bytes = src.spm_model.expect("checked by caller");
         let pieces = super::spm::read_pieces(bytes).map_err(|r| tok_err(src.dir, "tokenizer.model", r))?;
         let n = src.n_vocab;
@@ -466,7 +466,7 @@ impl GgufVocab {
     }
 
     /// Adds the `tokenizer.*` keys to `w`.
-    pub fn add_to(&self, w: &mut GgufWriter) -> Result<(), FormatError> {
+    pub fn add_to(&self, w: &mut GgufWriter) -> Result<(), GgufError> {
         w.add("tokenizer.ggml.model", self.model)?;
         w.add("tokenizer.ggml.pre", self.pre.as_str())?;
         w.add("tokenizer.ggml.tokens", Array::String(self.tokens.clone()))?;

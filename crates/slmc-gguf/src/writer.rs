@@ -10,8 +10,8 @@
 use super::tensor_info::align_up;
 use super::value::{Array, Value, ValueType};
 use super::{DEFAULT_ALIGNMENT, GGUF_MAGIC, GGUF_VERSION, TensorInfo};
-use crate::FormatError;
-use crate::fsutil::{persist_path, temp_path_for};
+use crate::GgufError;
+use slmc_formats::fsutil::{persist_path, temp_path_for};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::Write;
@@ -27,8 +27,8 @@ pub struct GgufWriter {
     alignment: u64,
 }
 
-fn bad(reason: impl Into<String>) -> FormatError {
-    FormatError::GgufWrite { reason: reason.into() }
+fn bad(reason: impl Into<String>) -> GgufError {
+    GgufError::GgufWrite { reason: reason.into() }
 }
 
 impl GgufWriter {
@@ -39,7 +39,7 @@ impl GgufWriter {
 
     /// Adds a metadata key. Keys must be unique, non-empty ASCII; arrays must be non-empty
     /// (gguf-py refuses empty ones); `general.alignment` must be a UINT32 power of two.
-    pub fn add(&mut self, key: &str, value: impl Into<Value>) -> Result<(), FormatError> {
+    pub fn add(&mut self, key: &str, value: impl Into<Value>) -> Result<(), GgufError> {
         let value = value.into();
         if key.is_empty() || !key.is_ascii() || key.len() > 65535 {
             return Err(bad(format!("invalid metadata key {key:?}: must be 1..=65535 ASCII bytes")));
@@ -66,7 +66,7 @@ impl GgufWriter {
     }
 
     /// Adds a tensor-info record; data is supplied later, in the same order, by [`GgufWriter::write`].
-    pub fn add_tensor(&mut self, info: TensorInfo) -> Result<(), FormatError> {
+    pub fn add_tensor(&mut self, info: TensorInfo) -> Result<(), GgufError> {
         info.check().map_err(bad)?;
         if !self.names.insert(info.name.clone()) {
             return Err(bad(format!("duplicate tensor name `{}`", info.name)));
@@ -124,10 +124,10 @@ impl GgufWriter {
 
     /// Writes the file to `w`. `data(i, info)` must return exactly `info.n_bytes()` bytes for
     /// tensor `i`; it is called once per tensor, in order. Returns the bytes written.
-    pub fn write<'d, W, F>(&self, w: &mut W, mut data: F) -> Result<u64, FormatError>
+    pub fn write<'d, W, F>(&self, w: &mut W, mut data: F) -> Result<u64, GgufError>
     where
         W: Write,
-        F: FnMut(usize, &TensorInfo) -> Result<Cow<'d, [u8]>, FormatError>,
+        F: FnMut(usize, &TensorInfo) -> Result<Cow<'d, [u8]>, GgufError>,
     {
         let io = |e: std::io::Error| bad(format!("write failed: {e}"));
         let header = self.header();
@@ -162,16 +162,16 @@ impl GgufWriter {
 
     /// Writes the file to `path` atomically (temporary file in the same directory, synced, then
     /// renamed): a failure, including one inside `data`, leaves no partial file behind.
-    pub fn write_file<'d, F>(&self, path: &Path, data: F) -> Result<u64, FormatError>
+    pub fn write_file<'d, F>(&self, path: &Path, data: F) -> Result<u64, GgufError>
     where
-        F: FnMut(usize, &TensorInfo) -> Result<Cow<'d, [u8]>, FormatError>,
+        F: FnMut(usize, &TensorInfo) -> Result<Cow<'d, [u8]>, GgufError>,
     {
         let tmp = temp_path_for(path)?;
-        let file = std::fs::File::create(&tmp).map_err(|e| FormatError::io(path, e))?;
+        let file = std::fs::File::create(&tmp).map_err(|e| GgufError::io(path, e))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
         let n = self.write(&mut w, data)?;
-        let file = w.into_inner().map_err(|e| FormatError::io(path, e.into_error()))?;
-        file.sync_all().map_err(|e| FormatError::io(path, e))?;
+        let file = w.into_inner().map_err(|e| GgufError::io(path, e.into_error()))?;
+        file.sync_all().map_err(|e| GgufError::io(path, e))?;
         drop(file);
         persist_path(tmp, path)?;
         Ok(n)

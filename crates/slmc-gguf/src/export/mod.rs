@@ -19,10 +19,10 @@ pub mod names;
 use super::file_type::{FileType, TensorRole};
 use super::vocab::GgufVocab;
 use super::{GgufWriter, QUANTIZATION_VERSION, TensorInfo};
-use crate::FormatError;
+use crate::GgufError;
 use crate::ggml::{self, GgmlType};
-use crate::hf_config::ModelConfig;
 use names::Mapped;
+use slmc_config::hf_config::ModelConfig;
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -106,8 +106,8 @@ impl ExportReport {
     }
 }
 
-fn bad(reason: impl Into<String>) -> FormatError {
-    FormatError::GgufWrite { reason: reason.into() }
+fn bad(reason: impl Into<String>) -> GgufError {
+    GgufError::GgufWrite { reason: reason.into() }
 }
 
 struct Planned {
@@ -121,7 +121,7 @@ enum Source {
 }
 
 /// Writes a GGUF file llama.cpp loads. See the module docs.
-pub fn export_gguf(req: ExportRequest<'_>, out: &Path) -> Result<ExportReport, FormatError> {
+pub fn export_gguf(req: ExportRequest<'_>, out: &Path) -> Result<ExportReport, GgufError> {
     let c = req.config;
     let n_vocab = req.vocab.tokens.len();
     if n_vocab != c.vocab_size {
@@ -233,7 +233,7 @@ fn safe_general_name<'a>(name: &'a str, tokens: &[String]) -> Option<&'a str> {
 }
 
 /// Renames, filters, checks and permutes the request's tensors.
-fn plan_tensors(req: &ExportRequest<'_>) -> Result<Vec<Planned>, FormatError> {
+fn plan_tensors(req: &ExportRequest<'_>) -> Result<Vec<Planned>, GgufError> {
     let c = req.config;
     let mut out: Vec<Planned> = Vec::with_capacity(req.tensors.len());
     for t in &req.tensors {
@@ -260,12 +260,12 @@ fn plan_tensors(req: &ExportRequest<'_>) -> Result<Vec<Planned>, FormatError> {
 
 /// A tied Phi-2 model (llama.cpp's phi2 always reads `output.weight`).
 fn phi2_tied(c: &ModelConfig) -> bool {
-    c.arch == crate::hf_config::Arch::Phi && c.tie_word_embeddings
+    c.arch == slmc_config::hf_config::Arch::Phi && c.tie_word_embeddings
 }
 
 /// One tensor renamed to `name`, checked, Q/K-permuted where llama.cpp's RoPE needs it, Gemma
 /// norms stored as `1 + w`.
-fn plan_one(t: &ExportTensor, name: String, c: &ModelConfig) -> Result<Planned, FormatError> {
+fn plan_one(t: &ExportTensor, name: String, c: &ModelConfig) -> Result<Planned, GgufError> {
     let n: usize = t.shape.iter().product();
     let row_len = t.shape.last().copied().unwrap_or(1).max(1);
     let heads = if arch::needs_qk_permutation(c.arch) {
@@ -309,7 +309,7 @@ fn plan_one(t: &ExportTensor, name: String, c: &ModelConfig) -> Result<Planned, 
 /// The tensors llama.cpp requires for this configuration are all there (it would reject a file
 /// missing one, except `output.weight`, whose absence silently means "tied": so an untied model
 /// without it is refused here).
-fn check_complete(planned: &[Planned], c: &ModelConfig) -> Result<(), FormatError> {
+fn check_complete(planned: &[Planned], c: &ModelConfig) -> Result<(), GgufError> {
     let has = |n: &str| planned.iter().any(|p| p.info.name == n);
     let mut missing: Vec<String> = Vec::new();
     let mut need = |n: String| {
@@ -317,7 +317,7 @@ fn check_complete(planned: &[Planned], c: &ModelConfig) -> Result<(), FormatErro
             missing.push(n);
         }
     };
-    use crate::hf_config::BlockKind;
+    use slmc_config::hf_config::BlockKind;
     let f = &c.features;
     need("token_embd.weight".into());
     need("output_norm.weight".into());

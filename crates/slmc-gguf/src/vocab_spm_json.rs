@@ -9,13 +9,13 @@
 
 use super::PreSource;
 use super::vocab::{GgufVocab, VocabSources, looks_special, tok_err, token_type};
-use crate::FormatError;
+use crate::GgufError;
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, HashMap};
 
 impl GgufVocab {
     /// See the module docs. Errors name `tokenizer.json` and what is wrong with it.
-    pub(super) fn sentencepiece_from_json(src: &VocabSources<'_>, model: &Json) -> Result<Self, FormatError> {
+    pub(super) fn sentencepiece_from_json(src: &VocabSources<'_>, model: &Json) -> Result<Self, GgufError> {
         let err = |r: String| tok_err(src.dir, "tokenizer.json", r);
         let vocab = model
             .get("vocab")

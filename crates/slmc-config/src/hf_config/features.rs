@@ -2,7 +2,7 @@
 //! both transformers 4.x and 5.x spellings (architectures.md §0.A, §1–§7).
 
 use super::{Activation, Arch, BlockKind, Features, NormKind, Parser, RopeConfig};
-use crate::FormatError;
+use crate::ConfigError;
 use serde_json::{Map, Value};
 
 impl Parser<'_> {
@@ -15,7 +15,7 @@ impl Parser<'_> {
         num_layers: usize,
         sliding_windows: &[Option<usize>],
         multimodal: bool,
-    ) -> Result<Features, FormatError> {
+    ) -> Result<Features, ConfigError> {
         if self.bool_opt("use_bidirectional_attention")?.unwrap_or(false) {
             return Err(self.err(
                 "use_bidirectional_attention = true (an embedding model) is not a causal LM; slmc's decoder is causal only",
@@ -26,13 +26,13 @@ impl Parser<'_> {
                 "phi with qk_layernorm = true is not supported (llama.cpp has no such phi2 graph either)",
             ));
         }
-        let one = |key: &str| -> Result<f64, FormatError> { Ok(self.f64_opt(key)?.unwrap_or(1.0)) };
+        let one = |key: &str| -> Result<f64, ConfigError> { Ok(self.f64_opt(key)?.unwrap_or(1.0)) };
         let head_scale = 1.0 / (head_dim as f64).sqrt();
-        let query_pre_attn = || -> Result<f64, FormatError> {
+        let query_pre_attn = || -> Result<f64, ConfigError> {
             let s = self.f64_opt("query_pre_attn_scalar")?.unwrap_or(256.0);
             Ok(1.0 / s.sqrt())
         };
-        let softcap = |key: &str, default: Option<f64>| -> Result<Option<f64>, FormatError> {
+        let softcap = |key: &str, default: Option<f64>| -> Result<Option<f64>, ConfigError> {
             // An explicit null disables the cap; a missing key takes the class default.
             match self.raw.get(key) {
                 None => Ok(default),
@@ -109,7 +109,7 @@ impl Parser<'_> {
     /// The MLP activation: SiLU for the Llama-like families, tanh GELU for Gemma (`gelu` in old
     /// Gemma 1 configs means the tanh form, as transformers 5 and llama.cpp read it) and Phi-2
     /// (`gelu_new`).
-    fn activation(&self, arch: Arch) -> Result<Activation, FormatError> {
+    fn activation(&self, arch: Arch) -> Result<Activation, ConfigError> {
         // Gemma 2/3 read `hidden_activation`; the others `hidden_act`.
         let key = if matches!(arch, Arch::Gemma2 | Arch::Gemma3) && self.get("hidden_activation").is_some() {
             "hidden_activation"
@@ -137,7 +137,7 @@ impl Parser<'_> {
 
     /// Per layer, whether it applies RoPE: SmolLM3's `no_rope_layers` (1 = RoPE) or, without it,
     /// every `no_rope_layer_interval`-th layer (4) is NoPE; every layer for the other families.
-    pub(super) fn rope_layers(&self, arch: Arch, num_layers: usize) -> Result<Vec<bool>, FormatError> {
+    pub(super) fn rope_layers(&self, arch: Arch, num_layers: usize) -> Result<Vec<bool>, ConfigError> {
         if arch != Arch::SmolLm3 {
             return Ok(vec![true; num_layers]);
         }
@@ -163,7 +163,7 @@ impl Parser<'_> {
 
     /// Gemma 3's sliding-layer RoPE: 5.x `rope_parameters.sliding_attention`, or 4.x
     /// `rope_local_base_freq` (default 10 000, never scaled).
-    fn local_rope(&self, arch: Arch, head_dim: usize) -> Result<RopeConfig, FormatError> {
+    fn local_rope(&self, arch: Arch, head_dim: usize) -> Result<RopeConfig, ConfigError> {
         let nested = self
             .get("rope_parameters")
             .and_then(Value::as_object)

@@ -13,13 +13,13 @@
 //! `use_rslora` and gets it wrong). DoRA and `modules_to_save` have no llama.cpp form and are
 //! refused (export merged weights instead).
 
-use super::lora::LoraAdapter;
-use crate::FormatError;
+use crate::GgufError;
+use crate::export::arch::{gguf_arch, needs_qk_permutation};
+use crate::export::names::{self, Mapped};
 use crate::ggml::{self, GgmlType};
-use crate::gguf::export::arch::{gguf_arch, needs_qk_permutation};
-use crate::gguf::export::names::{self, Mapped};
-use crate::gguf::{FileType, GgufWriter, QUANTIZATION_VERSION, TensorInfo};
-use crate::hf_config::ModelConfig;
+use crate::{FileType, GgufWriter, QUANTIZATION_VERSION, TensorInfo};
+use slmc_config::hf_config::ModelConfig;
+use slmc_formats::adapter::LoraAdapter;
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -72,8 +72,8 @@ pub struct GgufLoraReport {
     pub notes: Vec<String>,
 }
 
-fn bad(reason: impl Into<String>) -> FormatError {
-    FormatError::GgufWrite { reason: reason.into() }
+fn bad(reason: impl Into<String>) -> GgufError {
+    GgufError::GgufWrite { reason: reason.into() }
 }
 
 /// The `adapter.lora.alpha` that gives llama.cpp's `alpha / r` the adapter's scale.
@@ -88,12 +88,12 @@ struct Planned {
 }
 
 /// Renames each module's weight and lays out its lora_a / lora_b (B permuted where needed).
-fn plan(adapter: &LoraAdapter, target: &GgufLoraTarget, ty: GgmlType) -> Result<Vec<Planned>, FormatError> {
+fn plan(adapter: &LoraAdapter, target: &GgufLoraTarget, ty: GgmlType) -> Result<Vec<Planned>, GgufError> {
     let mut out = Vec::with_capacity(2 * adapter.modules.len());
     for (module, w) in &adapter.modules {
         let hf = format!("{module}.weight");
         // Linear modules map to the same names in every architecture.
-        let name = match names::gguf_name(&hf, crate::hf_config::Arch::Llama) {
+        let name = match names::gguf_name(&hf, slmc_config::hf_config::Arch::Llama) {
             Some(Mapped::Tensor(n)) => n,
             _ => return Err(bad(format!("`{hf}` has no llama.cpp counterpart for an adapter to apply to"))),
         };
@@ -136,7 +136,7 @@ pub fn write_gguf_lora(
     target: &GgufLoraTarget,
     file_type: FileType,
     out: &Path,
-) -> Result<GgufLoraReport, FormatError> {
+) -> Result<GgufLoraReport, GgufError> {
     adapter.validate()?;
     let c = &adapter.config;
     if c.dora {

@@ -21,14 +21,14 @@ pub use kquants::{BlockQ4K, BlockQ5K, BlockQ6K, QK_K};
 pub use legacy::{BlockQ4_0, BlockQ4_1, BlockQ5_0, BlockQ5_1, BlockQ8_0};
 pub use types::GgmlType;
 
-use crate::FormatError;
+use crate::GgufError;
 use rayon::prelude::*;
 
 /// Values handed to one thread at a time (a multiple of every block size).
 const CHUNK_VALUES: usize = 64 * 1024;
 
-fn ggml_err(reason: String) -> FormatError {
-    FormatError::Ggml { reason }
+fn ggml_err(reason: String) -> GgufError {
+    GgufError::Ggml { reason }
 }
 
 fn quantize_chunk(ty: GgmlType, x: &[f32], out: &mut [u8]) {
@@ -91,7 +91,7 @@ fn dequantize_chunk(ty: GgmlType, bytes: &[u8], y: &mut [f32]) {
     }
 }
 
-fn check_supported(ty: GgmlType) -> Result<(), FormatError> {
+fn check_supported(ty: GgmlType) -> Result<(), GgufError> {
     if ty.is_supported() {
         Ok(())
     } else {
@@ -103,21 +103,21 @@ fn check_supported(ty: GgmlType) -> Result<(), FormatError> {
 /// Encodes `values` (a whole number of blocks) as `ty`, exactly as ggml's reference quantizer
 /// (`ggml_quantize_chunk` without an importance matrix) would. Non-finite values are refused:
 /// ggml's quantizers would silently produce garbage for them.
-pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>, FormatError> {
+pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>, GgufError> {
     let mut out = vec![0u8; encoded_len(ty, values.len())?];
     quantize_to(ty, values, &mut out)?;
     Ok(out)
 }
 
 /// Bytes needed to store `n` values as `ty` (an error if `n` is not a whole number of blocks).
-pub fn encoded_len(ty: GgmlType, n: usize) -> Result<usize, FormatError> {
+pub fn encoded_len(ty: GgmlType, n: usize) -> Result<usize, GgufError> {
     ty.row_bytes(n as u64).map(|b| b as usize).ok_or_else(|| {
         ggml_err(format!("{n} values are not a whole number of {ty} blocks of {}", ty.block_size()))
     })
 }
 
 /// [`quantize`] into a caller-provided buffer of exactly [`encoded_len`] bytes.
-pub fn quantize_to(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<(), FormatError> {
+pub fn quantize_to(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<(), GgufError> {
     check_supported(ty)?;
     let need = encoded_len(ty, values.len())?;
     if out.len() != need {
@@ -135,7 +135,7 @@ pub fn quantize_to(ty: GgmlType, values: &[f32], out: &mut [u8]) -> Result<(), F
 }
 
 /// Decodes `bytes` of type `ty` to f32 (ggml's `dequantize_row_*`), for every supported type.
-pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, FormatError> {
+pub fn dequantize(ty: GgmlType, bytes: &[u8]) -> Result<Vec<f32>, GgufError> {
     check_supported(ty)?;
     if !bytes.len().is_multiple_of(ty.type_size()) {
         return Err(ggml_err(format!("{} bytes are not a whole number of {ty} blocks", bytes.len())));

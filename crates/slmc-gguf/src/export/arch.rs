@@ -3,9 +3,9 @@
 //! `MistralForCausalLM` (arch `llama`), `Qwen2ForCausalLM` (`qwen2`) and `Phi3ForCausalLM`
 //! (`phi3`), with llama.cpp's exact value types: counts UINT32, epsilons and frequencies FLOAT32.
 
-use crate::FormatError;
-use crate::gguf::GgufWriter;
-use crate::hf_config::{Arch, ModelConfig, RopeScaling};
+use crate::GgufError;
+use crate::GgufWriter;
+use slmc_config::hf_config::{Arch, ModelConfig, RopeScaling};
 
 /// The llama.cpp architecture name of a Hugging Face architecture.
 pub fn gguf_arch(arch: Arch) -> &'static str {
@@ -44,9 +44,9 @@ pub struct Generated {
     pub values: Vec<f32>,
 }
 
-fn u32_of(name: &str, v: usize) -> Result<u32, FormatError> {
+fn u32_of(name: &str, v: usize) -> Result<u32, GgufError> {
     u32::try_from(v)
-        .map_err(|_| FormatError::GgufWrite { reason: format!("{name} = {v} does not fit in UINT32") })
+        .map_err(|_| GgufError::GgufWrite { reason: format!("{name} = {v} does not fit in UINT32") })
 }
 
 /// Why llama.cpp's graph for this architecture cannot run a model of configuration `c`, if it
@@ -90,8 +90,8 @@ pub fn representable(c: &ModelConfig) -> Result<(), String> {
 }
 
 /// Adds the `{arch}.*` hyper-parameters. Returns notes on what llama.cpp will not reproduce.
-pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, FormatError> {
-    representable(c).map_err(|reason| FormatError::GgufWrite { reason })?;
+pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, GgufError> {
+    representable(c).map_err(|reason| GgufError::GgufWrite { reason })?;
     let a = gguf_arch(c.arch);
     let k = |s: &str| format!("{a}.{s}");
     let mut notes = Vec::new();
@@ -108,7 +108,7 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
     }
     w.add(&k("rope.freq_base"), c.rope.theta as f32)?;
     let default_head = c.hidden_size / c.num_heads;
-    let head_lengths = |w: &mut GgufWriter| -> Result<(), FormatError> {
+    let head_lengths = |w: &mut GgufWriter| -> Result<(), GgufError> {
         w.add(&k("attention.key_length"), u32_of("key_length", c.head_dim)?)?;
         w.add(&k("attention.value_length"), u32_of("value_length", c.head_dim)?)
     };
@@ -178,7 +178,7 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
         RopeScaling::None => {}
         RopeScaling::Linear { factor } => {
             if c.arch == Arch::Phi3 {
-                return Err(FormatError::GgufWrite {
+                return Err(GgufError::GgufWrite {
                     reason: "linear rope scaling is not supported for phi3".into(),
                 });
             }
@@ -206,11 +206,7 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, F
 /// The keys of the Gemma 2/3, Granite and SmolLM3 graphs (architectures.md §2.4, §3.4, §4.4,
 /// §7.4): soft-caps, sliding window and its layer pattern, the second RoPE base, Granite's four
 /// multipliers; and what llama.cpp cannot express, refused or noted.
-fn add_family_hparams(
-    w: &mut GgufWriter,
-    c: &ModelConfig,
-    notes: &mut Vec<String>,
-) -> Result<(), FormatError> {
+fn add_family_hparams(w: &mut GgufWriter, c: &ModelConfig, notes: &mut Vec<String>) -> Result<(), GgufError> {
     let a = gguf_arch(c.arch);
     let k = |s: &str| format!("{a}.{s}");
     let f = &c.features;
@@ -231,7 +227,7 @@ fn add_family_hparams(
         let default: Vec<bool> = (0..c.num_layers).map(|i| i % period < period - 1).collect();
         let actual: Vec<bool> = c.sliding_windows.iter().map(Option::is_some).collect();
         if window.is_some() && actual != default {
-            w.add(&k("attention.sliding_window_pattern"), crate::gguf::value::Array::Bool(actual))?;
+            w.add(&k("attention.sliding_window_pattern"), crate::value::Array::Bool(actual))?;
         }
     }
     match c.arch {

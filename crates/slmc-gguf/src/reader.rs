@@ -11,7 +11,7 @@
 use super::tensor_info::{MAX_DIMS, align_up};
 use super::value::{Array, Value, ValueType};
 use super::{DEFAULT_ALIGNMENT, GGUF_MAGIC, TensorInfo};
-use crate::FormatError;
+use crate::GgufError;
 use crate::ggml::GgmlType;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -55,8 +55,8 @@ pub struct ParseError {
 }
 
 impl ParseError {
-    fn into_format_error(self, source: impl Into<PathBuf>) -> FormatError {
-        FormatError::InvalidGguf { path: source.into(), offset: self.offset, reason: self.reason }
+    fn into_format_error(self, source: impl Into<PathBuf>) -> GgufError {
+        GgufError::InvalidGguf { path: source.into(), offset: self.offset, reason: self.reason }
     }
 }
 
@@ -341,17 +341,17 @@ pub struct GgufReader {
 
 impl GgufReader {
     /// Opens and validates `path`.
-    pub fn open(path: &Path) -> Result<Self, FormatError> {
-        let f = std::fs::File::open(path).map_err(|e| FormatError::io(path, e))?;
+    pub fn open(path: &Path) -> Result<Self, GgufError> {
+        let f = std::fs::File::open(path).map_err(|e| GgufError::io(path, e))?;
         // SAFETY: the map is read-only and private to this reader; slmc never writes to a file it
         // has open for reading (all writes go to a temporary file that is renamed into place).
-        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| FormatError::io(path, e))?;
+        let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| GgufError::io(path, e))?;
         let file = GgufFile::parse(&map).map_err(|e| e.into_format_error(path))?;
         Ok(Self { path: path.to_path_buf(), map, file })
     }
 
     /// Parses bytes already in memory; `source` names them in errors.
-    pub fn parse_bytes(bytes: &[u8], source: &str) -> Result<GgufFile, FormatError> {
+    pub fn parse_bytes(bytes: &[u8], source: &str) -> Result<GgufFile, GgufError> {
         GgufFile::parse(bytes).map_err(|e| e.into_format_error(source))
     }
 
@@ -376,13 +376,13 @@ impl GgufReader {
     }
 
     /// The raw data of tensor `name`.
-    pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorEntry, &[u8]), FormatError> {
-        let t = self.file.tensor(name).ok_or_else(|| FormatError::MissingTensor { name: name.into() })?;
+    pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorEntry, &[u8]), GgufError> {
+        let t = self.file.tensor(name).ok_or_else(|| GgufError::MissingTensor { name: name.into() })?;
         Ok((t, self.file.tensor_data(&self.map, t)))
     }
 
     /// Tensor `name` dequantized to f32 (ggml order: `ne[0]` varies fastest).
-    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, FormatError> {
+    pub fn tensor_f32(&self, name: &str) -> Result<Vec<f32>, GgufError> {
         let (t, bytes) = self.tensor_bytes(name)?;
         crate::ggml::dequantize(t.info.ggml_type, bytes)
     }

@@ -13,8 +13,8 @@ mod features;
 
 pub use arch::{Activation, Arch, BlockKind, LayerRope, NormKind, SUPPORTED_MODEL_TYPES};
 
+use crate::ConfigError;
 use crate::FloatDtype;
-use crate::FormatError;
 use serde_json::{Map, Value, json};
 
 /// How rotary position frequencies are rescaled for long context.
@@ -238,16 +238,16 @@ impl ModelConfig {
     }
 
     /// Parses `config.json` text. `source` names the file in errors.
-    pub fn from_json_str(text: &str, source: &str) -> Result<Self, FormatError> {
+    pub fn from_json_str(text: &str, source: &str) -> Result<Self, ConfigError> {
         let value: Value = serde_json::from_str(text)
-            .map_err(|e| FormatError::Config { file: source.into(), reason: format!("invalid JSON: {e}") })?;
+            .map_err(|e| ConfigError::Config { file: source.into(), reason: format!("invalid JSON: {e}") })?;
         let Value::Object(raw) = value else {
-            return Err(FormatError::Config { file: source.into(), reason: "expected a JSON object".into() });
+            return Err(ConfigError::Config { file: source.into(), reason: "expected a JSON object".into() });
         };
         // A `gemma3` multimodal checkpoint: the language model is described by `text_config`.
         if raw.get("model_type").and_then(Value::as_str) == Some("gemma3") {
             let Some(Value::Object(text)) = raw.get("text_config") else {
-                return Err(FormatError::Config {
+                return Err(ConfigError::Config {
                     file: source.into(),
                     reason: "a gemma3 config needs a `text_config` object".into(),
                 });
@@ -265,8 +265,8 @@ impl ModelConfig {
     }
 
     /// Reads `config.json` from a file.
-    pub fn from_file(path: &std::path::Path) -> Result<Self, FormatError> {
-        let text = std::fs::read_to_string(path).map_err(|e| FormatError::io(path, e))?;
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(path, e))?;
         Self::from_json_str(&text, &path.display().to_string())
     }
 
@@ -506,19 +506,19 @@ pub fn config_limit(key: &str) -> usize {
 }
 
 impl Parser<'_> {
-    fn err(&self, reason: impl Into<String>) -> FormatError {
-        FormatError::Config { file: self.source.into(), reason: reason.into() }
+    fn err(&self, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Config { file: self.source.into(), reason: reason.into() }
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
         self.raw.get(key).filter(|v| !v.is_null())
     }
 
-    fn usize_req(&self, key: &str) -> Result<usize, FormatError> {
+    fn usize_req(&self, key: &str) -> Result<usize, ConfigError> {
         self.usize_opt(key)?.ok_or_else(|| self.err(format!("missing `{key}`")))
     }
 
-    fn usize_opt(&self, key: &str) -> Result<Option<usize>, FormatError> {
+    fn usize_opt(&self, key: &str) -> Result<Option<usize>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -529,7 +529,7 @@ impl Parser<'_> {
     }
 
     /// `value` of `key`, refused above [`config_limit`] (before anything is sized by it).
-    fn bounded(&self, key: &str, value: usize) -> Result<usize, FormatError> {
+    fn bounded(&self, key: &str, value: usize) -> Result<usize, ConfigError> {
         let max = config_limit(key);
         if value > max {
             return Err(self.err(format!("`{key}` = {value} is larger than slmc supports (at most {max})")));
@@ -546,7 +546,7 @@ impl Parser<'_> {
         intermediate: usize,
         layers: usize,
         q_dim: usize,
-    ) -> Result<(), FormatError> {
+    ) -> Result<(), ConfigError> {
         let per_layer = (4 * hidden as u128 * q_dim as u128) + (3 * hidden as u128 * intermediate as u128);
         let total = 2 * vocab as u128 * hidden as u128 + layers as u128 * per_layer;
         if total > MAX_PARAMS as u128 {
@@ -557,7 +557,7 @@ impl Parser<'_> {
         Ok(())
     }
 
-    fn f64_opt(&self, key: &str) -> Result<Option<f64>, FormatError> {
+    fn f64_opt(&self, key: &str) -> Result<Option<f64>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => {
@@ -566,7 +566,7 @@ impl Parser<'_> {
         }
     }
 
-    fn bool_opt(&self, key: &str) -> Result<Option<bool>, FormatError> {
+    fn bool_opt(&self, key: &str) -> Result<Option<bool>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v
@@ -576,7 +576,7 @@ impl Parser<'_> {
         }
     }
 
-    fn token_ids(&self, key: &str) -> Result<Vec<u32>, FormatError> {
+    fn token_ids(&self, key: &str) -> Result<Vec<u32>, ConfigError> {
         match self.get(key) {
             None => Ok(vec![]),
             Some(Value::Array(a)) => a
@@ -594,7 +594,7 @@ impl Parser<'_> {
         }
     }
 
-    fn parse(&self, multimodal: bool) -> Result<ModelConfig, FormatError> {
+    fn parse(&self, multimodal: bool) -> Result<ModelConfig, ConfigError> {
         let model_type =
             self.get("model_type").and_then(Value::as_str).ok_or_else(|| self.err("missing `model_type`"))?;
         let arch = Arch::from_model_type(model_type).ok_or_else(|| {
@@ -678,7 +678,7 @@ impl Parser<'_> {
         })
     }
 
-    fn sliding_windows(&self, arch: Arch, num_layers: usize) -> Result<Vec<Option<usize>>, FormatError> {
+    fn sliding_windows(&self, arch: Arch, num_layers: usize) -> Result<Vec<Option<usize>>, ConfigError> {
         // transformers' MistralConfig defaults `sliding_window` to 4096 when the key is absent
         // (an explicit null disables it).
         let window = match (arch, self.raw.get("sliding_window")) {
@@ -748,7 +748,7 @@ impl Parser<'_> {
     /// The model's (for Gemma 3: the full-attention layers') rope parameters, from the 5.x
     /// `rope_parameters` dict (nested by layer type for Gemma 3) or the 4.x top-level
     /// `rope_theta` + `rope_scaling` dict.
-    fn global_rope(&self, arch: Arch, head_dim: usize, max_pos: usize) -> Result<RopeConfig, FormatError> {
+    fn global_rope(&self, arch: Arch, head_dim: usize, max_pos: usize) -> Result<RopeConfig, ConfigError> {
         let empty = Map::new();
         let params = self.get("rope_parameters").and_then(Value::as_object);
         let params = match params {
@@ -777,11 +777,11 @@ impl Parser<'_> {
         default_theta: f64,
         head_dim: usize,
         max_pos: usize,
-    ) -> Result<RopeConfig, FormatError> {
+    ) -> Result<RopeConfig, ConfigError> {
         let lookup = |k: &str| {
             dict.get(k).filter(|v| !v.is_null()).or_else(|| if top_level { self.get(k) } else { None })
         };
-        let num = |k: &str| -> Result<Option<f64>, FormatError> {
+        let num = |k: &str| -> Result<Option<f64>, ConfigError> {
             match lookup(k) {
                 None => Ok(None),
                 Some(v) => v
@@ -795,7 +795,7 @@ impl Parser<'_> {
             num("partial_rotary_factor")?.unwrap_or(if arch == Arch::Phi { 0.5 } else { 1.0 });
         let kind =
             dict.get("rope_type").or_else(|| dict.get("type")).and_then(Value::as_str).unwrap_or("default");
-        let req = |k: &str| -> Result<f64, FormatError> {
+        let req = |k: &str| -> Result<f64, ConfigError> {
             num(k)?.ok_or_else(|| self.err(format!("rope scaling `{kind}` needs `{k}`")))
         };
         let scaling = match kind {
@@ -808,7 +808,7 @@ impl Parser<'_> {
                 original_max_position_embeddings: req("original_max_position_embeddings")? as usize,
             },
             "longrope" => {
-                let list = |k: &str| -> Result<Vec<f64>, FormatError> {
+                let list = |k: &str| -> Result<Vec<f64>, ConfigError> {
                     let v = lookup(k)
                         .and_then(Value::as_array)
                         .ok_or_else(|| self.err(format!("longrope needs a `{k}` list")))?;

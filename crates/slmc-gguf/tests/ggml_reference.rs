@@ -7,8 +7,8 @@
 // Reports its measured figures in the test output.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use slmc_formats::ggml::{self, GgmlType};
-use slmc_formats::gguf::GgufReader;
+use slmc_gguf::GgufReader;
+use slmc_gguf::ggml::{self, GgmlType};
 use std::path::Path;
 
 /// Every type in the fixture, in the order the script wrote them.

@@ -1,7 +1,7 @@
 //! Hugging Face tensor names → llama.cpp tensor names (`gguf-py/gguf/tensor_mapping.py` for the
 //! architectures slmc exports), and the llama-arch Q/K row permutation.
 
-use crate::hf_config::Arch;
+use slmc_config::hf_config::Arch;
 
 /// What happens to a Hugging Face tensor on the way to GGUF.
 #[derive(Debug, Clone, PartialEq, Eq)]

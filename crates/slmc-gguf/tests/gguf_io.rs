@@ -1,7 +1,7 @@
 //! GGUF writer/reader round trips, the layout llama.cpp requires, and hostile input.
 
-use slmc_formats::ggml::{self, GgmlType};
-use slmc_formats::gguf::{Array, GgufFile, GgufReader, GgufWriter, TensorInfo, Value};
+use slmc_gguf::ggml::{self, GgmlType};
+use slmc_gguf::{Array, GgufFile, GgufReader, GgufWriter, TensorInfo, Value};
 use std::borrow::Cow;
 
 fn sample_writer() -> (GgufWriter, Vec<Vec<u8>>) {
@@ -89,7 +89,7 @@ fn layout_is_what_llama_cpp_requires() {
 fn writer_refuses_what_llama_cpp_would_refuse() {
     let mut w = GgufWriter::new();
     w.add("a", 1u32).unwrap();
-    let e = |r: Result<(), slmc_formats::FormatError>| r.unwrap_err().to_string();
+    let e = |r: Result<(), slmc_gguf::GgufError>| r.unwrap_err().to_string();
     assert!(e(w.add("a", 2u32)).contains("duplicate metadata key `a`"));
     assert!(e(w.add("empty", Array::U32(vec![]))).contains("empty array"));
     assert!(e(w.add("general.alignment", Value::U64(32))).contains("UINT32 power of two"));
@@ -128,7 +128,7 @@ fn failed_write_leaves_no_file_behind() {
     let (w, data) = sample_writer();
     let err = w.write_file(&path, |i, _| {
         if i == 2 {
-            Err(slmc_formats::FormatError::Ggml { reason: "boom".into() })
+            Err(slmc_gguf::GgufError::Ggml { reason: "boom".into() })
         } else {
             Ok(Cow::Borrowed(&data[i][..]))
         }

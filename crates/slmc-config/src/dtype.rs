@@ -1,6 +1,6 @@
 //! Floating-point storage types of weights and their byte encodings.
 
-use crate::FormatError;
+use crate::ConfigError;
 
 /// A floating-point element type a checkpoint can store weights in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,12 +93,9 @@ impl std::fmt::Display for FloatDtype {
 }
 
 impl std::str::FromStr for FloatDtype {
-    type Err = FormatError;
+    type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::from_name(s).ok_or_else(|| FormatError::BadTensor {
-            name: s.to_string(),
-            reason: "unknown dtype; expected float32, float16 or bfloat16".into(),
-        })
+        Self::from_name(s).ok_or_else(|| ConfigError::UnknownDtype(s.to_string()))
     }
 }
 

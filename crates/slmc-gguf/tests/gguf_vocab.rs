@@ -3,8 +3,8 @@
 //! scripts/make_gguf_fixtures.py), and the same model read from a `tokenizer.json` alone.
 
 use serde_json::{Value, json};
-use slmc_formats::gguf::vocab::token_type;
-use slmc_formats::gguf::{GgufVocab, PreSource, VocabSources};
+use slmc_gguf::vocab::token_type;
+use slmc_gguf::{GgufVocab, PreSource, VocabSources};
 use std::path::Path;
 
 fn spm_dir() -> std::path::PathBuf {
