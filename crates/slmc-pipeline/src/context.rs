@@ -4,14 +4,13 @@ use crate::PipelineError;
 use crate::data::Prepared;
 use crate::events::Observer;
 use crate::metrics::MetricsLog;
-use crate::runner::RunOptions;
 use slmc_data::Sequences;
 use slmc_model::Tokenizer;
 use slmc_recipe::{Plan, Recipe};
 use std::path::PathBuf;
 
 /// The run around one stage: recipe and plan, the stage's position and directory, the prepared
-/// data, `metrics.jsonl`, the run options and the observer that receives progress.
+/// data, `metrics.jsonl`, the interrupt flag and the observer that receives progress.
 pub(crate) struct StageContext<'a> {
     /// The recipe.
     pub recipe: &'a Recipe,
@@ -25,8 +24,8 @@ pub(crate) struct StageContext<'a> {
     pub data: Option<&'a Prepared>,
     /// `metrics.jsonl`.
     pub metrics: &'a MetricsLog,
-    /// How the run was started.
-    pub options: &'a RunOptions<'a>,
+    /// Set by Ctrl-C: stop after the current step (or block) with a checkpoint.
+    pub interrupt: Option<&'a std::sync::atomic::AtomicBool>,
     /// The model's tokenizer.
     pub tokenizer: Option<&'a Tokenizer>,
     /// Receives progress events.

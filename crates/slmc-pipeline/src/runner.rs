@@ -1,49 +1,24 @@
 //! Runs a recipe's stages in order.
 
-use crate::context::StageContext;
 use crate::data::{files_of, prepare_data, tokenizer_dir_of, tokenizer_file};
-use crate::evaluation::{cached_eval, eval_model};
+use crate::evaluation::{EvalResult, cached_eval, eval_model};
 use crate::events::{Event, Observer};
 use crate::exports::{self, ExportTarget};
 use crate::fingerprint::{hash_files, model_files, sha256_hex};
 use crate::metrics::MetricsLog;
+use crate::options::RunOptions;
 use crate::resume;
 use crate::run_dir::{Manifest, RunDir};
-use crate::stage_clock::{Clocked, StageClock};
+use crate::stage_run::{StageEval, StageRun};
 use crate::state::{Records, State};
-use crate::{PipelineError, gates, report, stages};
+use crate::{PipelineError, gates, report};
 use burn::prelude::*;
-use serde_json::Value;
 use slmc_config::FloatDtype;
 use slmc_data::SourceOptions;
-use slmc_formats::fsutil::atomic_write;
 use slmc_model::model::Init;
 use slmc_model::{CausalLm, HfModel, ModelConfig, Tokenizer};
 use slmc_recipe::{ModelSource, Plan, Recipe};
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-
-pub use crate::evaluation::EvalResult;
-
-/// How to run.
-pub struct RunOptions<'a> {
-    /// The recipe file as given (for the manifest).
-    pub recipe_file: String,
-    /// The recipe text.
-    pub recipe_text: String,
-    /// `--set` overrides.
-    pub sets: Vec<String>,
-    /// Run only the stages of this kind (`slmc finetune`, `slmc distill`, ...).
-    pub only_kind: Option<&'static str>,
-    /// Empty the run directory first.
-    pub fresh: bool,
-    /// Compute device.
-    pub device: Device,
-    /// Backend name for the manifest.
-    pub backend: String,
-    /// Set by Ctrl-C: stop after the current step with a checkpoint.
-    pub interrupt: Option<&'a AtomicBool>,
-}
 
 /// What a run produced.
 #[derive(Debug, Clone)]
@@ -187,62 +162,6 @@ pub fn run(
     report::record_outcome(&dir.root, &gates, final_eval)?;
     report::render_run_dir(&dir.root)?;
     Ok(RunSummary { run_dir: dir.root.clone(), resumed: dir.resumed, baseline, final_eval, gates, artifacts })
-}
-
-/// What every stage of a run shares.
-struct StageRun<'r> {
-    recipe: &'r Recipe,
-    plan: &'r Plan,
-    data: Option<&'r crate::data::Prepared>,
-    metrics: &'r MetricsLog,
-    options: &'r RunOptions<'r>,
-}
-
-/// A stage's perplexity, and whether the model changed (then an earlier perplexity no longer
-/// describes it).
-enum StageEval {
-    Changed(Option<EvalResult>),
-    Same(Option<EvalResult>),
-}
-
-impl StageRun<'_> {
-    /// Runs one stage into `sdir`: saves the state it leaves (when it changed) and `done.json`
-    /// with the saved files' hashes and the stage's wall time across interrupted runs.
-    fn stage(
-        &self,
-        stage: &slmc_recipe::Stage,
-        state: State,
-        sdir: &std::path::Path,
-        tokenizer: Option<&Tokenizer>,
-        tokenizer_dir: Option<&std::path::Path>,
-        observer: &mut dyn Observer,
-    ) -> Result<(State, StageEval), PipelineError> {
-        let (index, kind) = (stage.index, stage.kind.name());
-        std::fs::create_dir_all(sdir).map_err(|e| PipelineError::io(sdir, e))?;
-        observer.event(&Event::StageStart { index, kind, steps: stages::steps(&stage.kind) });
-        let mut clocked = Clocked { inner: observer, clock: StageClock::start(sdir) };
-        let mut ctx = StageContext {
-            recipe: self.recipe,
-            plan: self.plan,
-            index,
-            sdir: sdir.to_path_buf(),
-            data: self.data,
-            metrics: self.metrics,
-            options: self.options,
-            tokenizer,
-            observer: &mut clocked,
-        };
-        let out = stages::run(&stage.kind, state, &mut ctx)?;
-        let outputs = if out.changed { out.state.save(sdir, tokenizer_dir)? } else { Default::default() };
-        let mut record = out.record;
-        record["summary"] = Value::String(out.summary.clone());
-        record["wall_seconds"] = Value::from(clocked.clock.seconds());
-        record[resume::OUTPUTS_KEY] = serde_json::to_value(outputs).expect("json");
-        atomic_write(&sdir.join("done.json"), (record.to_string() + "\n").as_bytes())?;
-        clocked.inner.event(&Event::StageDone { index, summary: out.summary });
-        let eval = if out.changed { StageEval::Changed(out.eval) } else { StageEval::Same(out.eval) };
-        Ok((out.state, eval))
-    }
 }
 
 /// The model a recipe starts from, with its tokenizer.

@@ -19,7 +19,7 @@ mod stats;
 mod training;
 
 use crate::PipelineError;
-use crate::runner::EvalResult;
+use crate::evaluation::EvalResult;
 use data::{Gate, Measured, OUTCOME_FILE, Outcome, RunData};
 use slmc_formats::fsutil::atomic_write;
 use std::path::{Path, PathBuf};

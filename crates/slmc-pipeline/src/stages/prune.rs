@@ -96,7 +96,7 @@ fn unstructured(
     std::fs::create_dir_all(&blocks).map_err(|e| PipelineError::io(&blocks, e))?;
     let ctl = slmc_calib::Control {
         checkpoint_dir: Some(&blocks),
-        interrupt: ctx.options.interrupt,
+        interrupt: ctx.interrupt,
         stop_after_block: None,
     };
     let mut log = WalkLog::new("prune");

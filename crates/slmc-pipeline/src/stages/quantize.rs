@@ -51,8 +51,7 @@ pub(crate) fn run(
     };
     let blocks = ctx.sdir.join("blocks");
     std::fs::create_dir_all(&blocks).map_err(|e| PipelineError::io(&blocks, e))?;
-    let ctl =
-        Control { checkpoint_dir: Some(&blocks), interrupt: ctx.options.interrupt, stop_after_block: None };
+    let ctl = Control { checkpoint_dir: Some(&blocks), interrupt: ctx.interrupt, stop_after_block: None };
     let started = std::time::Instant::now();
     let mut log = WalkLog::new("quantize");
     let details = |m: &slmc_quant::ModuleReport| {

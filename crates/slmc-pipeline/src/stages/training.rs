@@ -48,7 +48,7 @@ pub(crate) fn options<'a, 'c: 'a>(
         // Resumes from its newest checkpoint; the resumed steps supersede the interrupted run's
         // lines in `metrics.jsonl` (see `MetricsLog::write`).
         checkpoint_dir: ctx.sdir.join("checkpoints"),
-        interrupt: ctx.options.interrupt,
+        interrupt: ctx.interrupt,
         kill_after: None,
         layerwise: params.activation_checkpointing,
         keep_masks: (!keep_masks.is_empty()).then_some(keep_masks),
