@@ -112,6 +112,22 @@ impl FileType {
         }
     }
 
+    /// The type a model stored in `stored` is exported as when none is asked for: bf16 for a
+    /// bf16 checkpoint, else f16 (what `convert_hf_to_gguf.py --outtype auto` picks).
+    pub fn default_for(stored: slmc_config::FloatDtype) -> FileType {
+        match stored {
+            slmc_config::FloatDtype::BF16 => Self::BF16,
+            _ => Self::F16,
+        }
+    }
+
+    /// Bits per weight of the base type's blocks (`q4_0`: 18 bytes per 32 → 4.5). The `_s` /
+    /// `_m` mixes store some tensors in a larger type, so their files run a little above this.
+    pub fn bits_per_weight(self) -> f64 {
+        let t = self.base_type();
+        t.type_size() as f64 * 8.0 / t.block_size() as f64
+    }
+
     /// The ggml type most weights get.
     pub fn base_type(self) -> GgmlType {
         self.entry().3

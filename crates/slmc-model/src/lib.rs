@@ -9,7 +9,6 @@
 /// The model configuration (parsed in `slmc-formats`, which needs no burn).
 pub use slmc_config::hf_config as config;
 pub mod error;
-pub mod export;
 pub mod generate;
 pub mod gguf_export;
 pub mod hf_dir;

@@ -1,10 +1,12 @@
-//! `[export]`: the artifacts written from the final state into `artifacts/`.
+//! `[export]`: the artifacts written from the final state into `artifacts/`, each through the
+//! one export path ([`crate::export`]).
 
 use crate::PipelineError;
 use crate::events::{Event, Observer};
+use crate::export::{ExportRequest, ExportSource, export, gguf_type};
 use crate::state::State;
 use slmc_config::FloatDtype;
-use slmc_model::hf_dir::{SaveOptions, save};
+use slmc_gguf::FileType;
 use slmc_recipe::{ExportFormat, Recipe};
 use std::path::{Path, PathBuf};
 
@@ -28,87 +30,47 @@ pub(crate) fn write_all(
     let Some(e) = &recipe.export else {
         return Ok(Vec::new());
     };
-    // After adapter training the model formats hold the merged weights; `peft` and `gguf-lora`
-    // write the adapters themselves.
-    let adapter = slmc_model::lora::extract(&state.model)?;
-    let merged = adapter.is_some().then(|| slmc_model::lora::merge(state.model.clone()));
-    let model = merged.as_ref().unwrap_or(&state.model);
-    let tokenizer_dir = target.tokenizer_dir.map(Path::to_path_buf);
+    let src = ExportSource {
+        model: &state.model,
+        records: &state.records,
+        stored_dtype: target.stored_dtype,
+        adapter: None,
+    };
     let mut artifacts = Vec::new();
-    for f in &e.formats {
-        let out = match f {
-            ExportFormat::Safetensors => {
-                let out = target.dir.join(format!("{}-safetensors", recipe.name));
-                let opts = SaveOptions {
-                    dtype: Some(e.dtype.unwrap_or(target.stored_dtype)),
-                    max_shard_bytes: None,
-                    tokenizer_dir: tokenizer_dir.clone(),
-                    tensor_dtype: None,
-                };
-                save(model, &out, &opts)?;
-                out
-            }
-            ExportFormat::Gguf => {
-                let tok = tokenizer_dir.clone().ok_or_else(|| {
-                    PipelineError::Recipe("GGUF export needs the model's tokenizer.json".into())
-                })?;
-                let file_type = recipe.gguf_type();
-                let out = target.dir.join(format!("{}-{}.gguf", recipe.name, file_type.name()));
-                let opts = slmc_model::gguf_export::GgufOptions {
-                    file_type,
-                    tokenizer_dir: tok,
-                    name: Some(recipe.name.clone()),
-                    encoded: match (&state.records.quant, e.requantize) {
-                        (Some(r), false) => slmc_quant::ggml_codes::gguf_tensors(model, r)?,
-                        _ => Default::default(),
-                    },
-                };
-                slmc_model::gguf_export::export_model_gguf(model, &opts, &out)?;
-                out
-            }
-            ExportFormat::Gptq => {
-                let (Some(r), Some(q)) = (&state.records.quant, recipe.last_quantize()) else {
-                    return Err(PipelineError::Recipe("the gptq export needs a quantize stage".into()));
-                };
-                let out = target.dir.join(format!("{}-gptq", recipe.name));
-                let settings = slmc_quant::GptqSettings {
-                    act_order: q.act_order,
-                    damp: q.damp,
-                    true_sequential: q.true_sequential,
-                };
-                slmc_quant::save_gptq(model, r, settings, tokenizer_dir.clone(), &out)?;
-                out
-            }
-            ExportFormat::Peft => {
-                let adapter = adapter.as_ref().ok_or_else(no_adapter)?;
-                let out = target.dir.join(format!("{}-peft", recipe.name));
-                if state.model.config.features.multimodal {
-                    // Named as in the multimodal class the user's PEFT loads the base with.
-                    slmc_formats::adapter::write_peft(&adapter.for_multimodal_base(), &out)?;
-                } else {
-                    slmc_formats::adapter::write_peft(adapter, &out)?;
-                }
-                out
-            }
-            ExportFormat::GgufLora => {
-                let adapter = adapter.as_ref().ok_or_else(no_adapter)?;
-                let file_type = match e.dtype {
-                    Some(FloatDtype::F16) => slmc_gguf::FileType::F16,
-                    Some(FloatDtype::BF16) => slmc_gguf::FileType::BF16,
-                    _ => slmc_gguf::FileType::F32,
-                };
-                let out = target.dir.join(format!("{}-lora-{}.gguf", recipe.name, file_type.name()));
-                let gguf_target = slmc_gguf::GgufLoraTarget::from_config(&state.model.config);
-                slmc_gguf::write_gguf_lora(adapter, &gguf_target, file_type, &out)?;
-                out
-            }
+    for &format in &e.formats {
+        let mut req = ExportRequest::new(format, PathBuf::new());
+        req.tokenizer_dir = target.tokenizer_dir.map(Path::to_path_buf);
+        req.name = Some(recipe.name.clone());
+        req.dtype = e.dtype;
+        req.requantize = e.requantize;
+        req.gguf_type = match format {
+            ExportFormat::GgufLora => match e.dtype {
+                Some(FloatDtype::F16) => Some(FileType::F16),
+                Some(FloatDtype::BF16) => Some(FileType::BF16),
+                _ => None,
+            },
+            _ => recipe.gguf_type(),
         };
-        observer.event(&Event::Artifact(out.display().to_string()));
-        artifacts.push(out);
+        req.gptq = recipe.last_quantize().map(|q| slmc_quant::GptqSettings {
+            act_order: q.act_order,
+            damp: q.damp,
+            true_sequential: q.true_sequential,
+        });
+        req.out = target.dir.join(artifact_name(&recipe.name, &req, &src));
+        export(&src, &req)?;
+        observer.event(&Event::Artifact(req.out.display().to_string()));
+        artifacts.push(req.out);
     }
     Ok(artifacts)
 }
 
-fn no_adapter() -> PipelineError {
-    PipelineError::Recipe("the `peft` and `gguf-lora` exports need LoRA adapters on the final model".into())
+/// The artifact's file or directory name (`<name>-safetensors`, `<name>-q4_0.gguf`, …).
+fn artifact_name(name: &str, req: &ExportRequest, src: &ExportSource<'_>) -> String {
+    match req.format {
+        ExportFormat::Gguf => format!("{name}-{}.gguf", gguf_type(req, src).name()),
+        ExportFormat::GgufLora => {
+            format!("{name}-lora-{}.gguf", req.gguf_type.unwrap_or(FileType::F32).name())
+        }
+        other => format!("{name}-{}", other.name()),
+    }
 }

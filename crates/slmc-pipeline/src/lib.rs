@@ -14,6 +14,7 @@ mod data_rows;
 pub mod error;
 pub mod evaluation;
 pub mod events;
+pub mod export;
 mod exports;
 pub mod fingerprint;
 mod gates;

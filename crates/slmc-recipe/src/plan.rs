@@ -597,8 +597,8 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
                     if let Err(why) = slmc_gguf::export::arch::representable(&model) {
                         problems.push(Diagnostic::plain(format!("[export] gguf: {why}")));
                     }
-                    let t = recipe.gguf_type();
-                    let bits = gguf_nominal_bits(t.name());
+                    let t = recipe.gguf_type().unwrap_or(slmc_gguf::FileType::default_for(model.dtype));
+                    let bits = t.bits_per_weight();
                     exports.push((
                         format!("gguf ({})", t.name()),
                         (model.num_params() as f64 * bits / 8.0) as u64,
@@ -699,20 +699,6 @@ fn quantize_shape_problems(
 
 /// Nominal bits per weight of a GGUF export type (the file is close to this; K-quant mixes keep
 /// some tensors wider).
-fn gguf_nominal_bits(name: &str) -> f64 {
-    match name {
-        "f32" => 32.0,
-        "f16" | "bf16" => 16.0,
-        "q8_0" => 8.5,
-        "q6_k" => 6.56,
-        "q5_0" | "q5_k" | "q5_k_s" => 5.5,
-        "q5_1" | "q5_k_m" => 5.75,
-        "q4_1" => 5.0,
-        "q4_k_m" => 4.85,
-        _ => 4.5,
-    }
-}
-
 /// Human-readable bytes.
 pub fn bytes(b: u64) -> String {
     let b = b as f64;

@@ -43,17 +43,15 @@ impl Recipe {
         })
     }
 
-    /// The GGUF export type: `gguf-type`, else the type holding the quantize stage's codes
-    /// as-is, else f16.
-    pub fn gguf_type(&self) -> slmc_gguf::FileType {
-        use slmc_gguf::FileType;
-        self.export
-            .as_ref()
-            .and_then(|e| e.gguf_type)
-            .or_else(|| {
-                self.last_quantize().and_then(|q| FileType::for_uniform_grid(q.bits, q.group_size, q.sym))
-            })
-            .unwrap_or(FileType::F16)
+    /// The GGUF export type asked for: `gguf-type`, else the type of the quantize stage's grid
+    /// (which holds its codes as-is); `None` leaves the default
+    /// ([`slmc_gguf::FileType::default_for`] the model's dtype).
+    pub fn gguf_type(&self) -> Option<slmc_gguf::FileType> {
+        let e = self.export.as_ref()?;
+        e.gguf_type.or_else(|| {
+            let q = self.last_quantize()?;
+            slmc_gguf::FileType::for_uniform_grid(q.bits, q.group_size, q.sym)
+        })
     }
 
     /// The run directory: `run-dir`, else `runs/<name>`.
@@ -434,6 +432,32 @@ pub enum ExportFormat {
     Peft,
     /// The LoRA adapter as a llama.cpp GGUF adapter (`--lora` / llama-cpp-python's `lora_path`).
     GgufLora,
+}
+
+impl ExportFormat {
+    /// Every format, with its recipe / CLI name (the one table both are parsed from).
+    pub const ALL: [(ExportFormat, &'static str); 5] = [
+        (Self::Safetensors, "safetensors"),
+        (Self::Gguf, "gguf"),
+        (Self::Gptq, "gptq"),
+        (Self::Peft, "peft"),
+        (Self::GgufLora, "gguf-lora"),
+    ];
+
+    /// The format's name (`gguf-lora`).
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(f, _)| *f == self).map(|(_, n)| *n).expect("every format is in ALL")
+    }
+
+    /// The format called `name`, if there is one.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+    }
+
+    /// Whether the format writes the model's adapters rather than the model.
+    pub fn is_adapter(self) -> bool {
+        matches!(self, Self::Peft | Self::GgufLora)
+    }
 }
 
 /// The `[export]` table.

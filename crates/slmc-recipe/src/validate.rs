@@ -547,23 +547,24 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
         };
         for item in items {
             match &item.value {
-                Value::Str(s) if s == "safetensors" => formats.push(ExportFormat::Safetensors),
-                Value::Str(s) if s == "gguf" => formats.push(ExportFormat::Gguf),
-                Value::Str(s) if s == "gptq" => formats.push(ExportFormat::Gptq),
-                Value::Str(s) if s == "peft" => formats.push(ExportFormat::Peft),
-                Value::Str(s) if s == "gguf-lora" => formats.push(ExportFormat::GgufLora),
-                Value::Str(s) => {
-                    let mut diag = Diagnostic::new(
-                        format!(
-                            "unknown export format `{s}`; slmc writes `safetensors`, `gguf`, `gptq`, `peft` and `gguf-lora`"
-                        ),
-                        item.origin.clone(),
-                    );
-                    if let Some(l) = did_you_mean(s, ["safetensors", "gguf", "gptq", "peft", "gguf-lora"]) {
-                        diag = diag.with_label(l);
+                Value::Str(s) => match ExportFormat::from_name(s) {
+                    Some(f) => formats.push(f),
+                    None => {
+                        let names: Vec<&str> = ExportFormat::ALL.iter().map(|(_, n)| *n).collect();
+                        let mut diag = Diagnostic::new(
+                            format!(
+                                "unknown export format `{s}`; slmc writes `{}` and `{}`",
+                                names[..names.len() - 1].join("`, `"),
+                                names[names.len() - 1]
+                            ),
+                            item.origin.clone(),
+                        );
+                        if let Some(l) = did_you_mean(s, names) {
+                            diag = diag.with_label(l);
+                        }
+                        d.push(diag);
                     }
-                    d.push(diag);
-                }
+                },
                 _ => d.push(Diagnostic::new("export formats must be strings", item.origin.clone())),
             }
         }
@@ -713,16 +714,19 @@ fn quantize_export_checks(r: &Recipe, root: &Node, d: &mut Diagnostics) {
         && !e.requantize
     {
         let want = FileType::for_uniform_grid(q.bits, q.group_size, q.sym);
-        let chosen = r.gguf_type();
-        if want != Some(chosen) {
+        if want.is_none() || want != r.gguf_type() {
+            let chosen = match r.gguf_type() {
+                Some(t) => format!("GGUF `{}`", t.name()),
+                None => "GGUF's default type (f16; bf16 for a bf16 model)".to_string(),
+            };
             let fix = match want {
                 Some(t) => format!("set `gguf-type = \"{}\"`", t.name()),
                 None => "use bits = 4, group-size = 32 (q4_0 when sym, q4_1 when asym) or bits = 8, group-size = 32, sym (q8_0)".into(),
             };
             d.push(Diagnostic::new(
                 format!(
-                    "GGUF `{}` cannot hold the {} codes of the quantize stage as-is; {fix}, or set `requantize = true` in [export] to let llama.cpp's quantizer redo them",
-                    chosen.name(),
+                    "{} cannot hold the {} codes of the quantize stage as-is; {fix}, or set `requantize = true` in [export] to let llama.cpp's quantizer redo them",
+                    chosen,
                     q.grid_name()
                 ),
                 anchor.clone(),

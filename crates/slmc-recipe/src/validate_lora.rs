@@ -114,17 +114,8 @@ pub(crate) fn adapter_export_checks(
     root: &crate::tree::Node,
     d: &mut Diagnostics,
 ) {
-    use crate::schema::ExportFormat;
     let Some(e) = &r.export else { return };
-    let wants: Vec<&str> = e
-        .formats
-        .iter()
-        .filter_map(|f| match f {
-            ExportFormat::Peft => Some("peft"),
-            ExportFormat::GgufLora => Some("gguf-lora"),
-            _ => None,
-        })
-        .collect();
+    let wants: Vec<&str> = e.formats.iter().filter(|f| f.is_adapter()).map(|f| f.name()).collect();
     if wants.is_empty() {
         return;
     }

@@ -7,9 +7,7 @@ use burn::prelude::Device;
 use slmc_config::FloatDtype;
 use slmc_gguf::FileType;
 use slmc_model::HfModel;
-use slmc_model::export::{ExportOutcome, ExportRequest, export};
-use slmc_model::gguf_export::GgufOptions;
-use slmc_model::hf_dir::SaveOptions;
+use slmc_pipeline::export::{ExportOutcome, ExportRequest, ExportSource, export, gguf_type};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -25,6 +23,19 @@ pub enum Format {
     GgufLora,
     /// With --adapter: the adapter rewritten as a PEFT directory (checked against the model).
     Peft,
+}
+
+impl Format {
+    /// The format in the recipe's (and the export path's) terms.
+    fn recipe_format(self) -> slmc_recipe::ExportFormat {
+        use slmc_recipe::ExportFormat as F;
+        match self {
+            Self::Safetensors => F::Safetensors,
+            Self::Gguf => F::Gguf,
+            Self::GgufLora => F::GgufLora,
+            Self::Peft => F::Peft,
+        }
+    }
 }
 
 /// Arguments of `slmc export`.
@@ -43,7 +54,8 @@ pub struct Args {
     pub max_shard_mb: Option<u64>,
     /// gguf: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k, q4_k_s, q4_k_m,
     /// q5_k_s or q5_k_m (per-tensor types as llama-quantize picks them; q4_k/q5_k are "pure").
-    /// Default: bf16 for bf16 checkpoints, else f16 (what convert_hf_to_gguf.py's auto picks).
+    /// Default: bf16 for bf16 checkpoints, else f16 (what convert_hf_to_gguf.py's auto picks;
+    /// recipes' `[export]` has the same default). gguf-lora: f32 (default), f16 or bf16.
     #[arg(long = "type", value_name = "TYPE")]
     pub gguf_type: Option<FileType>,
     /// A PEFT LoRA/DoRA adapter directory (adapter_config.json + adapter_model.safetensors) for the
@@ -102,25 +114,42 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
         Some(dir) => {
             let adapter = slmc_formats::adapter::read_peft(dir)?;
             // Attaching checks that every module and shape fits the model.
-            let attached = slmc_model::lora::attach(hf.model.clone(), &adapter).map_err(|e| {
+            hf.model = slmc_model::lora::attach(hf.model.clone(), &adapter).map_err(|e| {
                 anyhow::anyhow!("adapter {} does not fit {}: {e}", dir.display(), a.model.display())
             })?;
-            hf.model = slmc_model::lora::merge(attached);
             Some(adapter)
+        }
+        None if matches!(a.format, Format::GgufLora | Format::Peft) => {
+            bail!("--format gguf-lora and peft convert an adapter: give --adapter ADIR")
         }
         None => None,
     };
-    match (a.format, &adapter) {
-        (Format::GgufLora | Format::Peft, None) => {
-            bail!("--format gguf-lora and peft convert an adapter: give --adapter ADIR")
-        }
-        (Format::GgufLora, Some(adapter)) => {
-            let file_type = a.gguf_type.unwrap_or(FileType::F32);
-            let target = slmc_gguf::GgufLoraTarget::from_config(&hf.config);
-            let report = slmc_gguf::write_gguf_lora(adapter, &target, file_type, &a.output)?;
+    let mut req = ExportRequest::new(a.format.recipe_format(), a.output.clone());
+    req.tokenizer_dir = Some(a.model.clone());
+    req.name =
+        a.model.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    req.dtype = a.dtype;
+    req.gguf_type = a.gguf_type;
+    req.max_shard_bytes = a.max_shard_mb.map(|m| m * 1_000_000);
+    let records = slmc_pipeline::Records::default();
+    let src = ExportSource {
+        model: &hf.model,
+        records: &records,
+        stored_dtype: hf.stored_dtype,
+        adapter: adapter.as_ref(),
+    };
+    let out = a.output.display();
+    match export(&src, &req)? {
+        ExportOutcome::Files(files) => match &adapter {
+            Some(ad) if matches!(a.format, Format::Peft) => {
+                println!("wrote {out} ({} files, {} adapted modules)", files.len(), ad.modules.len())
+            }
+            _ => println!("wrote {out} ({} files)", files.len()),
+        },
+        ExportOutcome::GgufLora(report) => {
             println!(
-                "wrote {} (llama.cpp LoRA adapter, {file_type}, {} tensors, alpha {}, {:.2} MB)",
-                a.output.display(),
+                "wrote {out} (llama.cpp LoRA adapter, {}, {} tensors, alpha {}, {:.2} MB)",
+                req.gguf_type.unwrap_or(FileType::F32),
                 report.tensors.len(),
                 report.alpha,
                 report.file_bytes as f64 / 1e6
@@ -128,70 +157,32 @@ pub fn run(a: Args, device: &Device) -> anyhow::Result<()> {
             for n in &report.notes {
                 println!("note: {n}");
             }
-            return Ok(());
         }
-        (Format::Peft, Some(adapter)) => {
-            // For the language model of a multimodal checkpoint: the multimodal class's names.
-            let multimodal = hf.config.features.multimodal.then(|| adapter.for_multimodal_base());
-            let files = slmc_formats::adapter::write_peft(multimodal.as_ref().unwrap_or(adapter), &a.output)?;
-            println!(
-                "wrote {} ({} files, {} adapted modules)",
-                a.output.display(),
-                files.len(),
-                adapter.modules.len()
-            );
-            return Ok(());
-        }
-        _ => {}
-    }
-    let request = match a.format {
-        Format::GgufLora | Format::Peft => unreachable!("handled above"),
-        Format::Safetensors => ExportRequest::Safetensors(SaveOptions {
-            dtype: Some(a.dtype.unwrap_or(hf.stored_dtype)),
-            max_shard_bytes: a.max_shard_mb.map(|m| m * 1_000_000),
-            tokenizer_dir: Some(a.model.clone()),
-            tensor_dtype: None,
-        }),
-        Format::Gguf => ExportRequest::Gguf(GgufOptions {
-            file_type: a.gguf_type.unwrap_or(match hf.stored_dtype {
-                FloatDtype::BF16 => FileType::BF16,
-                _ => FileType::F16,
-            }),
-            tokenizer_dir: a.model.clone(),
-            name: a
-                .model
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())),
-            encoded: Default::default(),
-        }),
-    };
-    match export(&hf.model, &request, &a.output)? {
-        ExportOutcome::Safetensors(files) => println!("wrote {} ({} files)", a.output.display(), files.len()),
         ExportOutcome::Gguf(report) => {
-            let mut hist: BTreeMap<&str, usize> = BTreeMap::new();
-            for t in &report.tensors {
-                *hist.entry(t.ggml_type.name()).or_default() += 1;
-                if a.verbose {
-                    println!("{:<32} {:<5} {:?} {} bytes", t.name, t.ggml_type.name(), t.ne, t.n_bytes);
-                }
-            }
-            let types: Vec<String> = hist.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
-            let file_type = match &request {
-                ExportRequest::Gguf(o) => o.file_type,
-                ExportRequest::Safetensors(_) => unreachable!("gguf outcome"),
-            };
-            println!(
-                "wrote {} ({file_type}, {:.2} MB, {:.2} bits/weight; tensors: {})",
-                a.output.display(),
-                report.file_bytes as f64 / 1e6,
-                report.bits_per_weight(),
-                types.join(", ")
-            );
-            for n in &report.notes {
-                println!("note: {n}");
-            }
+            print_gguf(&report, gguf_type(&req, &src), &out.to_string(), a.verbose)
         }
     }
     Ok(())
+}
+
+/// The summary of a GGUF export: type, size, bits per weight, tensors per ggml type (each
+/// tensor with `verbose`), notes.
+fn print_gguf(report: &slmc_gguf::ExportReport, file_type: FileType, out: &str, verbose: bool) {
+    let mut hist: BTreeMap<&str, usize> = BTreeMap::new();
+    for t in &report.tensors {
+        *hist.entry(t.ggml_type.name()).or_default() += 1;
+        if verbose {
+            println!("{:<32} {:<5} {:?} {} bytes", t.name, t.ggml_type.name(), t.ne, t.n_bytes);
+        }
+    }
+    let types: Vec<String> = hist.iter().map(|(k, n)| format!("{k} ×{n}")).collect();
+    println!(
+        "wrote {out} ({file_type}, {:.2} MB, {:.2} bits/weight; tensors: {})",
+        report.file_bytes as f64 / 1e6,
+        report.bits_per_weight(),
+        types.join(", ")
+    );
+    for n in &report.notes {
+        println!("note: {n}");
+    }
 }
