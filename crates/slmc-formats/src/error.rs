@@ -82,6 +82,15 @@ pub enum FormatError {
         /// What is wrong.
         reason: String,
     },
+    /// A record file (quantization codes, masks, solved weights, calibration windows) that is
+    /// not what its kind should be.
+    #[error("{path}: {reason}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A model configuration problem.
     #[error(transparent)]
     ModelConfig(#[from] slmc_config::ConfigError),

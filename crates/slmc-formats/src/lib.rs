@@ -6,6 +6,7 @@
 //!   checked, and written atomically.
 //! * [`adapter`]: LoRA / DoRA adapters as data and as PEFT adapter directories.
 //! * [`nf4`]: bitsandbytes' NF4 4-bit format (QLoRA bases).
+//! * [`record_file`]: the record files stages hand on (codes, masks, solved weights, windows).
 //! * [`fsutil`]: atomic writes (temp file + rename) used by every writer in slmc, and the sweep of
 //!   temporaries killed writers left.
 //!
@@ -16,6 +17,7 @@ pub mod checkpoint;
 pub mod error;
 pub mod fsutil;
 pub mod nf4;
+pub mod record_file;
 
 pub use checkpoint::{Checkpoint, TensorMeta, TensorToWrite, write_checkpoint};
 pub use error::FormatError;

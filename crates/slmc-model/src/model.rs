@@ -97,13 +97,7 @@ pub(crate) fn normal_values(n: usize, std: f64, rng: &mut rand::rngs::StdRng) ->
     out
 }
 
-/// `model.layers.3.mlp.down_proj` → `(3, "mlp.down_proj")`: the layer and the module name within
-/// it of a decoder linear module's Hugging Face name.
-pub fn split_layer_name(name: &str) -> Option<(usize, &str)> {
-    let rest = name.strip_prefix("model.layers.")?;
-    let (i, module) = rest.split_once('.')?;
-    Some((i.parse().ok()?, module))
-}
+pub use slmc_config::hf_config::split_layer_name;
 
 impl CausalLm {
     /// The decoder linear module with Hugging Face name `name`

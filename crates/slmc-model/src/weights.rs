@@ -111,11 +111,9 @@ pub fn select_layers(
     config.select_layers(layers);
     let mut out = Vec::new();
     for t in export(model) {
-        match t.name.strip_prefix("model.layers.") {
-            None => out.push(t),
-            Some(rest) => {
-                let (idx, tail) = rest.split_once('.').expect("layer tensor names have a suffix");
-                let idx: usize = idx.parse().expect("numeric layer index");
+        match slmc_config::hf_config::split_layer_name(&t.name) {
+            None => out.push(t.clone()),
+            Some((idx, tail)) => {
                 for (j, _) in layers.iter().enumerate().filter(|(_, l)| **l == idx) {
                     out.push(HfTensor { name: format!("model.layers.{j}.{tail}"), ..t.clone() });
                 }

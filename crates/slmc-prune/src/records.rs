@@ -6,9 +6,9 @@
 
 use crate::PruneError;
 use crate::mask::{Mask, bytes_per_row};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use slmc_formats::fsutil::atomic_write;
-use std::collections::{BTreeMap, HashMap};
+use safetensors::Dtype;
+use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Masks by Hugging Face module name (`model.layers.3.mlp.down_proj`).
@@ -19,58 +19,43 @@ const SHAPES_KEY: &str = "slmc.prune.masks";
 /// Suffix of every mask tensor.
 const SUFFIX: &str = ".mask";
 
-/// Writes `masks` to one safetensors file, atomically (temporary name, then rename).
+/// Writes `masks` to one record file, atomically (temporary name, then rename).
 pub fn save_masks(masks: &Masks, path: &Path) -> Result<(), PruneError> {
-    let file_error = |reason: String| PruneError::Mask { name: path.display().to_string(), reason };
     let mut shapes = serde_json::Map::new();
-    let mut views = Vec::with_capacity(masks.len());
+    let mut tensors = Vec::with_capacity(masks.len());
     for (name, mask) in masks {
         mask.validate(name)?;
         shapes.insert(name.clone(), serde_json::json!([mask.rows(), mask.cols()]));
         let shape = vec![mask.rows(), bytes_per_row(mask.cols())];
-        let view = TensorView::new(Dtype::U8, shape, mask.packed()).map_err(|e| file_error(e.to_string()))?;
-        views.push((format!("{name}{SUFFIX}"), view));
+        tensors.push(RecordTensor::u8(format!("{name}{SUFFIX}"), shape, mask.packed().to_vec()));
     }
-    let meta = HashMap::from([(SHAPES_KEY.to_string(), serde_json::Value::Object(shapes).to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(|e| file_error(e.to_string()))?;
-    atomic_write(path, &bytes)?;
-    Ok(())
+    Ok(write_records(path, &tensors, Some((SHAPES_KEY, &serde_json::Value::Object(shapes))))?)
 }
 
 /// Reads a file [`save_masks`] wrote, validating every shape, size and padding bit; a corrupt,
-/// truncated or foreign file is a [`PruneError::Mask`] naming the file.
+/// truncated or foreign file is an error naming the file.
 pub fn load_masks(path: &Path) -> Result<Masks, PruneError> {
-    let bytes = std::fs::read(path).map_err(|e| PruneError::Io { path: path.into(), source: e })?;
-    let bad = |reason: String| PruneError::Mask { name: path.display().to_string(), reason };
-    let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
-    let shapes_text = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(SHAPES_KEY))
-        .ok_or_else(|| bad(format!("no `{SHAPES_KEY}` metadata: not a slmc mask file")))?;
-    let shapes: BTreeMap<String, (usize, usize)> =
-        serde_json::from_str(shapes_text).map_err(|e| bad(format!("bad `{SHAPES_KEY}` metadata: {e}")))?;
+    let bytes = read_bytes(path)?;
+    let file = RecordFile::parse(path, &bytes, Some(SHAPES_KEY))?;
+    let shapes: BTreeMap<String, (usize, usize)> = serde_json::from_value(file.meta.clone())
+        .map_err(|e| file.error(format!("bad `{SHAPES_KEY}` metadata: {e}")))?;
     if let Some(extra) =
-        st.names().into_iter().find(|t| !t.strip_suffix(SUFFIX).is_some_and(|m| shapes.contains_key(m)))
+        file.names().into_iter().find(|t| !t.strip_suffix(SUFFIX).is_some_and(|m| shapes.contains_key(m)))
     {
-        return Err(bad(format!("tensor {extra} is not a listed mask")));
+        return Err(file.error(format!("tensor {extra} is not a listed mask")).into());
     }
     let mut out = Masks::new();
     for (name, &(rows, cols)) in &shapes {
-        let t = st.tensor(&format!("{name}{SUFFIX}")).map_err(|_| bad(format!("missing {name}{SUFFIX}")))?;
+        let (shape, data) = file.tensor(&format!("{name}{SUFFIX}"), Dtype::U8, 2)?;
         let want = [rows, bytes_per_row(cols)];
-        if t.dtype() != Dtype::U8 || t.shape() != want {
-            return Err(bad(format!(
-                "{name}{SUFFIX} is {:?} {:?}, expected U8 {want:?} for a {rows}x{cols} mask",
-                t.dtype(),
-                t.shape()
-            )));
+        if shape != want {
+            return Err(file
+                .error(format!("{name}{SUFFIX} is {shape:?}, expected {want:?} for a {rows}x{cols} mask"))
+                .into());
         }
-        let mask = Mask::unchecked(rows, cols, t.data().to_vec());
+        let mask = Mask::unchecked(rows, cols, data.to_vec());
         if let Some(reason) = mask.problem() {
-            return Err(bad(format!("{name}: {reason}")));
+            return Err(file.error(format!("{name}: {reason}")).into());
         }
         out.insert(name.clone(), mask);
     }
@@ -102,6 +87,6 @@ mod tests {
     #[test]
     fn a_missing_file_is_an_io_error() {
         let err = load_masks(Path::new("/nonexistent/masks.safetensors")).unwrap_err();
-        assert!(matches!(err, PruneError::Io { .. }), "{err}");
+        assert!(matches!(err, PruneError::Format(slmc_formats::FormatError::Io { .. })), "{err}");
     }
 }

@@ -23,10 +23,8 @@ impl SparsitySummary {
         let mut four_eight = true;
         let mut any = false;
         for (name, rows, cols, w) in weights {
-            let Some(kind) = name
-                .strip_prefix("model.layers.")
-                .and_then(|r| r.split_once('.'))
-                .and_then(|(_, k)| k.strip_suffix(".weight"))
+            let Some(kind) =
+                slmc_config::hf_config::split_layer_name(name).and_then(|(_, k)| k.strip_suffix(".weight"))
             else {
                 continue;
             };

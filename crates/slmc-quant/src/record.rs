@@ -4,8 +4,8 @@
 
 use crate::QuantError;
 use crate::grid::{Grid, Params};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
-use slmc_formats::fsutil::atomic_write;
+use safetensors::Dtype;
+use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -107,70 +107,42 @@ fn grid_from_json(v: &serde_json::Value) -> Option<Grid> {
     })
 }
 
-/// Writes records to one safetensors file (`<module>.codes` u8 `[rows, cols]`, `<module>.scales`
+/// The metadata key holding every module's grid.
+const GRIDS_KEY: &str = "slmc.quant.grids";
+
+/// Writes records to one record file (`<module>.codes` u8 `[rows, cols]`, `<module>.scales`
 /// f32 and `<module>.zeros` u8 `[rows, groups]`; grids in the header metadata), atomically.
 pub fn save_records(records: &Records, path: &Path) -> Result<(), QuantError> {
     let mut grids = serde_json::Map::new();
-    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut tensors = Vec::new();
     for (name, r) in records {
         grids.insert(name.clone(), grid_json(&r.grid));
         let g = r.groups();
-        owned.push((format!("{name}.codes"), Dtype::U8, vec![r.rows, r.cols], r.codes.clone()));
-        owned.push((
-            format!("{name}.scales"),
-            Dtype::F32,
-            vec![r.rows, g],
-            r.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-        ));
-        owned.push((format!("{name}.zeros"), Dtype::U8, vec![r.rows, g], r.zeros.clone()));
+        tensors.push(RecordTensor::u8(format!("{name}.codes"), vec![r.rows, r.cols], r.codes.clone()));
+        tensors.push(RecordTensor::f32(format!("{name}.scales"), vec![r.rows, g], &r.scales));
+        tensors.push(RecordTensor::u8(format!("{name}.zeros"), vec![r.rows, g], r.zeros.clone()));
     }
-    let views: Vec<(String, TensorView<'_>)> = owned
-        .iter()
-        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).expect("shape matches data")))
-        .collect();
-    let mut meta = std::collections::HashMap::new();
-    meta.insert("slmc.quant.grids".to_string(), serde_json::Value::Object(grids).to_string());
-    let bytes = safetensors::serialize(views, Some(meta))
-        .map_err(|e| QuantError::Record { name: path.display().to_string(), reason: e.to_string() })?;
-    atomic_write(path, &bytes)?;
-    Ok(())
+    Ok(write_records(path, &tensors, Some((GRIDS_KEY, &serde_json::Value::Object(grids))))?)
 }
 
 /// Reads records written by [`save_records`], validating every shape.
 pub fn load_records(path: &Path) -> Result<Records, QuantError> {
-    let bytes = std::fs::read(path).map_err(|e| QuantError::Io { path: path.into(), source: e })?;
-    let bad = |reason: String| QuantError::Record { name: path.display().to_string(), reason };
-    let (_, header) =
-        SafeTensors::read_metadata(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
-    let grids_text =
-        header.metadata().as_ref().and_then(|m| m.get("slmc.quant.grids")).ok_or_else(|| {
-            bad("no `slmc.quant.grids` metadata: not a slmc quantization record file".into())
-        })?;
-    let grids: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(grids_text).map_err(|e| bad(format!("bad grid metadata: {e}")))?;
+    let bytes = read_bytes(path)?;
+    let file = RecordFile::parse(path, &bytes, Some(GRIDS_KEY))?;
+    let grids = file.meta.as_object().ok_or_else(|| file.error(format!("`{GRIDS_KEY}` is not an object")))?;
     let mut out = Records::new();
-    for (name, g) in &grids {
-        let grid = grid_from_json(g).ok_or_else(|| bad(format!("bad grid for {name}")))?;
-        let get = |suffix: &str, dtype: Dtype| -> Result<(Vec<usize>, Vec<u8>), QuantError> {
-            let t = st
-                .tensor(&format!("{name}.{suffix}"))
-                .map_err(|_| bad(format!("missing {name}.{suffix}")))?;
-            if t.dtype() != dtype || t.shape().len() != 2 {
-                return Err(bad(format!("{name}.{suffix} must be a 2-d {dtype:?} tensor")));
-            }
-            Ok((t.shape().to_vec(), t.data().to_vec()))
-        };
-        let (shape, codes) = get("codes", Dtype::U8)?;
-        let (_, scales) = get("scales", Dtype::F32)?;
-        let (_, zeros) = get("zeros", Dtype::U8)?;
+    for (name, g) in grids {
+        let grid = grid_from_json(g).ok_or_else(|| file.error(format!("bad grid for {name}")))?;
+        let (shape, codes) = file.tensor(&format!("{name}.codes"), Dtype::U8, 2)?;
+        let (_, scales) = file.f32s(&format!("{name}.scales"), 2)?;
+        let (_, zeros) = file.tensor(&format!("{name}.zeros"), Dtype::U8, 2)?;
         let rec = QuantRecord {
             grid,
             rows: shape[0],
             cols: shape[1],
-            codes,
-            scales: scales.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            zeros,
+            codes: codes.to_vec(),
+            scales,
+            zeros: zeros.to_vec(),
         };
         rec.validate(name)?;
         out.insert(name.clone(), rec);

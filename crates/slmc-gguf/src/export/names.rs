@@ -29,9 +29,7 @@ pub fn gguf_name(hf: &str, arch: Arch) -> Option<Mapped> {
     if let Some(f) = fixed {
         return Some(Mapped::Tensor(f.to_string()));
     }
-    let rest = hf.strip_prefix("model.layers.")?;
-    let (layer, rest) = rest.split_once('.')?;
-    let layer: usize = layer.parse().ok()?;
+    let (layer, rest) = slmc_config::hf_config::split_layer_name(hf)?;
     let (module, kind) = rest.rsplit_once('.')?;
     if kind != "weight" && kind != "bias" {
         return None;

@@ -7,6 +7,7 @@ use crate::context::StageContext;
 use crate::events::Event;
 use serde_json::{Value, json};
 use slmc_calib::{CalibEvent, ModuleReport};
+use slmc_formats::record_file::{RecordTensor, write_records};
 use slmc_recipe::CalibrationParams;
 use std::path::Path;
 
@@ -36,12 +37,13 @@ pub(crate) fn windows(
 fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineError> {
     let len = windows.first().map_or(0, Vec::len);
     let bytes: Vec<u8> = windows.iter().flatten().flat_map(|&t| (t as i32).to_le_bytes()).collect();
-    let view =
-        safetensors::tensor::TensorView::new(safetensors::Dtype::I32, vec![windows.len(), len], &bytes)
-            .map_err(|e| PipelineError::io(path, e))?;
-    let data =
-        safetensors::serialize(vec![("input_ids", view)], None).map_err(|e| PipelineError::io(path, e))?;
-    Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
+    let ids = RecordTensor {
+        name: "input_ids".into(),
+        dtype: safetensors::Dtype::I32,
+        shape: vec![windows.len(), len],
+        data: bytes,
+    };
+    Ok(write_records(path, &[ids], None)?)
 }
 
 /// Logs a calibration walk: progress events, one `metrics.jsonl` line per module and per block,

@@ -69,7 +69,7 @@ pub(crate) fn parse(name: &str) -> Option<ParamName> {
         "lm_head" => (None, Module::LmHead),
         "model.norm" | "model.final_layernorm" => (None, Module::FinalNorm),
         _ => {
-            let (index, rest) = path.strip_prefix("model.layers.")?.split_once('.')?;
+            let (index, rest) = slmc_config::hf_config::split_layer_name(path)?;
             let module = match rest {
                 "input_layernorm" => Module::InputNorm,
                 "post_attention_layernorm" | "pre_feedforward_layernorm" | "post_feedforward_layernorm" => {
@@ -87,7 +87,7 @@ pub(crate) fn parse(name: &str) -> Option<ParamName> {
                 "mlp.down_proj" | "mlp.fc2" => Module::Down,
                 _ => return None,
             };
-            (Some(index.parse().ok()?), module)
+            (Some(index), module)
         }
     };
     Some(ParamName { layer, module, bias })
