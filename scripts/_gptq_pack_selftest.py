@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Self-test helper for scripts/check_gptq_load.py: pack a small llama into the packed GPTQ
-checkpoint format of /work/shared/algorithms.md §3 with a plain-Python RTN quantizer, write the
+checkpoint format of docs/algorithms.md §4 with a plain-Python RTN quantizer, write the
 matching fake-quantized float model, and run the loader check on the pair.
 
     .venv-gptq/bin/python scripts/check_gptq_load.py --selftest [--model tests/fixtures/models/llama_gqa]

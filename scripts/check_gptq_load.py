@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Check that a packed GPTQ checkpoint directory (algorithms.md §3: qweight / qzeros / scales /
-g_idx, config.json["quantization_config"], quantize_config.json) loads in Hugging Face
+"""Check that a packed GPTQ checkpoint directory (docs/algorithms.md §4: qweight / qzeros /
+scales / g_idx, config.json["quantization_config"], quantize_config.json) loads in Hugging Face
 transformers on CPU and computes the same logits as the fake-quantized float model.
 
     .venv-gptq/bin/python scripts/check_gptq_load.py DIR --fake FAKE_DIR

@@ -70,7 +70,7 @@ VALUE_TYPES = {
 
 
 def validate(path: Path):
-    """formats.md §8.1: GGUFReader plus llama.cpp's stricter rules. Returns (reader, kv)."""
+    """docs/formats.md §5: GGUFReader plus llama.cpp's stricter rules. Returns (reader, kv)."""
     from gguf import GGML_QUANT_SIZES, GGUFReader
     from gguf.quants import dequantize
 

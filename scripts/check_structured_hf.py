@@ -8,7 +8,7 @@
    token ids slmc used and compares the logits with slmc's (OUT_DIR/slmc.safetensors): config.json
    and the safetensors shapes must agree for transformers to load it at all.
 2. With --original (and activation importance): recomputes Minitron's activation importance on the ORIGINAL model with
-   forward hooks (pruning-lora-references.md §2.3: batch = L2, seq = mean; o_proj / down_proj
+   forward hooks (docs/algorithms.md §6.2–6.3: batch = L2, seq = mean; o_proj / down_proj
    inputs, every input_layernorm / post_attention_layernorm output, 1 - mean cos of each decoder
    layer's input and output) over slmc's calibration windows in slmc's batches, and compares with
    slmc's scores.

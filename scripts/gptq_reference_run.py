@@ -19,9 +19,10 @@ all ones}] one sequence per batch, calibration_sort=None). GPTQModel's sequentia
 quantizes block by block, inside a block [q,k,v] -> o -> [gate,up] -> down, and replays each block
 with its quantized weights before capturing the next block's inputs. lm_head / embeddings stay
 float. quant_seconds is the wall time of .quantize() (includes packing); the packed checkpoint is
-then saved to DIR (algorithms.md §3 format, written by GPTQModel) and reloaded with transformers
-(backend gptq_torch, float32, scales upcast to fp32, so weights are exactly scale16*(q-zero)) to
-measure the perplexity on data/corpus/val.parquet truncated to its first --max-tokens tokens.
+then saved to DIR (docs/algorithms.md §4 format, written by GPTQModel) and reloaded with
+transformers (backend gptq_torch, float32, scales upcast to fp32, so weights are exactly
+scale16*(q-zero)) to measure the perplexity on data/corpus/val.parquet truncated to its first
+--max-tokens tokens.
 
 Prints one JSON line {library, version, bits, group_size, act_order, sym, quant_seconds, ppl,
 threads, ...} that also carries ppl_f32 (the unquantized teacher, float32, same protocol) and

@@ -263,7 +263,7 @@ def main():
     lines += [
         "",
         "QLoRA reference: not run. bitsandbytes 0.49.2's native CPU `dequantize_4bit` is wrong when in_features is not "
-        "a multiple of the block size (64; pruning-lora-references.md §4.5), and the teacher's down_proj has 864 inputs, "
+        "a multiple of the block size (64), and the teacher's down_proj has 864 inputs, "
         "so a bnb QLoRA run here would train on corrupted down_proj weights. slmc's NF4 codes, absmax and double "
         "quantization are checked bit for bit against bnb 0.49.2 (tests/fixtures/nf4), and its dequantization against "
         "bnb's own pure-torch path.",

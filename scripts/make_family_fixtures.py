@@ -5,7 +5,7 @@ same layout as scripts/make_fixtures.py writes (tests/fixtures/models/<variant>/
 
     scripts/setup_python.sh && .venv/bin/python scripts/make_family_fixtures.py [--only NAME ...]
 
-Following ../shared/architectures.md §8: every parameter randomised (Gemma's `(1 + w)` norm
+As docs/families.md describes them: every parameter randomised (Gemma's `(1 + w)` norm
 weights around 0, Llama-style and LayerNorm weights around 1, all biases non-zero), sequences of 48
 tokens longer than the 8-token sliding windows, eager attention, float32. Each variant records in
 reference.json how much its logits move when each family feature is removed (`branch_sensitivity`:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate tests/fixtures/prune/: single-layer unstructured-pruning references computed by
-llm-compressor 0.14's own kernels, cross-checked against the numpy reference of
-/work/shared/pruning-lora-references.md Appendix A.
+llm-compressor 0.14's own kernels, cross-checked against an independent numpy re-implementation
+of the SparseGPT and Wanda kernels ("Appendix A" below; docs/algorithms.md §5.6).
 
 Regenerate (needs the extra packages of scripts/requirements-prune.txt in .venv):
 
@@ -128,7 +128,7 @@ def llmc_case(lin, h, scaler, method, sparsity, n, m):
     raise ValueError(method)
 
 
-# ---- pruning-lora-references.md Appendix A (verbatim), the independent cross-check ----------
+# ---- Appendix A: the independent numpy cross-check (docs/algorithms.md §5.6) ----------------
 
 def appendix_a_sparsegpt(W, H, sparsity=0.5, prunen=0, prunem=0, blocksize=128, percdamp=0.01):
     W = np.array(W, np.float32); H = np.array(H, np.float32); rows, cols = W.shape

@@ -1,4 +1,4 @@
-//! Streaming Hessian `H = (1/N) Σ x xᵀ` of a linear module's inputs (algorithms.md §0.3): each
+//! Streaming Hessian `H = (1/N) Σ x xᵀ` of a linear module's inputs (docs/algorithms.md §1.3): each
 //! batch's `XᵀX` is one f32 matmul on the device, summed on the host in f64. The overall scale is
 //! irrelevant to GPTQ and SparseGPT (damping is relative to the mean diagonal) and to Wanda (which
 //! reads its diagonal: per-column input norms compared within one output row).

@@ -1,4 +1,4 @@
-//! The layer-wise calibration driver of algorithms.md §0.2, shared by GPTQ/RTN quantization and
+//! The layer-wise calibration driver of docs/algorithms.md §1, shared by GPTQ/RTN quantization and
 //! Wanda/SparseGPT pruning: calibration windows are embedded once, then one decoder block at a
 //! time has its linear modules solved by a [`Solver`] (from Hessians of their inputs, one
 //! true-sequential group after another when the solver asks for it), and the updated block

@@ -18,7 +18,7 @@ pub struct InverseFactor {
 
 /// Upper factor `U` of the damped inverse of `h` (`[n, n]`, row-major, any positive scale),
 /// adding `damp × mean(diag h)` to the diagonal and raising `damp` by 0.01 after every Cholesky
-/// failure (algorithms.md §2.4), up to 1.0.
+/// failure (docs/algorithms.md §3.3), up to 1.0.
 pub fn inverse_upper_factor(h: &[f64], n: usize, damp: f64) -> Result<InverseFactor, CalibError> {
     let mean_diag = (0..n).map(|i| h[i * n + i]).sum::<f64>() / n as f64;
     let mut damp = damp;

@@ -160,7 +160,7 @@ pub fn set_linear_weight(lin: &mut Proj, wt: Vec<f32>, cols: usize, rows: usize,
     lin.weight = p;
 }
 
-pub use slmc_model::model::split_layer_name as split_name;
+pub use slmc_config::hf_config::split_layer_name as split_name;
 
 /// Runs `solver` on the `targets` of `model` (full module names from
 /// `ModelConfig::linear_modules`), block by block, on calibration windows `calib` (all the same

@@ -15,7 +15,7 @@
 //!
 //! Layout (little-endian): magic `GGUF`, version 3, tensor count (u64), metadata count (u64),
 //! the metadata key/values, the tensor infos, zero padding to the alignment (32), then the tensor
-//! data, each tensor padded to the alignment (`formats.md` §1).
+//! data, each tensor padded to the alignment (`docs/formats.md` §1).
 
 pub mod error;
 pub mod export;

@@ -1,5 +1,5 @@
 //! LoRA adapters as GGUF files llama.cpp loads with `--lora` (`llama_adapter_lora_init_impl`):
-//! what `convert_lora_to_gguf.py` writes (`formats.md` §5).
+//! what `convert_lora_to_gguf.py` writes (`docs/formats.md` §4).
 //!
 //! Metadata: `general.architecture` (the base model's llama.cpp arch), `general.type = "adapter"`,
 //! `adapter.type = "lora"`, `adapter.lora.alpha` (FLOAT32), `general.quantization_version`. For

@@ -1,7 +1,7 @@
 //! Writing GGUF v3 files.
 //!
 //! The writer enforces at insertion time every rule llama.cpp's loader checks (see
-//! `formats.md` §1.4): no duplicate keys or tensor names, no empty or nested arrays, tensor names
+//! `docs/formats.md` §1.4): no duplicate keys or tensor names, no empty or nested arrays, tensor names
 //! under 64 bytes, `general.alignment` exactly UINT32 and a power of two. Tensor data is then
 //! streamed in tensor-info order with offsets that are exactly cumulative and every tensor
 //! (the last one included) zero-padded to the alignment, so huge models never have to be held

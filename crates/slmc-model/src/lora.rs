@@ -33,7 +33,7 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
 }
 
 /// A fresh adapter set on `modules` (Hugging Face module names) initialised as PEFT does
-/// (`algorithms.md` §9.1): A kaiming-uniform, U(−1/√in, 1/√in) (`init = Default`) or N(0, 1/r)
+/// (`docs/algorithms.md` §8.1): A kaiming-uniform, U(−1/√in, 1/√in) (`init = Default`) or N(0, 1/r)
 /// (`Gaussian`), B = 0, DoRA magnitudes = the row norms of the base weight; so the adapted model
 /// starts exactly at the base. Drawn from a host RNG seeded by `seed`.
 pub fn init_adapter(

@@ -1,4 +1,4 @@
-//! Perplexity with the Hugging Face sliding-window protocol (algorithms.md §10.1): windows of
+//! Perplexity with the Hugging Face sliding-window protocol (docs/algorithms.md §10): windows of
 //! `max_length` tokens advancing by `stride`; each window scores only the targets the previous
 //! window did not, so with `stride < max_length` every token after the first is scored exactly
 //! once, with at least `max_length - stride` tokens of context. (With `stride == max_length`, as

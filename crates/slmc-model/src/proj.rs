@@ -1,5 +1,5 @@
 //! The decoder's linear projection, `y = x·W + b`, with an optional low-rank adapter
-//! (LoRA / rsLoRA / DoRA, `algorithms.md` §9.1–9.2) and an optional frozen NF4 base (QLoRA).
+//! (LoRA / rsLoRA / DoRA, `docs/algorithms.md` §8.1–8.3) and an optional frozen NF4 base (QLoRA).
 //!
 //! The parameter paths are Hugging Face's (`….q_proj.weight`, `….q_proj.bias`); the adapter's
 //! factors live under `….q_proj.lora.{a,b,magnitude}`, which [`crate::weights`] never reads or

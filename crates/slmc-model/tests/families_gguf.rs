@@ -1,5 +1,5 @@
 //! GGUF export of the Gemma 1/2/3, Granite, Phi-2, Qwen3 and SmolLM3 families: the architecture
-//! string, the exact tensor set llama.cpp's loader creates for it (architectures.md T-17), the
+//! string, the exact tensor set llama.cpp's loader creates for it (docs/families.md), the
 //! family's keys (soft-caps, sliding window and pattern, second RoPE base, multipliers), Gemma's
 //! norms stored as `1 + w`, and Q/K rows permuted only for Granite and SmolLM3. (That llama.cpp
 //! computes transformers' logits from these files is checked by scripts/check_llamacpp.py.)

@@ -1,4 +1,4 @@
-//! Pruning for slmc (algorithms.md §7).
+//! Pruning for slmc (docs/algorithms.md §5–§6).
 //!
 //! Unstructured pruning (magnitude, Wanda, SparseGPT; N:M patterns; OWL layer ratios) leaves
 //! the model's shapes alone and produces exact sparsity masks, the records later stages keep.

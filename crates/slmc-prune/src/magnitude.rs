@@ -1,4 +1,4 @@
-//! Magnitude pruning (algorithms.md §7.1): the smallest `|w|` go, no data, no weight update.
+//! Magnitude pruning (docs/algorithms.md §5.1): the smallest `|w|` go, no data, no weight update.
 
 use crate::PruneError;
 use crate::mask::Mask;

@@ -1,4 +1,4 @@
-//! OWL non-uniform layer sparsity (arXiv 2310.05175; algorithms.md §7.5): blocks with more
+//! OWL non-uniform layer sparsity (arXiv 2310.05175; docs/algorithms.md §5.5): blocks with more
 //! outlier Wanda scores keep more weights. The formula is llm-compressor 0.14's
 //! `SparsityModifierBase._infer_owl_layer_sparsity` (`modifiers/pruning/sparsegpt/sgpt_base.py`).
 

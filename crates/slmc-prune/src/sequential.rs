@@ -1,4 +1,4 @@
-//! The pruner of the layer-wise calibration walk (`slmc-calib`, algorithms.md §0.2): magnitude,
+//! The pruner of the layer-wise calibration walk (`slmc-calib`, docs/algorithms.md §1.2): magnitude,
 //! Wanda or SparseGPT on every target module, one decoder block at a time, each block's
 //! statistics taken from the already-pruned earlier blocks. Finished blocks are saved (masks, and
 //! SparseGPT's error-compensated weights), so an interrupted run resumes from the last finished
@@ -12,8 +12,9 @@ use crate::records::{Masks, load_masks, save_masks};
 use crate::sparsegpt::{SparseGptOptions, SparseGptStats, sparsegpt};
 use crate::target::Sparsity;
 use crate::wanda::wanda;
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 use slmc_calib::{Block, CalibEvent, Control, ModuleInput, Solved, Solver, walk};
+use slmc_formats::FormatError;
+use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
 use slmc_model::CausalLm;
 use slmc_model::weights::transpose;
 use std::collections::{BTreeMap, BTreeSet};
@@ -190,36 +191,19 @@ fn weights_path(block: &Path) -> PathBuf {
 }
 
 fn save_weights(weights: &BTreeMap<&String, &Vec<f32>>, path: &Path) -> Result<(), PruneError> {
-    let bad = |e: safetensors::SafeTensorError| PruneError::Mask {
-        name: path.display().to_string(),
-        reason: e.to_string(),
-    };
-    let bytes: Vec<(String, Vec<u8>, usize)> = weights
-        .iter()
-        .map(|(n, w)| ((*n).clone(), w.iter().flat_map(|v| v.to_le_bytes()).collect(), w.len()))
-        .collect();
-    let views = bytes
-        .iter()
-        .map(|(n, b, len)| Ok((n.clone(), TensorView::new(Dtype::F32, vec![*len], b).map_err(bad)?)))
-        .collect::<Result<Vec<_>, PruneError>>()?;
-    let data = safetensors::serialize(views, None).map_err(bad)?;
-    Ok(slmc_formats::fsutil::atomic_write(path, &data)?)
+    let tensors: Vec<RecordTensor> =
+        weights.iter().map(|(n, w)| RecordTensor::f32(*n, vec![w.len()], w)).collect();
+    Ok(write_records(path, &tensors, None)?)
 }
 
 fn load_weights(path: &Path) -> Result<BTreeMap<String, Vec<f32>>, PruneError> {
-    let bytes = std::fs::read(path).map_err(|e| PruneError::Io { path: path.into(), source: e })?;
-    let bad = |reason: String| PruneError::Mask { name: path.display().to_string(), reason };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a safetensors file: {e:?}")))?;
-    st.tensors()
+    let bytes = read_bytes(path)?;
+    let file = RecordFile::parse(path, &bytes, None)?;
+    Ok(file
+        .names()
         .into_iter()
-        .map(|(name, t)| {
-            if t.dtype() != Dtype::F32 || t.shape().len() != 1 {
-                return Err(bad(format!("{name} is not a flat f32 tensor")));
-            }
-            let v = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-            Ok((name, v))
-        })
-        .collect()
+        .map(|n| Ok((n.clone(), file.f32s(&n, 1)?.1)))
+        .collect::<Result<_, FormatError>>()?)
 }
 
 /// Prunes the `targets` of `model`, block by block, on calibration windows `calib` (all the same
@@ -280,7 +264,7 @@ impl Solver for NormCollector {
     }
 }
 
-/// OWL per-block sparsities (algorithms.md §7.5) for an average of `target`: one dense pass over
+/// OWL per-block sparsities (docs/algorithms.md §5.5) for an average of `target`: one dense pass over
 /// the calibration windows collects each target's input norms, each block's outlier ratio of
 /// its Wanda scores `|W|·‖x‖` (outliers above `m` × the mean) is mapped to `[target − λ,
 /// target + λ]`, blocks with more outliers keeping more weights.

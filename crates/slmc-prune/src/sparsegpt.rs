@@ -1,8 +1,8 @@
-//! SparseGPT (arXiv 2301.00774; algorithms.md §7.3, pruning-lora-references.md §2.1): GPTQ's
-//! column loop with pruning instead of rounding. Each pruned weight's error is pushed onto the
-//! columns not yet visited through the upper Cholesky factor `U` of the damped inverse Hessian
-//! (shared with GPTQ: `slmc_calib::inverse_upper_factor`), 128 columns at a time with one GEMM
-//! per block, and the mask of each block is chosen from the already error-compensated weights.
+//! SparseGPT (arXiv 2301.00774; docs/algorithms.md §5.3): GPTQ's column loop with pruning
+//! instead of rounding. Each pruned weight's error is pushed onto the columns not yet visited
+//! through the upper Cholesky factor `U` of the damped inverse Hessian (shared with GPTQ:
+//! `slmc_calib::inverse_upper_factor`), 128 columns at a time with one GEMM per block, and the
+//! mask of each block is chosen from the already error-compensated weights.
 //!
 //! The factorisation is f64; `U`, the weights and the column loop are f32, as in the reference
 //! (llm-compressor `sgpt_sparsify.sparsify_weight`, bit-identical to IST-DASLab/sparsegpt

@@ -1,4 +1,4 @@
-//! What a pruning method aims for: a share of zeros, or a fixed N:M pattern (algorithms.md §7.4).
+//! What a pruning method aims for: a share of zeros, or a fixed N:M pattern (docs/algorithms.md §5.4).
 
 use crate::PruneError;
 use std::fmt;

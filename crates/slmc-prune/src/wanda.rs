@@ -1,5 +1,5 @@
-//! Wanda (arXiv 2306.11695; algorithms.md §7.2): score `|W_ij| · ||X_j||`, prune the lowest scores
-//! of every output row, no weight update.
+//! Wanda (arXiv 2306.11695; docs/algorithms.md §5.2): score `|W_ij| · ||X_j||`, prune the lowest
+//! scores of every output row, no weight update.
 //!
 //! The input norms come from the diagonal of the same Hessian SparseGPT uses
 //! (`slmc_calib::Hessian::mean()`, `diag = ||X_j||² / tokens`): within one row every score is

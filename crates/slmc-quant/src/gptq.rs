@@ -1,4 +1,4 @@
-//! GPTQ (arXiv 2210.17323; algorithms.md §2): columns are quantized one after another and each
+//! GPTQ (arXiv 2210.17323; docs/algorithms.md §3): columns are quantized one after another and each
 //! column's rounding error is pushed onto the columns not yet quantized through the upper
 //! Cholesky factor of the inverse Hessian, 128 columns at a time with one GEMM per block.
 //!

@@ -1,4 +1,4 @@
-//! The packed GPTQ checkpoint directory (algorithms.md §3): every quantized linear as
+//! The packed GPTQ checkpoint directory (docs/algorithms.md §4): every quantized linear as
 //! `qweight`/`qzeros`/`scales`/`g_idx`, everything else f16, `quantization_config` in
 //! `config.json` and the same dict in `quantize_config.json`.
 

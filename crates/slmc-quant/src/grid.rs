@@ -1,4 +1,4 @@
-//! The uniform affine grid shared by RTN and GPTQ (algorithms.md §1.1): per output row and input
+//! The uniform affine grid shared by RTN and GPTQ (docs/algorithms.md §2.1): per output row and input
 //! group, a scale and an integer zero point, `q = clamp(round(w / scale) + zero, 0, maxq)` and
 //! `ŵ = scale · (q − zero)`.
 

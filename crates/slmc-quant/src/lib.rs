@@ -1,6 +1,6 @@
-//! Weight quantization for slmc: round-to-nearest and GPTQ (algorithms.md §1–§2), run block by
-//! block over calibration data with resumable record files, and the encodings exporters need:
-//! packed GPTQ tensors (§3) and ggml blocks for GGUF.
+//! Weight quantization for slmc: round-to-nearest and GPTQ (docs/algorithms.md §2–§3), run block
+//! by block over calibration data with resumable record files, and the encodings exporters need:
+//! packed GPTQ tensors (§4) and ggml blocks for GGUF.
 //!
 //! A quantize stage leaves two things behind: the model with fake-quantized weights (what the
 //! codes dequantize to, so evaluation measures the real quantized model) and a [`Records`] map

@@ -1,4 +1,4 @@
-//! Packed GPTQ checkpoint tensors (algorithms.md §3), the layout transformers (through
+//! Packed GPTQ checkpoint tensors (docs/algorithms.md §4), the layout transformers (through
 //! GPTQModel/optimum), AutoGPTQ and vLLM load: per quantized linear `qweight` (int32, codes
 //! packed along the input dimension), `qzeros` (int32, zero points − 1 packed along the output
 //! dimension: the "v1" convention), `scales` (f16, `[groups, out]`) and `g_idx` (int32,

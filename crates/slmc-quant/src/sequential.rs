@@ -1,4 +1,4 @@
-//! The quantizer of the layer-wise calibration walk (`slmc-calib`, algorithms.md §0.2): RTN or
+//! The quantizer of the layer-wise calibration walk (`slmc-calib`, docs/algorithms.md §1.2): RTN or
 //! GPTQ on every target module, one decoder block at a time, with GPTQ's Hessians from the
 //! already-quantized earlier groups when true-sequential. Finished blocks are saved as record
 //! files, so an interrupted run resumes from the last finished block with identical codes.

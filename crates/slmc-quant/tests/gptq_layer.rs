@@ -1,4 +1,4 @@
-//! GPTQ on a single synthetic layer: the properties algorithms.md §2.7/§11 lists as oracles.
+//! GPTQ on a single synthetic layer: the properties docs/algorithms.md §3.6 lists as oracles.
 
 use rand::{RngExt, SeedableRng, rngs::StdRng};
 use slmc_model::weights::transpose;
@@ -63,7 +63,8 @@ fn gptq_beats_rtn_on_the_calibration_objective_at_every_setting() {
 
 #[test]
 fn gptq_loss_estimate_equals_the_output_error_without_damping() {
-    // Σ (w−q)²/(2d²) = ½ tr(Δ H Δᵀ) exactly when H is not damped (OBS bookkeeping, §2.7).
+    // Σ (w−q)²/(2d²) = ½ tr(Δ H Δᵀ) exactly when H is not damped (OBS bookkeeping,
+    // docs/algorithms.md §3.6).
     let (rows, cols) = (16, 64);
     let (wt, h) = layer(rows, cols, 300, 2);
     let grid = Grid { bits: 3, group_size: None, sym: false, f16_scales: false };

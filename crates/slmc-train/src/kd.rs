@@ -1,4 +1,4 @@
-//! Distillation losses (algorithms.md §8): token-level divergences between teacher and student
+//! Distillation losses (docs/algorithms.md §7): token-level divergences between teacher and student
 //! distributions at temperature τ, in f32, summed over the vocabulary and averaged over tokens
 //! (over the trained tokens when a batch of instruction rows carries loss weights).
 
@@ -63,9 +63,9 @@ pub fn kd_loss(
 
 /// Forward KL against a cached top-K teacher distribution: `ids`/`logp` `[B, T, K]` are the
 /// teacher's K most likely tokens and their log-probabilities at temperature τ. The mass outside
-/// the K tokens goes into one tail bucket on both sides (algorithms.md §8.5), so with K = vocab this
-/// equals [`kd_loss`] with [`Divergence::ForwardKl`]. The student stays normalised over the full
-/// vocabulary. Returns the mean over tokens (of weight 1, with `weights`) times τ².
+/// the K tokens goes into one tail bucket on both sides (docs/algorithms.md §7.5), so with
+/// K = vocab this equals [`kd_loss`] with [`Divergence::ForwardKl`]. The student stays normalised
+/// over the full vocabulary. Returns the mean over tokens (of weight 1, with `weights`) times τ².
 pub fn topk_forward_kl(
     ids: Tensor<3, Int>,
     logp: Tensor<3>,

@@ -1,5 +1,5 @@
 //! Reading the family-specific parts of the forward pass ([`Features`]) from `config.json`, in
-//! both transformers 4.x and 5.x spellings (architectures.md §0.A, §1–§7).
+//! both transformers 4.x and 5.x spellings (docs/families.md, "Family rules the code follows").
 
 use super::{Activation, Arch, BlockKind, Features, NormKind, Parser, RopeConfig};
 use crate::ConfigError;

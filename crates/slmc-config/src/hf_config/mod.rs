@@ -168,7 +168,7 @@ impl Features {
 }
 
 /// Everything in which the supported families' forward passes differ from Llama's, decided once
-/// from `config.json` (architectures.md §1–§7). Llama's values: RMSNorm, SiLU, sequential block,
+/// from `config.json` (docs/families.md). Llama's values: RMSNorm, SiLU, sequential block,
 /// multipliers 1, scale `head_dim^-0.5`, no soft-caps, RoPE on every layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Features {
@@ -203,6 +203,15 @@ pub struct Features {
     pub multimodal: bool,
 }
 
+/// `model.layers.3.mlp.down_proj` → `(3, "mlp.down_proj")`: the decoder layer and the name within
+/// it of a Hugging Face tensor or module name (`None` outside the decoder layers). The one parser
+/// of layer names: every crate that needs a name's layer calls it.
+pub fn split_layer_name(name: &str) -> Option<(usize, &str)> {
+    let rest = name.strip_prefix("model.layers.")?;
+    let (i, module) = rest.split_once('.')?;
+    Some((i.parse().ok()?, module))
+}
+
 impl ModelConfig {
     /// Every linear module of the decoder layers (`model.layers.3.self_attn.q_proj`), in forward
     /// order: what quantization `targets`/`ignore` selectors choose from.
@@ -217,10 +226,7 @@ impl ModelConfig {
     /// `[out, in]` of a module named by [`ModelConfig::linear_modules`]
     /// (`model.layers.3.mlp.down_proj`, or relative to its layer: `mlp.down_proj`).
     pub fn linear_shape(&self, module: &str) -> Option<[usize; 2]> {
-        let module = module
-            .strip_prefix("model.layers.")
-            .and_then(|rest| rest.split_once('.'))
-            .map_or(module, |(_, relative)| relative);
+        let module = split_layer_name(module).map_or(module, |(_, relative)| relative);
         let (h, i) = (self.hidden_size, self.intermediate_size);
         let (q, kv) = (self.q_dim(), self.kv_dim());
         Some(match module {

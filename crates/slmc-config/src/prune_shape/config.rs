@@ -1,4 +1,4 @@
-//! The configuration of a pruned model (algorithms.md §7.7): new sizes, `head_dim` written
+//! The configuration of a pruned model (docs/algorithms.md §6.6): new sizes, `head_dim` written
 //! explicitly, and per-layer settings renumbered for the layers that survive. Burn-free.
 
 use super::targets::{Shape, Targets, resolve};

@@ -1,6 +1,6 @@
 //! The settings of a LoRA adapter that matter once it is trained: rank, alpha and the scaling
 //! rule, DoRA, which modules carry adapters and which are saved whole (PEFT's `LoraConfig`,
-//! `algorithms.md` §9.1).
+//! `docs/algorithms.md` §8.1).
 
 /// Which modules carry an adapter (PEFT's `target_modules`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! The in-memory adapter set: per module `A`, `B` (and DoRA's magnitude), the tensors saved
-//! whole, the update `scale · B·A` and merging into a base weight (`algorithms.md` §9.1–9.3).
+//! whole, the update `scale · B·A` and merging into a base weight (`docs/algorithms.md` §8.1–8.4).
 
 use super::config::LoraConfig;
 use crate::FormatError;

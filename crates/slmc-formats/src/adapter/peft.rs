@@ -1,5 +1,5 @@
 //! PEFT adapter directories (`adapter_config.json` + `adapter_model.safetensors`), the form
-//! `PeftModel.from_pretrained` loads (`algorithms.md` §9.6, `pruning-lora-references.md` §3.3).
+//! `PeftModel.from_pretrained` loads (`docs/algorithms.md` §8.5).
 //!
 //! Tensor keys, as `save_pretrained` writes them for a `*ForCausalLM` base:
 //! `base_model.model.<module>.lora_A.weight` `[r, in]`, `….lora_B.weight` `[out, r]`, DoRA's

@@ -1,5 +1,5 @@
 //! `adapter_config.json` as PEFT 0.21.2 writes it (`LoraConfig` + `save_pretrained`:
-//! `json.dumps(asdict(config), indent=2, sort_keys=True)`, `pruning-lora-references.md` §3.2), and
+//! `json.dumps(asdict(config), indent=2, sort_keys=True)`, `docs/algorithms.md` §8.5), and
 //! the reverse with every setting slmc cannot reproduce refused by name.
 
 use super::config::{LoraConfig, LoraInit, TargetModules};

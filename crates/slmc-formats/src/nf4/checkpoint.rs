@@ -1,5 +1,5 @@
 //! The tensors transformers + bitsandbytes save for a 4-bit linear (`Linear4bit._save_to_state_dict`
-//! → `QuantState.as_dict(packed=True)`, `pruning-lora-references.md` §4.4), for a weight named
+//! → `QuantState.as_dict(packed=True)`, `docs/algorithms.md` §9.4), for a weight named
 //! `W` (e.g. `model.layers.0.self_attn.q_proj.weight`):
 //!
 //! | key | dtype | shape |

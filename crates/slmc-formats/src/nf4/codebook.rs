@@ -3,7 +3,7 @@
 
 /// The NF4 levels, index 0…15 (`bitsandbytes/backends/utils.py` `_NF4_QUANT_TABLE`, the
 /// `quant_map` transformers saves): 7 negative levels, an exact 0 and 8 positive levels,
-/// `create_normal_map(0.9677083)` normalised to [−1, 1] (`algorithms.md` §9.4).
+/// `create_normal_map(0.9677083)` normalised to [−1, 1] (`docs/algorithms.md` §9.1).
 #[allow(clippy::excessive_precision)] // bitsandbytes' own digits, kept to compare against its source
 pub const NF4: [f32; 16] = [
     -1.0,

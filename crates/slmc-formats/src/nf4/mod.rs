@@ -11,8 +11,9 @@
 //! * [`checkpoint`]: the tensors transformers + bitsandbytes save for a 4-bit linear, written and
 //!   read back with validation.
 //!
-//! Sources: `algorithms.md` §9.4, `pruning-lora-references.md` §4 and Appendix B; checked against
-//! bitsandbytes 0.49.2 outputs in `tests/fixtures/nf4/` (`scripts/make_nf4_fixture.py`).
+//! Sources: `docs/algorithms.md` §9 (QLoRA, arXiv 2305.14314; bitsandbytes' `quantize_4bit` CPU
+//! path); checked against bitsandbytes 0.49.2 outputs in `tests/fixtures/nf4/`
+//! (`scripts/make_nf4_fixture.py`).
 
 pub mod checkpoint;
 pub mod codebook;

@@ -30,7 +30,7 @@ pub fn needs_qk_permutation(arch: Arch) -> bool {
 }
 
 /// Whether llama.cpp stores this architecture's norm weights as `1 + w` (Gemma's `(1 + w)·x̂`
-/// becomes a plain `w'·x̂`; architectures.md T-4).
+/// becomes a plain `w'·x̂`; docs/families.md, "GGUF export").
 pub fn norm_plus_one(arch: Arch) -> bool {
     arch.is_gemma()
 }
@@ -203,8 +203,8 @@ pub fn add_hparams(w: &mut GgufWriter, c: &ModelConfig) -> Result<Vec<String>, G
     Ok(notes)
 }
 
-/// The keys of the Gemma 2/3, Granite and SmolLM3 graphs (architectures.md §2.4, §3.4, §4.4,
-/// §7.4): soft-caps, sliding window and its layer pattern, the second RoPE base, Granite's four
+/// The keys of the Gemma 2/3, Granite and SmolLM3 graphs (docs/families.md, "GGUF export"):
+/// soft-caps, sliding window and its layer pattern, the second RoPE base, Granite's four
 /// multipliers; and what llama.cpp cannot express, refused or noted.
 fn add_family_hparams(w: &mut GgufWriter, c: &ModelConfig, notes: &mut Vec<String>) -> Result<(), GgufError> {
     let a = gguf_arch(c.arch);

@@ -1,4 +1,4 @@
-//! Depth pruning: which decoder layers survive (ShortGPT / Minitron depth, algorithms.md §7.6).
+//! Depth pruning: which decoder layers survive (ShortGPT / Minitron depth, docs/algorithms.md §6.3).
 //! The layers with the lowest block influence are dropped; the survivors keep their order and
 //! are renumbered `0..L'` when the model is shrunk.
 

@@ -1,6 +1,6 @@
-//! Importance scores of prunable units (algorithms.md §7.6; pruning-lora-references.md §2.3,
-//! §2.5): Minitron's activation importance from one forward pass over calibration windows, and a
-//! data-free weight-magnitude fallback ([`super::magnitude::magnitude`]).
+//! Importance scores of prunable units (docs/algorithms.md §6.2–6.4): Minitron's activation
+//! importance from one forward pass over calibration windows, and a data-free weight-magnitude
+//! fallback ([`super::magnitude::magnitude`]).
 //!
 //! Aggregation is Minitron's "batch = L2, seq = mean": for activations `A[B, S, D]` of one
 //! forward batch, `Σ_b (mean_s |A[b, s, :]|)²` is accumulated over every batch and the square

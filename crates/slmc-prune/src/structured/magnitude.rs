@@ -1,4 +1,4 @@
-//! Data-free importance: the L2 norm of the weights each unit owns (algorithms.md §7.6 units).
+//! Data-free importance: the L2 norm of the weights each unit owns (docs/algorithms.md §6.1, §6.4).
 //!
 //! * query head `h`: its `q_proj` rows and `o_proj` columns;
 //! * MLP channel `j`: row `j` of `gate_proj` and `up_proj`, column `j` of `down_proj`;

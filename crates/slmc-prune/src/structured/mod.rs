@@ -1,4 +1,4 @@
-//! Structured pruning (algorithms.md §7.6–7.7, §8.8 Minitron): attention heads, KV groups, MLP
+//! Structured pruning (docs/algorithms.md §6, Minitron §7.6): attention heads, KV groups, MLP
 //! channels, hidden (embedding) channels and whole layers are removed, and the model and its
 //! configuration physically shrink, so the result is an ordinary, smaller Hugging Face model.
 //!

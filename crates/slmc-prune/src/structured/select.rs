@@ -1,4 +1,4 @@
-//! Choosing the units to keep from importance scores (algorithms.md §7.6): the top-scoring MLP
+//! Choosing the units to keep from importance scores (docs/algorithms.md §6.5): the top-scoring MLP
 //! channels of each layer, the top KV groups of each layer and, within each kept group, its
 //! top query heads (the same number per group: Minitron's GQA-aware ranking), one global set of
 //! hidden channels, and the layers with the highest block influence.

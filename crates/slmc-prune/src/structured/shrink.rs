@@ -1,4 +1,4 @@
-//! Physically shrinking a model to its keep sets (algorithms.md §7.7): every tensor is sliced in
+//! Physically shrinking a model to its keep sets (docs/algorithms.md §6.6): every tensor is sliced in
 //! Hugging Face layout (`[out, in]`), the surviving layers are renumbered, and the result is
 //! loaded through the same strict loader as a checkpoint, so every shape is checked against the
 //! new configuration.
