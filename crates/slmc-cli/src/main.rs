@@ -12,6 +12,7 @@ mod commands;
 mod progress;
 
 use clap::{Parser, Subcommand};
+use slmc_recipe::Kind;
 use std::process::ExitCode;
 
 /// Exit code for a user, recipe or input error.
@@ -146,10 +147,10 @@ fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Bench(b) => commands::bench::run(b, &device).map(|_| true),
         Command::Check(_) => unreachable!("handled above"),
         Command::Run(a) => commands::run::run(a, &device, &cli.device, None),
-        Command::Finetune(a) => commands::run::run(a, &device, &cli.device, Some("finetune")),
-        Command::Distill(a) => commands::run::run(a, &device, &cli.device, Some("distill")),
-        Command::Quantize(a) => commands::run::run(a, &device, &cli.device, Some("quantize")),
-        Command::Prune(a) => commands::run::run(a, &device, &cli.device, Some("prune")),
+        Command::Finetune(a) => commands::run::run(a, &device, &cli.device, Some(Kind::Finetune)),
+        Command::Distill(a) => commands::run::run(a, &device, &cli.device, Some(Kind::Distill)),
+        Command::Quantize(a) => commands::run::run(a, &device, &cli.device, Some(Kind::Quantize)),
+        Command::Prune(a) => commands::run::run(a, &device, &cli.device, Some(Kind::Prune)),
         Command::Report(a) => commands::report::run(a).map(|_| true),
         Command::Tokenizer(t) => commands::tokenizer::run(t).map(|_| true),
     }

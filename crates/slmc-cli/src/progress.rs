@@ -48,7 +48,7 @@ impl RunProgress {
                 self.replace_bar(None);
                 eprintln!("stage {index}: {kind}");
                 if let Some(n) = steps {
-                    self.replace_bar(Some(bar(*n as u64, kind, "steps")));
+                    self.replace_bar(Some(bar(*n as u64, kind.name(), "steps")));
                 }
             }
             E::StageSkipped { index, kind } => {
@@ -100,7 +100,7 @@ impl RunProgress {
             E::Artifact(p) => self.println(format!("wrote {p}")),
             E::CalibBlock { kind, index, total } => {
                 if self.bar.as_ref().is_none_or(|b| b.length() != Some(*total as u64)) {
-                    self.replace_bar(Some(bar(*total as u64, kind, "blocks")));
+                    self.replace_bar(Some(bar(*total as u64, kind.name(), "blocks")));
                 }
                 if let Some(b) = &self.bar {
                     b.set_position(*index as u64);

@@ -11,10 +11,11 @@ use slmc_model::perplexity::{WindowSpec, evaluate};
 use slmc_recipe::EvalParams;
 use std::path::Path;
 
-/// A perplexity measurement.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// A perplexity measurement, in memory and in the run files (`done.json`, `baseline.json`,
+/// `outcome.json`; extra fields beside these are ignored when read).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalResult {
-    /// Mean NLL per token.
+    /// Mean NLL per token (nats).
     pub mean_nll: f64,
     /// Perplexity.
     pub ppl: f64,
@@ -25,16 +26,12 @@ pub struct EvalResult {
 impl EvalResult {
     /// `{"mean_nll", "ppl", "tokens"}`.
     pub fn to_json(&self) -> Value {
-        json!({"mean_nll": self.mean_nll, "ppl": self.ppl, "tokens": self.tokens})
+        serde_json::to_value(self).expect("plain numbers")
     }
 
-    /// Reads the fields [`EvalResult::to_json`] writes (from a stage's `done.json` too).
+    /// Reads the fields [`EvalResult::to_json`] writes from a JSON object.
     pub fn from_json(v: &Value) -> Option<Self> {
-        Some(Self {
-            mean_nll: v.get("mean_nll")?.as_f64()?,
-            ppl: v.get("ppl")?.as_f64()?,
-            tokens: v.get("tokens")?.as_u64()? as usize,
-        })
+        serde_json::from_value(v.clone()).ok()
     }
 }
 

@@ -10,7 +10,7 @@ pub enum Event {
         /// Stage position.
         index: usize,
         /// Stage kind.
-        kind: &'static str,
+        kind: slmc_recipe::Kind,
         /// Optimizer steps, if it trains.
         steps: Option<usize>,
     },
@@ -19,7 +19,7 @@ pub enum Event {
         /// Stage position.
         index: usize,
         /// Stage kind.
-        kind: &'static str,
+        kind: slmc_recipe::Kind,
     },
     /// Tokenization progress.
     Tokenizing {
@@ -51,7 +51,7 @@ pub enum Event {
     /// A quantize or prune stage starts a decoder block.
     CalibBlock {
         /// The stage kind.
-        kind: &'static str,
+        kind: slmc_recipe::Kind,
         /// 0-based block.
         index: usize,
         /// Blocks in the model.

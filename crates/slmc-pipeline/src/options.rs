@@ -12,7 +12,7 @@ pub struct RunOptions<'a> {
     /// `--set` overrides.
     pub sets: Vec<String>,
     /// Run only the stages of this kind (`slmc finetune`, `slmc distill`, ...).
-    pub only_kind: Option<&'static str>,
+    pub only_kind: Option<slmc_recipe::Kind>,
     /// Empty the run directory first.
     pub fresh: bool,
     /// Compute device.

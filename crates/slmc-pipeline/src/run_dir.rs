@@ -5,6 +5,7 @@ use crate::run_files;
 use crate::run_lock::RunLock;
 use serde::{Deserialize, Serialize};
 use slmc_formats::fsutil::atomic_write;
+use slmc_recipe::Kind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -32,7 +33,20 @@ pub struct Manifest {
     pub backend: String,
 }
 
+/// The manifest's `stages` of a run of every stage.
+pub const ALL_STAGES: &str = "all";
+
 impl Manifest {
+    /// The `stages` value of a run of the stages of `only` (every stage when `None`).
+    pub fn selection(only: Option<Kind>) -> String {
+        only.map_or(ALL_STAGES, Kind::name).to_string()
+    }
+
+    /// Whether a run with this manifest runs stages of `kind`.
+    pub fn selects(&self, kind: Kind) -> bool {
+        self.stages == ALL_STAGES || self.stages == kind.name()
+    }
+
     /// What differs from `other`, if the runs are not the same.
     pub fn difference(&self, other: &Manifest) -> Option<String> {
         if self.recipe_hash != other.recipe_hash {
@@ -112,7 +126,7 @@ impl RunDir {
     }
 
     /// Directory of stage `index`.
-    pub fn stage_dir(&self, index: usize, kind: &str) -> PathBuf {
+    pub fn stage_dir(&self, index: usize, kind: Kind) -> PathBuf {
         self.root.join("stages").join(format!("{index}-{kind}"))
     }
 

@@ -53,7 +53,7 @@ pub fn run(
     observer: &mut dyn Observer,
 ) -> Result<RunSummary, PipelineError> {
     let stages: Vec<&slmc_recipe::Stage> =
-        recipe.stages.iter().filter(|s| options.only_kind.is_none_or(|k| k == s.kind.name())).collect();
+        recipe.stages.iter().filter(|s| options.only_kind.is_none_or(|k| k == s.kind.kind())).collect();
     if let Some(kind) = options.only_kind
         && stages.is_empty()
     {
@@ -121,7 +121,7 @@ pub fn run(
     // results of later stages were made from an older input and are redone.
     let mut resuming = true;
     for stage in &stages {
-        let (index, kind) = (stage.index, stage.kind.name());
+        let (index, kind) = (stage.index, stage.kind.kind());
         let sdir = dir.stage_dir(index, kind);
         if resuming && let Some(f) = resume::finished(&sdir, index, device, observer)? {
             observer.event(&Event::StageSkipped { index, kind });
@@ -227,7 +227,7 @@ fn manifest(
         inputs.extend(["adapter_config.json", "adapter_model.safetensors"].map(|f| a.path.join(f)));
     }
     inputs.extend(train_files.iter().chain(eval_files).map(|(p, _)| p.clone()));
-    let selection = options.only_kind.unwrap_or("all").to_string();
+    let selection = Manifest::selection(options.only_kind);
     Ok(Manifest {
         slmc_version: env!("CARGO_PKG_VERSION").into(),
         recipe_file: options.recipe_file.clone(),

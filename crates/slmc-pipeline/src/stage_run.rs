@@ -45,7 +45,7 @@ impl StageRun<'_> {
         tokenizer_dir: Option<&std::path::Path>,
         observer: &mut dyn Observer,
     ) -> Result<(State, StageEval), PipelineError> {
-        let (index, kind) = (stage.index, stage.kind.name());
+        let (index, kind) = (stage.index, stage.kind.kind());
         std::fs::create_dir_all(sdir).map_err(|e| PipelineError::io(sdir, e))?;
         observer.event(&Event::StageStart { index, kind, steps: stages::steps(&stage.kind) });
         let mut clocked = Clocked { inner: observer, clock: StageClock::start(sdir) };

@@ -308,15 +308,68 @@ pub enum StageKind {
 }
 
 impl StageKind {
+    /// The kind, without its settings.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Finetune(_) => Kind::Finetune,
+            Self::Distill(_) => Kind::Distill,
+            Self::Eval(_) => Kind::Eval,
+            Self::Quantize(_) => Kind::Quantize,
+            Self::Prune(_) => Kind::Prune,
+        }
+    }
+
     /// The recipe name of the kind.
     pub fn name(&self) -> &'static str {
-        match self {
-            Self::Finetune(_) => "finetune",
-            Self::Distill(_) => "distill",
-            Self::Eval(_) => "eval",
-            Self::Quantize(_) => "quantize",
-            Self::Prune(_) => "prune",
-        }
+        self.kind().name()
+    }
+}
+
+/// The kind of a stage, without its settings: how commands (`slmc prune`), run directories
+/// (`stages/<i>-<kind>/`), progress events and the report name a stage kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// `finetune`.
+    Finetune,
+    /// `distill`.
+    Distill,
+    /// `eval`.
+    Eval,
+    /// `quantize`.
+    Quantize,
+    /// `prune`.
+    Prune,
+}
+
+impl Kind {
+    /// Every kind with its recipe name (the one table names are parsed from and printed with).
+    pub const ALL: [(Kind, &'static str); 5] = [
+        (Self::Finetune, "finetune"),
+        (Self::Distill, "distill"),
+        (Self::Eval, "eval"),
+        (Self::Quantize, "quantize"),
+        (Self::Prune, "prune"),
+    ];
+
+    /// The recipe name (`distill`).
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(k, _)| *k == self).map(|(_, n)| *n).expect("every kind is in ALL")
+    }
+
+    /// The kind called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+    }
+
+    /// Every recipe name, in order.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|(_, n)| *n).collect()
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

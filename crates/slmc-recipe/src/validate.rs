@@ -8,9 +8,7 @@ use crate::tree::{Node, Value};
 use slmc_config::FloatDtype;
 use std::path::PathBuf;
 
-/// Stage kinds this build implements.
-pub const STAGE_KINDS: &[&str] = &["finetune", "distill", "eval", "quantize", "prune"];
-
+/// Validates a parsed recipe document into a [`Recipe`]; every problem goes to `d`.
 pub fn recipe(root: &Node, d: &mut Diagnostics) -> Option<Recipe> {
     let mut r = TableReader::new(root, "the recipe", d)?;
     let name = match r.string("name", d) {
@@ -285,11 +283,11 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
                 let mut diag = Diagnostic::new(
                     format!(
                         "unknown stage kind `{other}`; this build implements {}",
-                        crate::reader::quoted(STAGE_KINDS)
+                        crate::reader::quoted(&crate::Kind::names())
                     ),
                     origin,
                 );
-                if let Some(l) = did_you_mean(other, STAGE_KINDS.iter().copied()) {
+                if let Some(l) = did_you_mean(other, crate::Kind::names()) {
                     diag = diag.with_label(l);
                 }
                 d.push(diag);
@@ -299,7 +297,8 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
         None => {
             if r.node("kind").is_none() {
                 let mut diag = Diagnostic::new(format!("missing `kind` in {}", r.what()), r.origin().clone());
-                diag = diag.with_label(format!("expected one of {}", crate::reader::quoted(STAGE_KINDS)));
+                diag = diag
+                    .with_label(format!("expected one of {}", crate::reader::quoted(&crate::Kind::names())));
                 d.push(diag);
             }
             return None;

@@ -31,7 +31,12 @@ pub struct Args {
 pub const EXIT_GATE: u8 = 3;
 
 /// Runs the recipe (all stages, or those of `only_kind`). Returns whether every gate passed.
-pub fn run(a: Args, device: &Device, backend: &str, only_kind: Option<&'static str>) -> anyhow::Result<bool> {
+pub fn run(
+    a: Args,
+    device: &Device,
+    backend: &str,
+    only_kind: Option<slmc_recipe::Kind>,
+) -> anyhow::Result<bool> {
     let (recipe, text) = a.recipe.load()?;
     let interrupt = Arc::new(AtomicBool::new(false));
     let flag = interrupt.clone();

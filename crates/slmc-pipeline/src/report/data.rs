@@ -4,33 +4,17 @@
 
 use super::artifacts::{self, Artifact};
 use crate::PipelineError;
+pub(crate) use crate::evaluation::EvalResult;
 use crate::metrics::MetricsLog;
 use crate::run_dir::Manifest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use slmc_recipe::Kind;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// `outcome.json`: what only the end of a run knows.
 pub(crate) const OUTCOME_FILE: &str = "outcome.json";
-
-/// A perplexity measurement as the run files store it.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Measured {
-    /// Mean NLL per token (nats).
-    pub mean_nll: f64,
-    /// Perplexity.
-    pub ppl: f64,
-    /// Tokens scored.
-    pub tokens: u64,
-}
-
-impl Measured {
-    /// Reads the measurement fields of a JSON object (extra fields are ignored).
-    pub fn from_json(v: &Value) -> Option<Self> {
-        serde_json::from_value(v.clone()).ok()
-    }
-}
 
 /// A gate and whether it passed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -47,7 +31,7 @@ pub(crate) struct Outcome {
     /// The recipe's gates.
     pub gates: Vec<Gate>,
     /// Perplexity of the final model, when measured (by an eval stage or for the gates).
-    pub final_eval: Option<Measured>,
+    pub final_eval: Option<EvalResult>,
 }
 
 /// One stage of the recipe: planned, started or finished.
@@ -55,8 +39,8 @@ pub(crate) struct Outcome {
 pub(crate) struct StageInfo {
     /// Position in the recipe.
     pub index: usize,
-    /// Stage kind (`distill`, `quantize`, ...).
-    pub kind: String,
+    /// Stage kind.
+    pub kind: Kind,
     /// `done.json` of a finished stage.
     pub done: Option<Value>,
     /// Whether the stage saved a model, i.e. changed the model the next stages see.
@@ -75,11 +59,11 @@ impl StageInfo {
     }
 
     /// The perplexity an eval stage measured.
-    pub fn eval(&self) -> Option<Measured> {
-        if self.kind != "eval" {
+    pub fn eval(&self) -> Option<EvalResult> {
+        if self.kind != Kind::Eval {
             return None;
         }
-        Measured::from_json(self.done.as_ref()?)
+        EvalResult::from_json(self.done.as_ref()?)
     }
 
     /// A label such as `stage 1 (distill)`.
@@ -102,7 +86,7 @@ pub(crate) struct RunData {
     /// `metrics.jsonl`, parsed.
     pub metrics: Vec<Value>,
     /// `baseline.json`: the input model's perplexity, when a gate needed it.
-    pub baseline: Option<Measured>,
+    pub baseline: Option<EvalResult>,
     /// `outcome.json`, once the run reached its end.
     pub outcome: Option<Outcome>,
     /// `artifacts/`, described from disk.
@@ -126,15 +110,15 @@ impl RunData {
         };
         let mut stages: BTreeMap<usize, StageInfo> = BTreeMap::new();
         for s in recipe.iter().flat_map(|r| &r.stages) {
-            if manifest.stages == "all" || manifest.stages == s.kind.name() {
-                stages.insert(s.index, stage(s.index, s.kind.name()));
+            if manifest.selects(s.kind.kind()) {
+                stages.insert(s.index, stage(s.index, s.kind.kind()));
             }
         }
         let stages_dir = root.join("stages");
         for entry in std::fs::read_dir(&stages_dir).into_iter().flatten().filter_map(Result::ok) {
             let file_name = entry.file_name().to_string_lossy().into_owned();
             let Some((index, kind)) = file_name.split_once('-') else { continue };
-            let Ok(index) = index.parse::<usize>() else { continue };
+            let (Ok(index), Some(kind)) = (index.parse::<usize>(), Kind::from_name(kind)) else { continue };
             let dir = entry.path();
             let info = stages.entry(index).or_insert_with(|| stage(index, kind));
             info.done = read_json(&dir.join("done.json"))?;
@@ -151,7 +135,7 @@ impl RunData {
             name,
             stages: stages.into_values().collect(),
             metrics: MetricsLog::new(&root.join("metrics.jsonl")).read_all(),
-            baseline: read_json(&root.join("baseline.json"))?.as_ref().and_then(Measured::from_json),
+            baseline: read_json(&root.join("baseline.json"))?.as_ref().and_then(EvalResult::from_json),
             outcome,
             artifacts: artifacts::describe_dir(&root.join("artifacts"))?,
             manifest,
@@ -175,8 +159,8 @@ impl RunData {
     }
 }
 
-fn stage(index: usize, kind: &str) -> StageInfo {
-    StageInfo { index, kind: kind.to_string(), done: None, changed_model: false }
+fn stage(index: usize, kind: Kind) -> StageInfo {
+    StageInfo { index, kind, done: None, changed_model: false }
 }
 
 /// A JSON file, or `None` when it does not exist.
@@ -199,7 +183,7 @@ pub(crate) fn test_run(stages: Vec<(usize, &str, Option<Value>, bool)>, metrics:
             recipe_file: "t.toml".into(),
             recipe_text: String::new(),
             sets: Vec::new(),
-            stages: "all".into(),
+            stages: crate::run_dir::ALL_STAGES.into(),
             recipe_hash: String::new(),
             inputs: Default::default(),
             seed: 0,
@@ -209,7 +193,7 @@ pub(crate) fn test_run(stages: Vec<(usize, &str, Option<Value>, bool)>, metrics:
             .into_iter()
             .map(|(index, kind, done, changed_model)| StageInfo {
                 index,
-                kind: kind.into(),
+                kind: Kind::from_name(kind).expect("a stage kind"),
                 done,
                 changed_model,
             })

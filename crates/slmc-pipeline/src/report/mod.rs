@@ -20,7 +20,7 @@ mod training;
 
 use crate::PipelineError;
 use crate::evaluation::EvalResult;
-use data::{Gate, Measured, OUTCOME_FILE, Outcome, RunData};
+use data::{Gate, OUTCOME_FILE, Outcome, RunData};
 use slmc_formats::fsutil::atomic_write;
 use std::path::{Path, PathBuf};
 
@@ -36,11 +36,7 @@ pub fn record_outcome(
 ) -> Result<(), PipelineError> {
     let outcome = Outcome {
         gates: gates.iter().map(|(gate, passed)| Gate { gate: gate.clone(), passed: *passed }).collect(),
-        final_eval: final_eval.map(|e| Measured {
-            mean_nll: e.mean_nll,
-            ppl: e.ppl,
-            tokens: e.tokens as u64,
-        }),
+        final_eval,
     };
     let text = serde_json::to_string_pretty(&outcome).expect("json") + "\n";
     Ok(atomic_write(&root.join(OUTCOME_FILE), text.as_bytes())?)

@@ -83,7 +83,7 @@ pub(crate) fn stages(run: &RunData) -> String {
             };
             vec![
                 Cell::num(s.index.to_string()),
-                Cell::text(&s.kind),
+                Cell::text(s.kind.name()),
                 Cell::text(s.summary().unwrap_or("")),
                 Cell::num(s.wall_seconds().map_or("–".into(), fmt::seconds)),
                 Cell::text(status),

@@ -2,7 +2,7 @@
 //! model, and every artifact with its format, storage type, size and bits per weight.
 
 use super::artifacts::{self, Artifact};
-use super::data::{Measured, RunData};
+use super::data::{EvalResult, RunData};
 use super::fmt;
 use super::html::{Cell, esc, table};
 use crate::PipelineError;
@@ -16,7 +16,7 @@ pub(crate) struct EvalRow {
     /// Which model (`input model`, `output of stage 1 (distill)`).
     pub model: String,
     /// The measurement.
-    pub measured: Measured,
+    pub measured: EvalResult,
     /// Whether it measured the input model.
     pub is_input: bool,
 }
@@ -60,7 +60,7 @@ pub(crate) fn evaluations(run: &RunData) -> Vec<EvalRow> {
 
 /// The input model's measurement over the same number of tokens as `row` (a perplexity is only
 /// comparable on the same tokens).
-pub(crate) fn reference<'a>(rows: &'a [EvalRow], row: &EvalRow) -> Option<&'a Measured> {
+pub(crate) fn reference<'a>(rows: &'a [EvalRow], row: &EvalRow) -> Option<&'a EvalResult> {
     rows.iter().find(|r| r.is_input && r.measured.tokens == row.measured.tokens).map(|r| &r.measured)
 }
 
@@ -78,7 +78,7 @@ fn evaluations_table(rows: &[EvalRow]) -> String {
             vec![
                 Cell::text(&r.source),
                 Cell::text(&r.model),
-                Cell::num(fmt::count(r.measured.tokens)),
+                Cell::num(fmt::count(r.measured.tokens as u64)),
                 Cell::num(fmt::loss(r.measured.mean_nll)),
                 Cell::num(fmt::ppl(r.measured.ppl)),
                 Cell::num(delta),
@@ -174,9 +174,9 @@ mod tests {
             ],
             Vec::new(),
         );
-        run.baseline = Some(Measured { mean_nll: 4.0, ppl: 90.0, tokens: 20000 });
-        // Measured for the gates over the whole stream (as the baseline).
-        let last = Measured { mean_nll: 4.7, ppl: 99.0, tokens: 20000 };
+        run.baseline = Some(EvalResult { mean_nll: 4.0, ppl: 90.0, tokens: 20000 });
+        // EvalResult for the gates over the whole stream (as the baseline).
+        let last = EvalResult { mean_nll: 4.7, ppl: 99.0, tokens: 20000 };
         run.outcome =
             Some(Outcome { gates: vec![Gate { gate: "g".into(), passed: true }], final_eval: Some(last) });
         let rows = evaluations(&run);

@@ -9,6 +9,7 @@ use super::plots::{Chart, Marker, Series, YScale};
 use super::stats::median;
 use crate::PipelineError;
 use serde_json::Value;
+use slmc_recipe::Kind;
 
 /// One logged optimizer step.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -53,7 +54,7 @@ pub(crate) struct TrainingStage<'a> {
 impl TrainingStage<'_> {
     /// What the stage's step loss is.
     fn objective(&self) -> &'static str {
-        if self.stage.kind == "distill" { "distillation objective" } else { "training loss" }
+        if self.stage.kind == Kind::Distill { "distillation objective" } else { "training loss" }
     }
 }
 
@@ -141,7 +142,7 @@ pub(crate) fn charts(stages: &[TrainingStage<'_>]) -> Vec<(Chart, String)> {
         .collect();
     let train = steps(&|s| format!("stage {} {}", s.stage.index, s.objective()), &|p| p.loss);
     let mut out = Vec::new();
-    if stages.iter().all(|s| s.stage.kind != "distill") {
+    if stages.iter().all(|s| s.stage.kind != Kind::Distill) {
         let series = train.into_iter().chain(validation).collect();
         out.push((chart("Loss", "loss (nats/token)", series), caption(stages)));
     } else {
@@ -197,7 +198,7 @@ fn caption(stages: &[TrainingStage<'_>]) -> String {
                 val.len()
             ));
         }
-        if s.stage.kind == "distill" {
+        if s.stage.kind == Kind::Distill {
             t.push_str(" (the distillation objective mixes the KD divergence × τ² with cross-entropy: it is not on the validation loss's scale)");
         }
         parts.push(t);

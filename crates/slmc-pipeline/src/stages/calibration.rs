@@ -8,7 +8,7 @@ use crate::events::Event;
 use serde_json::{Value, json};
 use slmc_calib::{CalibEvent, ModuleReport};
 use slmc_formats::record_file::{RecordTensor, write_records};
-use slmc_recipe::CalibrationParams;
+use slmc_recipe::{CalibrationParams, Kind};
 use std::path::Path;
 
 /// Draws the stage's calibration windows (seeded, from the training split) and writes them to
@@ -49,8 +49,8 @@ fn write_calibration(path: &Path, windows: &[Vec<u32>]) -> Result<(), PipelineEr
 /// Logs a calibration walk: progress events, one `metrics.jsonl` line per module and per block,
 /// and the relative output errors for the stage summary.
 pub(crate) struct WalkLog {
-    /// The stage kind (`quantize`, `prune`): the event name of its lines.
-    pub kind: &'static str,
+    /// The stage kind (quantize or prune): its name is the event name of its lines.
+    pub kind: Kind,
     /// Relative output errors of the modules solved in this run.
     pub errors: Vec<f64>,
     /// The first failed write to `metrics.jsonl`.
@@ -62,7 +62,7 @@ pub(crate) type ModuleDetails<D> = dyn Fn(&ModuleReport<D>) -> (Value, Vec<Strin
 
 impl WalkLog {
     /// A log for a stage of `kind`.
-    pub fn new(kind: &'static str) -> Self {
+    pub fn new(kind: Kind) -> Self {
         Self { kind, errors: Vec::new(), write_err: None }
     }
 
@@ -72,7 +72,7 @@ impl WalkLog {
         let kind = self.kind;
         let line = match e {
             CalibEvent::Resumed { blocks } => {
-                let done = if kind == "quantize" { "quantized" } else { "pruned" };
+                let done = if kind == Kind::Quantize { "quantized" } else { "pruned" };
                 ctx.observer.event(&Event::Info(format!("resuming: {blocks} block(s) already {done}")));
                 None
             }
@@ -94,7 +94,7 @@ impl WalkLog {
                     sparsity,
                 });
                 let mut line = json!({
-                    "event": kind, "stage": ctx.index, "block": m.block, "module": m.name, "shape": m.shape,
+                    "event": kind.name(), "stage": ctx.index, "block": m.block, "module": m.name, "shape": m.shape,
                     "seconds": m.seconds, "rel_error": m.rel_error,
                 });
                 if let (Value::Object(l), Value::Object(x)) = (&mut line, extra) {

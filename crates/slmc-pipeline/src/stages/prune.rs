@@ -99,7 +99,7 @@ fn unstructured(
         interrupt: ctx.interrupt,
         stop_after_block: None,
     };
-    let mut log = WalkLog::new("prune");
+    let mut log = WalkLog::new(slmc_recipe::Kind::Prune);
     let details = |m: &slmc_prune::sequential::ModuleReport| {
         let warnings = m
             .detail

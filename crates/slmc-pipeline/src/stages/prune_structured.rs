@@ -41,7 +41,7 @@ pub(crate) fn run(
                 windows(ctx, &p.calibration, model.config.max_position_embeddings, "activation importance")?;
             let observer = &mut *ctx.observer;
             structured::collect(&model, &calib, p.calibration.batch_size, &mut |done, total| {
-                observer.event(&Event::CalibBlock { kind: "prune", index: done, total })
+                observer.event(&Event::CalibBlock { kind: slmc_recipe::Kind::Prune, index: done, total })
             })?
         }
     };

@@ -53,7 +53,7 @@ pub(crate) fn run(
     std::fs::create_dir_all(&blocks).map_err(|e| PipelineError::io(&blocks, e))?;
     let ctl = Control { checkpoint_dir: Some(&blocks), interrupt: ctx.interrupt, stop_after_block: None };
     let started = std::time::Instant::now();
-    let mut log = WalkLog::new("quantize");
+    let mut log = WalkLog::new(slmc_recipe::Kind::Quantize);
     let details = |m: &slmc_quant::ModuleReport| {
         let warnings =
             m.detail.map_or_else(Vec::new, |s| solve_warnings(&m.name, s.damp, s.retries, s.dead_columns));
