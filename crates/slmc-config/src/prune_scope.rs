@@ -18,11 +18,11 @@ pub enum MagnitudeScope {
 }
 
 impl MagnitudeScope {
+    /// Every scope with its recipe name.
+    pub const ALL: [(Self, &'static str); 2] = [(Self::Row, "row"), (Self::Layer, "layer")];
+
     /// The recipe name (`scope = "row" | "layer"`).
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Row => "row",
-            Self::Layer => "layer",
-        }
+        Self::ALL.iter().find(|(s, _)| *s == self).map(|(_, n)| *n).expect("every scope is named")
     }
 }

@@ -5,6 +5,18 @@ use crate::diag::{Diagnostic, Diagnostics};
 use crate::suggest::did_you_mean;
 use crate::tree::{Entry, Node, Origin, Value};
 
+/// An enum whose recipe spellings are one table: parsing ([`TableReader::named`]), the spelling
+/// written back and the did-you-mean of a misspelling all read it.
+pub trait Named: Copy + PartialEq + 'static {
+    /// Every value with its recipe spelling.
+    const NAMES: &'static [(Self, &'static str)];
+
+    /// The recipe spelling.
+    fn spelling(self) -> &'static str {
+        Self::NAMES.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).expect("every value is named")
+    }
+}
+
 /// Reads one table; `finish` reports unknown keys.
 pub struct TableReader<'a> {
     node: &'a Node,
@@ -180,6 +192,14 @@ impl<'a> TableReader<'a> {
                 None
             }
         }
+    }
+
+    /// `key` as one of `E`'s spellings, with where it was written; `None` when it is absent or
+    /// not one of them (then a diagnostic lists them).
+    pub fn named<E: Named>(&mut self, key: &'static str, diags: &mut Diagnostics) -> Option<(E, Origin)> {
+        let names: Vec<&'static str> = E::NAMES.iter().map(|(_, n)| *n).collect();
+        let (s, origin) = self.choice(key, &names, diags)?;
+        E::NAMES.iter().find(|(_, n)| *n == s).map(|(v, _)| (*v, origin))
     }
 
     /// Reports every key that was never asked for.

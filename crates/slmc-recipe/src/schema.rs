@@ -142,14 +142,20 @@ pub enum Precision {
     Bf16,
 }
 
+impl crate::reader::Named for Schedule {
+    const NAMES: &'static [(Self, &'static str)] =
+        &[(Self::Cosine, "cosine"), (Self::Linear, "linear"), (Self::Constant, "constant")];
+}
+
+impl crate::reader::Named for Precision {
+    const NAMES: &'static [(Self, &'static str)] =
+        &[(Self::F32, "f32"), (Self::Bf16Mixed, "bf16-mixed"), (Self::Bf16, "bf16")];
+}
+
 impl Precision {
     /// The recipe spelling.
     pub fn name(self) -> &'static str {
-        match self {
-            Precision::F32 => "f32",
-            Precision::Bf16Mixed => "bf16-mixed",
-            Precision::Bf16 => "bf16",
-        }
+        crate::reader::Named::spelling(self)
     }
 }
 
@@ -391,6 +397,14 @@ pub enum QuantMethod {
     Rtn,
     /// GPTQ: error feedback through the inverse Hessian of calibration inputs.
     Gptq,
+}
+
+impl crate::reader::Named for QuantMethod {
+    const NAMES: &'static [(Self, &'static str)] = &[(Self::Gptq, "gptq"), (Self::Rtn, "rtn")];
+}
+
+impl crate::reader::Named for slmc_config::prune_scope::MagnitudeScope {
+    const NAMES: &'static [(Self, &'static str)] = &Self::ALL;
 }
 
 /// A `targets`/`ignore` entry: `re:<regex>` or a glob over module names; a plain name also

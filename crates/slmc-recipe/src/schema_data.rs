@@ -34,6 +34,23 @@ pub enum OverlongSpec {
     Drop,
 }
 
+impl crate::reader::Named for TrainOnSpec {
+    const NAMES: &'static [(Self, &'static str)] = &[(Self::Completions, "completions"), (Self::All, "all")];
+}
+
+impl crate::reader::Named for OverlongSpec {
+    const NAMES: &'static [(Self, &'static str)] = &[(Self::Truncate, "truncate"), (Self::Drop, "drop")];
+}
+
+impl crate::reader::Named for DataFormat {
+    const NAMES: &'static [(Self, &'static str)] = &[
+        (Self::Auto, "auto"),
+        (Self::Text, "text"),
+        (Self::Chat, "chat"),
+        (Self::PromptCompletion, "prompt-completion"),
+    ];
+}
+
 /// The row options of `[data]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowSpec {

@@ -77,6 +77,11 @@ pub enum ImportanceSource {
     Magnitude,
 }
 
+impl crate::reader::Named for ImportanceSource {
+    const NAMES: &'static [(Self, &'static str)] =
+        &[(Self::Activation, "activation"), (Self::Magnitude, "magnitude")];
+}
+
 /// What a prune stage does.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PruneMethod {

@@ -202,11 +202,7 @@ fn train_params(r: &mut TableReader<'_>, distill: bool, d: &mut Diagnostics) -> 
     let def = TrainParams::default();
     let steps = r.uint_where("steps", def.steps, "at least 1", |v| v >= 1, d);
     let lr = r.float_where("lr", def.lr, "in (0, 1]", |v| v > 0.0 && v <= 1.0, d);
-    let schedule = match r.choice("schedule", &["cosine", "linear", "constant"], d) {
-        Some(("linear", _)) => Schedule::Linear,
-        Some(("constant", _)) => Schedule::Constant,
-        _ => def.schedule,
-    };
+    let schedule = r.named::<Schedule>("schedule", d).map_or(def.schedule, |v| v.0);
     let min_lr = r.float_where("min-lr", lr * 0.1, "in [0, lr]", |v| v >= 0.0 && v <= lr, d);
     let mut params = TrainParams {
         steps,
@@ -227,11 +223,7 @@ fn train_params(r: &mut TableReader<'_>, distill: bool, d: &mut Diagnostics) -> 
         log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
         activation_checkpointing: false,
         loss_chunk: r.uint("loss-chunk", d).map_or(def.loss_chunk, |v| v.0),
-        precision: match r.choice("precision", &["f32", "bf16-mixed", "bf16"], d) {
-            Some(("bf16-mixed", _)) => Precision::Bf16Mixed,
-            Some(("bf16", _)) => Precision::Bf16,
-            _ => def.precision,
-        },
+        precision: r.named::<Precision>("precision", d).map_or(def.precision, |v| v.0),
         adapter: None,
     };
     params.adapter = crate::validate_lora::adapter_params(r, distill, d);
@@ -468,10 +460,7 @@ fn selectors(r: &mut TableReader<'_>, key: &'static str, d: &mut Diagnostics) ->
 }
 
 fn quantize_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> QuantizeParams {
-    let method = match r.choice("method", &["gptq", "rtn"], d) {
-        Some(("rtn", _)) => QuantMethod::Rtn,
-        _ => QuantMethod::Gptq,
-    };
+    let method = r.named::<QuantMethod>("method", d).map_or(QuantMethod::Gptq, |v| v.0);
     let bits = r.uint_where("bits", 4, "2, 3, 4 or 8", |b| matches!(b, 2 | 3 | 4 | 8), d) as u8;
     let group_size = match r.node("group-size") {
         None => Some(128),

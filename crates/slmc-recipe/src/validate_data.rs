@@ -5,35 +5,21 @@ use crate::reader::TableReader;
 use crate::schema::*;
 use crate::schema_data::*;
 
-/// The formats `format` accepts.
-pub const DATA_FORMATS: &[&str] = &["auto", "text", "chat", "prompt-completion"];
-
 /// Reads `format`, `train-on` and `overlong` of the `[data]` table.
 pub(crate) fn row_spec(r: &mut TableReader<'_>, d: &mut Diagnostics) -> RowSpec {
-    let format = r.choice("format", DATA_FORMATS, d);
-    let train_on = r.choice("train-on", &["completions", "all"], d);
-    let overlong = r.choice("overlong", &["truncate", "drop"], d);
+    let format = r.named::<DataFormat>("format", d);
+    let train_on = r.named::<TrainOnSpec>("train-on", d);
+    let overlong = r.named::<OverlongSpec>("overlong", d);
     let origin = format.as_ref().map_or_else(|| r.origin().clone(), |f| f.1.clone());
     let spec = RowSpec {
-        format: match format.as_ref().map(|f| f.0) {
-            Some("text") => DataFormat::Text,
-            Some("chat") => DataFormat::Chat,
-            Some("prompt-completion") => DataFormat::PromptCompletion,
-            _ => DataFormat::Auto,
-        },
-        train_on: match train_on.as_ref().map(|f| f.0) {
-            Some("all") => TrainOnSpec::All,
-            _ => TrainOnSpec::Completions,
-        },
-        overlong: match overlong.as_ref().map(|f| f.0) {
-            Some("drop") => OverlongSpec::Drop,
-            _ => OverlongSpec::Truncate,
-        },
+        format: format.as_ref().map_or(DataFormat::Auto, |f| f.0),
+        train_on: train_on.as_ref().map_or(TrainOnSpec::Completions, |f| f.0),
+        overlong: overlong.as_ref().map_or(OverlongSpec::Truncate, |f| f.0),
         origin,
     };
     if spec.format == DataFormat::Text {
-        for (key, given) in [("train-on", train_on), ("overlong", overlong)] {
-            if let Some((_, origin)) = given {
+        for (key, given) in [("train-on", train_on.map(|t| t.1)), ("overlong", overlong.map(|o| o.1))] {
+            if let Some(origin) = given {
                 d.push(Diagnostic::new(
                     format!("`{key}` in [data] applies to chat and prompt-completion rows, not to `format = \"text\"`"),
                     origin,

@@ -121,7 +121,7 @@ fn sparsity_target(r: &mut TableReader<'_>, d: &mut Diagnostics) -> SparsityTarg
 /// `scope = "row" | "layer"` of a magnitude stage with a `sparsity` ratio (an N:M pattern is per
 /// row by definition, so it takes no scope).
 fn magnitude_scope(r: &mut TableReader<'_>, sparsity: SparsityTarget, d: &mut Diagnostics) -> MagnitudeScope {
-    let scope = r.choice("scope", &["row", "layer"], d);
+    let scope = r.named::<MagnitudeScope>("scope", d);
     if let (Some((_, origin)), SparsityTarget::NofM { .. }) = (&scope, sparsity) {
         d.push(Diagnostic::new(
             format!(
@@ -131,10 +131,7 @@ fn magnitude_scope(r: &mut TableReader<'_>, sparsity: SparsityTarget, d: &mut Di
             origin.clone(),
         ));
     }
-    match scope {
-        Some(("layer", _)) => MagnitudeScope::Layer,
-        _ => MagnitudeScope::Row,
-    }
+    scope.map_or(MagnitudeScope::Row, |s| s.0)
 }
 
 /// `owl = { lambda = 0.08, m = 5 }`.
@@ -149,10 +146,7 @@ fn owl(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Option<Owl> {
 
 /// `importance = "activation" | "magnitude"`.
 fn importance(r: &mut TableReader<'_>, d: &mut Diagnostics) -> ImportanceSource {
-    match r.choice("importance", &["activation", "magnitude"], d) {
-        Some(("magnitude", _)) => ImportanceSource::Magnitude,
-        _ => ImportanceSource::Activation,
-    }
+    r.named::<ImportanceSource>("importance", d).map_or(ImportanceSource::Activation, |v| v.0)
 }
 
 /// `keep` (a fraction of parameters or layers, in (0, 1)).
