@@ -9,8 +9,12 @@
 
 pub mod diag;
 pub mod plan;
+mod plan_distill;
+mod plan_eval;
+mod plan_finetune;
 pub mod plan_lora;
 mod plan_prune;
+mod plan_quantize;
 mod reader;
 pub mod schema;
 mod schema_data;

@@ -6,6 +6,38 @@ use crate::schema::*;
 use slmc_config::ModelConfig;
 use std::fmt;
 
+/// Where in the pipeline a stage is planned: the recipe, the model the stage receives (the
+/// input model reshaped by earlier stages), the teacher, the data's sequence length and the
+/// device's kernels.
+pub(crate) struct PlanInput<'a> {
+    /// The recipe.
+    pub recipe: &'a Recipe,
+    /// The model the stage receives.
+    pub model: &'a ModelConfig,
+    /// The teacher, when the recipe has one.
+    pub teacher: Option<&'a ModelConfig>,
+    /// Tokens per training sequence.
+    pub seq: usize,
+    /// How the device computes (which activations it keeps).
+    pub compute: Compute,
+}
+
+/// The plan of one stage, as each kind's planner returns it.
+pub(crate) struct KindPlan {
+    /// One-line description.
+    pub summary: String,
+    /// Tensors and parameters it changes.
+    pub touched: (usize, usize),
+    /// Peak memory (the runtime's share is added by the caller).
+    pub memory: Memory,
+    /// The modules the stage binds (quantize / prune targets, adapters), when it binds some.
+    pub modules: Option<Vec<String>>,
+    /// The model after the stage, when the stage changes its shape.
+    pub model: Option<ModelConfig>,
+    /// Problems binding the stage to the model.
+    pub problems: Vec<Diagnostic>,
+}
+
 /// Estimated peak memory of a stage, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Memory {
@@ -36,28 +68,28 @@ pub const RUNTIME_BYTES: u64 = 64_000_000;
 
 /// f32 values per position of the chunk the vocabulary loss works on: cross-entropy keeps the
 /// logits, their log-softmax and its gradient.
-const CE_HEAD_VALUES: u64 = 3;
+pub(crate) const CE_HEAD_VALUES: u64 = 3;
 /// The same for a KD loss on a live or cached teacher: student logits, scaled logits, log-softmax,
 /// probabilities and gradients, the teacher's logits and log-probabilities, the pointwise terms.
-const KD_HEAD_VALUES: u64 = 10;
+pub(crate) const KD_HEAD_VALUES: u64 = 10;
 
 /// Bytes per value a training stage's `precision` gives each kind of tensor.
-struct PrecisionBytes {
+pub(crate) struct PrecisionBytes {
     /// Trained weights (f32 master weights under bf16-mixed).
-    weight: u64,
+    pub weight: u64,
     /// Gradients.
-    grad: u64,
+    pub grad: u64,
     /// AdamW's two moments together.
-    adam: u64,
+    pub adam: u64,
     /// Activations kept by the trunk and a frozen teacher's forward.
-    act: u64,
+    pub act: u64,
     /// The frozen teacher's weights.
-    teacher: u64,
+    pub teacher: u64,
     /// The bf16 compute copy of the trained weights bf16-mixed keeps while they are in use.
-    compute_copy: u64,
+    pub compute_copy: u64,
 }
 
-fn precision_bytes(p: Precision) -> PrecisionBytes {
+pub(crate) fn precision_bytes(p: Precision) -> PrecisionBytes {
     match p {
         Precision::F32 => PrecisionBytes { weight: 4, grad: 4, adam: 8, act: 4, teacher: 4, compute_copy: 0 },
         Precision::Bf16Mixed => {
@@ -71,19 +103,19 @@ fn precision_bytes(p: Precision) -> PrecisionBytes {
 
 /// Bytes of the bf16 compute copy of `params` trained weights: the whole model's, or with
 /// layer-wise checkpointing one layer's at a time.
-fn compute_copy_bytes(b: &PrecisionBytes, params: u64, layers: usize, checkpointing: bool) -> u64 {
+pub(crate) fn compute_copy_bytes(b: &PrecisionBytes, params: u64, layers: usize, checkpointing: bool) -> u64 {
     b.compute_copy * if checkpointing { params / layers.max(1) as u64 } else { params }
 }
 
 /// Positions of one chunk of the vocabulary loss: `loss-chunk`, at most the micro-batch's tokens
 /// (0 = all of them).
-fn loss_chunk_tokens(loss_chunk: usize, tokens: u64) -> u64 {
+pub(crate) fn loss_chunk_tokens(loss_chunk: usize, tokens: u64) -> u64 {
     if loss_chunk == 0 { tokens } else { (loss_chunk as u64).min(tokens) }
 }
 
 /// f32 values per token of a differentiated trunk (embeddings to final norm): every layer's
 /// activations, or with layer-wise checkpointing one layer's plus every layer's input.
-fn trunk_values_per_token(c: &ModelConfig, seq: usize, checkpointing: bool, fused: bool) -> u64 {
+pub(crate) fn trunk_values_per_token(c: &ModelConfig, seq: usize, checkpointing: bool, fused: bool) -> u64 {
     let per_token = activation_values_per_token(c, seq, fused);
     if checkpointing {
         let layers = c.num_layers.max(1) as u64;
@@ -96,7 +128,7 @@ fn trunk_values_per_token(c: &ModelConfig, seq: usize, checkpointing: bool, fuse
 /// f32 values per token of an inference forward pass at its widest point (no graph kept): the
 /// residual stream and one layer's projections, SwiGLU intermediates and attention scores with
 /// their softmax.
-fn forward_values_per_token(c: &ModelConfig, seq: usize) -> u64 {
+pub(crate) fn forward_values_per_token(c: &ModelConfig, seq: usize) -> u64 {
     4 * c.hidden_size as u64 + 4 * c.intermediate_size as u64 + 2 * (c.num_heads * seq) as u64
 }
 
@@ -224,7 +256,7 @@ pub fn tensor_count(c: &ModelConfig) -> usize {
 /// SwiGLU's two inputs and output: no attention score square, no elementwise intermediates. burn's composition (other
 /// backends, bf16) keeps its intermediates too: the projections before rotation, the rotary
 /// copies, the score square, SwiGLU's elementwise steps.
-fn activation_values_per_token(c: &ModelConfig, seq: usize, fused: bool) -> u64 {
+pub(crate) fn activation_values_per_token(c: &ModelConfig, seq: usize, fused: bool) -> u64 {
     let (h, i, kv) = (c.hidden_size as u64, c.intermediate_size as u64, c.kv_dim() as u64);
     let q = c.q_dim() as u64;
     let per_layer = if fused {
@@ -237,7 +269,13 @@ fn activation_values_per_token(c: &ModelConfig, seq: usize, fused: bool) -> u64 
 
 /// Bytes a training stage's differentiated trunk keeps over `tokens` positions: in its
 /// precision, checkpointed or not, counted for slmc's fused kernels where they run (flex, f32).
-fn trunk_bytes(c: &ModelConfig, seq: usize, tokens: u64, t: &TrainParams, compute: Compute) -> u64 {
+pub(crate) fn trunk_bytes(
+    c: &ModelConfig,
+    seq: usize,
+    tokens: u64,
+    t: &TrainParams,
+    compute: Compute,
+) -> u64 {
     let fused = compute == Compute::FlexKernels && t.precision == Precision::F32;
     precision_bytes(t.precision).act
         * tokens
@@ -316,246 +354,41 @@ pub fn plan_on(recipe: &Recipe, model: ModelConfig, teacher: Option<&ModelConfig
     let mut problems = Vec::new();
     let mut stage_modules = Vec::new();
     for s in &recipe.stages {
-        let params = model.num_params() as u64;
-        let weights = 4 * params;
-        let vocab = model.vocab_size as u64;
-        let (summary, touched, memory) = match &s.kind {
-            StageKind::Distill(dp) => {
-                let t = &dp.train;
-                let teacher = teacher.cloned().unwrap_or_else(|| model.clone());
-                let student = match student_config(&dp.init, &model, &teacher) {
-                    Ok(c) => c,
-                    Err(e) => {
-                        stages.push(StagePlan {
-                            index: s.index,
-                            kind: "distill",
-                            summary: format!("distill: cannot build the student: {e}"),
-                            tensors_touched: 0,
-                            params_touched: 0,
-                            memory: Memory::default(),
-                        });
-                        continue;
-                    }
-                };
-                let sp = student.num_params() as u64;
-                let tokens = (t.batch_size * seq) as u64;
-                let chunk = loss_chunk_tokens(t.loss_chunk, tokens);
-                let pb = precision_bytes(t.precision);
-                // The trunk in the stage's precision, the vocabulary loss in f32.
-                let student_acts =
-                    trunk_bytes(&student, seq, tokens, t, compute) + 4 * chunk * KD_HEAD_VALUES * vocab;
-                let th = teacher.hidden_size as u64;
-                // The teacher runs before the student's backward pass: its widest point and the
-                // student's kept activations do not coexist; its final (and matched) hidden
-                // states stay for the loss.
-                let teacher_transient = pb.act * tokens * forward_values_per_token(&teacher, seq);
-                let matched = dp.hidden.as_ref().map_or(0, |_| student.num_layers as u64);
-                let teacher_kept = pb.act * tokens * th * (1 + matched);
-                let cache_bytes = dp.teacher_cache_topk.map_or(0, |k| {
-                    (t.steps * t.batch_size * t.grad_accum * seq) as u64 * k.min(vocab as usize) as u64 * 6
-                });
-                let summary = format!(
-                    "distill: {} ({:.2}M) → student {} layers × {} ({:.2}M params, init {}), {:?} τ={} α={}{}{}, {} steps × {} seq × {} tokens",
-                    teacher.arch.model_type(),
-                    teacher.num_params() as f64 / 1e6,
-                    student.num_layers,
-                    student.hidden_size,
-                    sp as f64 / 1e6,
-                    match &dp.init {
-                        StudentInit::Current => "current model".to_string(),
-                        StudentInit::Config(_) => "fresh from config".to_string(),
-                        StudentInit::TeacherLayers(l) =>
-                            format!("teacher layers {:?}", student_layers(l, teacher.num_layers)),
-                        StudentInit::Path(p) => p.display().to_string(),
-                    },
-                    dp.loss,
-                    dp.temperature,
-                    dp.alpha,
-                    if dp.hidden.is_some() { ", + hidden-state loss" } else { "" },
-                    dp.teacher_cache_topk.map_or(String::new(), |k| format!(", teacher top-{k} cache")),
-                    t.steps,
-                    t.batch_size * t.grad_accum,
-                    seq
-                );
-                let teacher_weights = pb.teacher * teacher.num_params() as u64;
-                let mut mem = Memory {
-                    weights: pb.weight * sp
-                        + compute_copy_bytes(&pb, sp, student.num_layers, t.activation_checkpointing)
-                        + teacher_weights,
-                    gradients: pb.grad * sp,
-                    optimizer: pb.adam * sp,
-                    activations: student_acts.max(teacher_transient) + teacher_kept,
-                    ..Default::default()
-                };
-                let mut touched = (tensor_count(&student), student.num_params());
-                let mut summary = summary;
-                if let Some(a) = &t.adapter {
-                    let modules = crate::plan_lora::adapter_modules(a, &student).unwrap_or_else(|p| {
-                        problems.extend(p);
-                        Vec::new()
+        let at = PlanInput { recipe, model: &model, teacher, seq, compute };
+        let planned = match &s.kind {
+            StageKind::Distill(dp) => match crate::plan_distill::plan(dp, &at) {
+                Ok(k) => k,
+                Err(e) => {
+                    stages.push(StagePlan {
+                        index: s.index,
+                        kind: "distill",
+                        summary: format!("distill: cannot build the student: {e}"),
+                        tensors_touched: 0,
+                        params_touched: 0,
+                        memory: Memory::default(),
                     });
-                    summary = format!(
-                        "{summary}; student trains {}",
-                        crate::plan_lora::summary(a, &student, &modules)
-                    );
-                    let m = crate::plan_lora::memory(a, &student, &modules, mem.activations);
-                    mem = Memory { weights: m.weights + teacher_weights, ..m };
-                    touched = (modules.len() * 2, crate::plan_lora::trainable_params(a, &student, &modules));
-                    stage_modules.push((s.index, modules));
-                }
-                if dp.teacher_cache_topk.is_some() {
-                    // Two phases: the cache pass (teacher and student weights, the teacher's
-                    // forward), then training without the teacher (it is dropped) from the cache.
-                    let build = Memory {
-                        weights: mem.weights,
-                        activations: teacher_transient + 4 * chunk * 2 * vocab,
-                        records: cache_bytes,
-                        ..Default::default()
-                    };
-                    let train = Memory {
-                        weights: mem.weights - teacher_weights,
-                        activations: student_acts,
-                        records: cache_bytes,
-                        ..mem
-                    };
-                    mem = if build.total() > train.total() { build } else { train };
-                }
-                model = student;
-                (summary, touched, mem)
-            }
-            StageKind::Finetune(t) => {
-                let tokens = (t.batch_size * seq) as u64;
-                // The trunk's activations (one layer's and every layer's input when checkpointing)
-                // and one chunk of the vocabulary loss.
-                let pb = precision_bytes(t.precision);
-                let acts = trunk_bytes(&model, seq, tokens, t, compute)
-                    + 4 * loss_chunk_tokens(t.loss_chunk, tokens) * CE_HEAD_VALUES * vocab;
-                let summary = format!(
-                    "full fine-tune: {} steps × {} seq × {} tokens{} = {} tokens, lr {:e} ({:?}, warmup {})",
-                    t.steps,
-                    t.batch_size,
-                    seq,
-                    if t.grad_accum > 1 { format!(" × {} accum", t.grad_accum) } else { String::new() },
-                    t.steps * t.batch_size * t.grad_accum * seq,
-                    t.lr,
-                    t.schedule,
-                    t.warmup_steps
-                );
-                match &t.adapter {
-                    None => {
-                        let p = params;
-                        let copy = compute_copy_bytes(&pb, p, model.num_layers, t.activation_checkpointing);
-                        let mem = Memory {
-                            weights: pb.weight * p + copy,
-                            gradients: pb.grad * p,
-                            optimizer: pb.adam * p,
-                            activations: acts,
-                            ..Default::default()
-                        };
-                        (summary, (tensor_count(&model), model.num_params()), mem)
-                    }
-                    Some(a) => {
-                        let modules = crate::plan_lora::adapter_modules(a, &model).unwrap_or_else(|p| {
-                            problems.extend(p);
-                            Vec::new()
-                        });
-                        let summary = format!(
-                            "{} fine-tune: {}; {} steps × {} seq × {} tokens, lr {:e}",
-                            a.kind.name(),
-                            crate::plan_lora::summary(a, &model, &modules),
-                            t.steps,
-                            t.batch_size * t.grad_accum,
-                            seq,
-                            t.lr
-                        );
-                        let mem = crate::plan_lora::memory(a, &model, &modules, acts);
-                        let touched = (
-                            modules.len() * 2 + a.modules_to_save.len(),
-                            crate::plan_lora::trainable_params(a, &model, &modules),
-                        );
-                        stage_modules.push((s.index, modules));
-                        (summary, touched, mem)
-                    }
-                }
-            }
-            StageKind::Quantize(q) => {
-                let modules = match crate::select::resolve(&q.select, &model.linear_modules()) {
-                    Ok(m) => m,
-                    Err(p) => {
-                        problems.extend(p);
-                        Vec::new()
-                    }
-                };
-                problems.extend(quantize_shape_problems(recipe, q, &model, &modules, &s.origin));
-                let shapes: Vec<[usize; 2]> = modules.iter().filter_map(|m| model.linear_shape(m)).collect();
-                let params: usize = shapes.iter().map(|[o, i]| o * i).sum();
-                let widest = shapes.iter().map(|s| s[1]).max().unwrap_or(0);
-                let calib_len = q.calibration.len.unwrap_or(seq);
-                let gptq = q.method == QuantMethod::Gptq;
-                let acts =
-                    if gptq { calibration_memory(&model, &q.calibration, calib_len, widest) } else { 0 };
-                let summary = format!(
-                    "quantize: {} {}, {} of {} linear modules{}",
-                    if gptq { "GPTQ" } else { "RTN" },
-                    q.grid_name(),
-                    modules.len(),
-                    model.linear_modules().len(),
-                    if gptq {
-                        format!(
-                            ", {} calibration windows × {calib_len} tokens, damp {}",
-                            q.calibration.samples, q.damp
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
-                stage_modules.push((s.index, modules.clone()));
-                // The codes (a byte per weight, a scale and zero per group) and, while a block is
-                // solved, two f32 copies of its weights.
-                let groups =
-                    shapes.iter().map(|[o, i]| o * i.div_ceil(q.group_size.unwrap_or(*i))).sum::<usize>();
-                let codes = (params + 5 * groups) as u64;
-                let block = 2 * 4 * (params / model.num_layers.max(1)) as u64;
-                (
-                    summary,
-                    (modules.len(), params),
-                    Memory { weights, activations: acts + block, records: codes, ..Default::default() },
-                )
-            }
-            StageKind::Prune(p) => match crate::plan_prune::plan(p, &model, seq, &s.origin) {
-                Ok(pp) => {
-                    if p.is_unstructured() {
-                        stage_modules.push((s.index, pp.modules));
-                    }
-                    model = pp.model;
-                    (pp.summary, pp.touched, pp.memory)
-                }
-                Err(p) => {
-                    problems.extend(p);
-                    ("prune: cannot be planned on this model".into(), (0, 0), Memory::default())
+                    continue;
                 }
             },
-            StageKind::Eval(e) => {
-                let ctx = e.ctx.unwrap_or(seq);
-                // One window's forward at its widest, and its logits with their log-softmax.
-                let acts = 4 * ctx as u64 * (forward_values_per_token(&model, ctx) + 2 * vocab);
-                let rows = recipe.data.as_ref().is_some_and(|d| d.rows.is_rows());
-                let summary = if rows {
-                    format!("eval: perplexity over the trained tokens of the held-out rows (seq-len {seq})")
-                } else {
-                    format!("eval: perplexity, window {ctx}, stride {}", e.stride.unwrap_or((ctx / 2).max(1)))
-                };
-                (summary, (0, 0), Memory { weights, activations: acts, ..Default::default() })
-            }
+            StageKind::Finetune(t) => crate::plan_finetune::plan(t, &at),
+            StageKind::Quantize(q) => crate::plan_quantize::plan(q, &at, &s.origin),
+            StageKind::Prune(p) => crate::plan_prune::plan_stage(p, &at, &s.origin),
+            StageKind::Eval(e) => crate::plan_eval::plan(e, &at),
         };
-        let memory = Memory { runtime: RUNTIME_BYTES, ..memory };
+        problems.extend(planned.problems);
+        if let Some(m) = planned.modules {
+            stage_modules.push((s.index, m));
+        }
+        if let Some(m) = planned.model {
+            model = m;
+        }
         stages.push(StagePlan {
             index: s.index,
             kind: s.kind.name(),
-            summary,
-            tensors_touched: touched.0,
-            params_touched: touched.1,
-            memory,
+            summary: planned.summary,
+            tensors_touched: planned.touched.0,
+            params_touched: planned.touched.1,
+            memory: Memory { runtime: RUNTIME_BYTES, ..planned.memory },
         });
     }
     let mut exports = Vec::new();
@@ -644,7 +477,7 @@ pub(crate) fn calibration_memory(
 
 /// Shape constraints of the exports a quantize stage feeds: ggml blocks of 32 input columns,
 /// GPTQ words of 32/bits codes along both dimensions and whole groups per row.
-fn quantize_shape_problems(
+pub(crate) fn quantize_shape_problems(
     recipe: &Recipe,
     q: &QuantizeParams,
     model: &ModelConfig,

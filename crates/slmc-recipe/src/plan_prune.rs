@@ -20,6 +20,33 @@ pub(crate) struct PrunePlan {
     pub modules: Vec<String>,
 }
 
+/// Plans prune stage `p` for the plan's loop (the model after it, the modules an unstructured
+/// prune binds, or the problems that keep it from being planned).
+pub(crate) fn plan_stage(
+    p: &PruneParams,
+    at: &crate::plan::PlanInput<'_>,
+    origin: &crate::tree::Origin,
+) -> crate::plan::KindPlan {
+    match plan(p, at.model, at.seq, origin) {
+        Ok(pp) => crate::plan::KindPlan {
+            summary: pp.summary,
+            touched: pp.touched,
+            memory: pp.memory,
+            modules: p.is_unstructured().then_some(pp.modules),
+            model: Some(pp.model),
+            problems: Vec::new(),
+        },
+        Err(problems) => crate::plan::KindPlan {
+            summary: "prune: cannot be planned on this model".into(),
+            touched: (0, 0),
+            memory: Memory::default(),
+            modules: None,
+            model: None,
+            problems,
+        },
+    }
+}
+
 /// Plans prune stage `p` on `model` with `seq`-token data.
 pub(crate) fn plan(
     p: &PruneParams,

@@ -129,8 +129,8 @@ pub enum Schedule {
     Constant,
 }
 
-/// Numeric precision of a training stage (`precision`). Only `f32` runs in this build; the others
-/// are planned by `slmc check` (issue 12 item 1) and refused by `slmc run`.
+/// Numeric precision of a training stage (`precision`); planned by `slmc check` and run by the
+/// training stages (see `slmc-pipeline`'s `stages/training.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     /// Everything in f32.
