@@ -25,8 +25,12 @@ mod suggest;
 pub mod tree;
 mod validate;
 mod validate_data;
+mod validate_distill;
+mod validate_eval;
 mod validate_lora;
 mod validate_prune;
+mod validate_quantize;
+mod validate_train;
 
 pub use diag::{Diagnostic, Diagnostics, Sources};
 pub use plan::{Plan, plan};

@@ -195,59 +195,19 @@ fn data_spec(n: &Node, d: &mut Diagnostics) -> Option<DataSpec> {
     Some(DataSpec { train, eval, seq_len, eval_fraction, rows })
 }
 
-/// The training keys of a finetune or distill stage; `distill` renames the adapters' `alpha` and
-/// `init` to `lora-alpha` and `lora-init` (a distill stage's `alpha` and `init` are the KD weight
-/// and the student's initialisation).
-fn train_params(r: &mut TableReader<'_>, distill: bool, d: &mut Diagnostics) -> TrainParams {
-    let def = TrainParams::default();
-    let steps = r.uint_where("steps", def.steps, "at least 1", |v| v >= 1, d);
-    let lr = r.float_where("lr", def.lr, "in (0, 1]", |v| v > 0.0 && v <= 1.0, d);
-    let schedule = r.named::<Schedule>("schedule", d).map_or(def.schedule, |v| v.0);
-    let min_lr = r.float_where("min-lr", lr * 0.1, "in [0, lr]", |v| v >= 0.0 && v <= lr, d);
-    let mut params = TrainParams {
-        steps,
-        batch_size: r.uint_where("batch-size", def.batch_size, "at least 1", |v| v >= 1, d),
-        grad_accum: r.uint_where("grad-accum", def.grad_accum, "at least 1", |v| v >= 1, d),
-        lr,
-        min_lr,
-        warmup_steps: r.uint_where("warmup-steps", def.warmup_steps, "at most `steps`", |v| v <= steps, d),
-        schedule,
-        weight_decay: r.float_where("weight-decay", def.weight_decay, "≥ 0", |v| v >= 0.0, d),
-        beta1: r.float_where("beta1", def.beta1, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
-        beta2: r.float_where("beta2", def.beta2, "in [0, 1)", |v| (0.0..1.0).contains(&v), d),
-        eps: r.float_where("eps", def.eps, "> 0", |v| v > 0.0, d),
-        clip_grad_norm: r.float_where("clip-grad-norm", def.clip_grad_norm, "≥ 0", |v| v >= 0.0, d),
-        eval_every: r.uint("eval-every", d).map_or(def.eval_every, |v| v.0),
-        eval_sequences: r.uint("eval-sequences", d).map_or(def.eval_sequences, |v| v.0),
-        checkpoint_every: r.uint("checkpoint-every", d).map_or(def.checkpoint_every, |v| v.0),
-        log_every: r.uint_where("log-every", def.log_every, "at least 1", |v| v >= 1, d),
-        activation_checkpointing: false,
-        loss_chunk: r.uint("loss-chunk", d).map_or(def.loss_chunk, |v| v.0),
-        precision: r.named::<Precision>("precision", d).map_or(def.precision, |v| v.0),
-        adapter: None,
-    };
-    params.adapter = crate::validate_lora::adapter_params(r, distill, d);
-    let qlora = params.adapter.as_ref().is_some_and(|a| a.kind == crate::schema_lora::AdapterKind::Qlora);
-    params.activation_checkpointing = match r.boolean("activation-checkpointing", d) {
-        Some((b, _)) => b,
-        None => qlora,
-    };
-    params
-}
-
 fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
     let mut r = TableReader::new(n, format!("stage {} ([[stage]] #{})", index, index + 1), d)?;
     let kind = match r.string("kind", d) {
         Some((k, origin)) => match k.as_str() {
-            "finetune" => StageKind::Finetune(train_params(&mut r, false, d)),
-            "distill" => match distill_params(&mut r, d) {
+            "finetune" => StageKind::Finetune(crate::validate_train::train_params(&mut r, false, d)),
+            "distill" => match crate::validate_distill::distill_params(&mut r, d) {
                 Some(p) => StageKind::Distill(p),
                 None => {
                     r.finish(d);
                     return None;
                 }
             },
-            "quantize" => StageKind::Quantize(quantize_params(&mut r, d)),
+            "quantize" => StageKind::Quantize(crate::validate_quantize::quantize_params(&mut r, d)),
             "prune" => match crate::validate_prune::prune_params(&mut r, d) {
                 Some(p) => StageKind::Prune(p),
                 None => {
@@ -255,22 +215,7 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
                     return None;
                 }
             },
-            "eval" => {
-                let mut positive = |key: &'static str, min: usize, d: &mut Diagnostics| match r.uint(key, d) {
-                    Some((v, origin)) if v < min => {
-                        d.push(Diagnostic::new(
-                            format!("`{key}` in {} must be at least {min}, got {v}", r.what()),
-                            origin,
-                        ));
-                        None
-                    }
-                    other => other.map(|v| v.0),
-                };
-                let ctx = positive("ctx", 2, d);
-                let stride = positive("stride", 1, d);
-                let max_tokens = r.uint("max-tokens", d).map_or(0, |v| v.0);
-                StageKind::Eval(EvalParams { ctx, stride, max_tokens })
-            }
+            "eval" => StageKind::Eval(crate::validate_eval::eval_params(&mut r, d)),
             other => {
                 let mut diag = Diagnostic::new(
                     format!(
@@ -298,135 +243,6 @@ fn stage(n: &Node, index: usize, d: &mut Diagnostics) -> Option<Stage> {
     };
     r.finish(d);
     Some(Stage { index, kind, origin: n.origin.clone() })
-}
-
-fn index_list(n: &Node, what: &str, d: &mut Diagnostics) -> Option<Vec<usize>> {
-    let Value::Array(items) = &n.value else {
-        d.push(Diagnostic::new(format!("{what} must be a list of layer indices"), n.origin.clone()));
-        return None;
-    };
-    items
-        .iter()
-        .map(|i| match i.value {
-            Value::Int(v) if v >= 0 => Some(v as usize),
-            _ => {
-                d.push(Diagnostic::new(format!("{what} must hold non-negative integers"), i.origin.clone()));
-                None
-            }
-        })
-        .collect()
-}
-
-fn distill_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> Option<DistillParams> {
-    let init_kind = r.choice("init", &["current", "config", "teacher-layers", "path"], d).map(|c| c.0);
-    let layers = r.node("layers").and_then(|n| index_list(n, "`layers`", d));
-    let student_config = r.node("student-config");
-    let student_path = r.string("student-path", d);
-    let init = match init_kind.unwrap_or("current") {
-        "config" => match student_config.map(|n| (n, n.to_json())) {
-            Some((_, serde_json::Value::Object(m))) => StudentInit::Config(m),
-            Some((n, _)) => {
-                d.push(Diagnostic::new(
-                    "`student-config` must be a table of config.json keys",
-                    n.origin.clone(),
-                ));
-                return None;
-            }
-            None => {
-                d.push(Diagnostic::new(
-                    format!("`init = \"config\"` in {} needs `student-config` (config.json keys overriding the teacher's)", r.what()),
-                    r.origin().clone(),
-                ));
-                return None;
-            }
-        },
-        "teacher-layers" => StudentInit::TeacherLayers(layers),
-        "path" => match student_path {
-            Some((p, _)) => StudentInit::Path(PathBuf::from(p)),
-            None => {
-                d.push(Diagnostic::new(
-                    format!("`init = \"path\"` in {} needs `student-path`", r.what()),
-                    r.origin().clone(),
-                ));
-                return None;
-            }
-        },
-        _ => StudentInit::Current,
-    };
-    let beta = r.float_where("beta", 0.5, "in [0, 1]", |v| (0.0..=1.0).contains(&v), d);
-    let loss = match r.choice("loss", &["forward-kl", "reverse-kl", "jsd"], d) {
-        Some(("reverse-kl", _)) => KdLoss::ReverseKl,
-        Some(("jsd", _)) => KdLoss::Jsd { beta },
-        _ => KdLoss::ForwardKl,
-    };
-    let temperature = r.float_where("temperature", 1.0, "> 0", |v| v > 0.0, d);
-    let alpha = r.float_where("alpha", 0.9, "in [0, 1]", |v| (0.0..=1.0).contains(&v), d);
-    let hidden_kind = r.choice("hidden-loss", &["none", "mse", "cosine"], d).map(|c| c.0);
-    let hidden_weight = r.float_where("hidden-weight", 1.0, "≥ 0", |v| v >= 0.0, d);
-    let layer_map = match r.node("layer-map") {
-        None => None,
-        Some(n) => match &n.value {
-            Value::Array(pairs) => {
-                let mut out = Vec::new();
-                for p in pairs {
-                    match index_list(p, "each `layer-map` entry", d).as_deref() {
-                        Some([s, t]) => out.push((*s, *t)),
-                        Some(_) => d.push(Diagnostic::new(
-                            "each `layer-map` entry is [student_layer, teacher_layer]",
-                            p.origin.clone(),
-                        )),
-                        None => {}
-                    }
-                }
-                Some(out)
-            }
-            _ => {
-                d.push(Diagnostic::new(
-                    "`layer-map` must be a list of [student_layer, teacher_layer] pairs",
-                    n.origin.clone(),
-                ));
-                None
-            }
-        },
-    };
-    let hidden = match hidden_kind {
-        Some("mse") | Some("cosine") => {
-            Some(HiddenMatch { cosine: hidden_kind == Some("cosine"), weight: hidden_weight, layer_map })
-        }
-        _ => None,
-    };
-    let teacher_cache_topk = match r.string("teacher-cache", d) {
-        None => None,
-        Some((s, origin)) => {
-            match s.strip_prefix("topk:").and_then(|k| k.parse::<usize>().ok()).filter(|k| *k > 0) {
-                Some(k) => Some(k),
-                None => {
-                    d.push(Diagnostic::new(
-                        format!("`teacher-cache` must be \"topk:K\" with K ≥ 1, got `{s}`"),
-                        origin.clone(),
-                    ));
-                    None
-                }
-            }
-        }
-    };
-    if teacher_cache_topk.is_some() && hidden.is_some() {
-        d.push(Diagnostic::new(
-            format!(
-                "{}: `teacher-cache` stores logits only; it cannot be combined with `hidden-loss`",
-                r.what()
-            ),
-            r.origin().clone(),
-        ));
-    }
-    if teacher_cache_topk.is_some() && loss != KdLoss::ForwardKl {
-        d.push(Diagnostic::new(
-            format!("{}: a top-K `teacher-cache` supports `loss = \"forward-kl\"` only (reverse KL and JSD need the full teacher distribution)", r.what()),
-            r.origin().clone(),
-        ));
-    }
-    let train = train_params(r, true, d);
-    Some(DistillParams { init, loss, temperature, alpha, hidden, teacher_cache_topk, train })
 }
 
 fn selectors(r: &mut TableReader<'_>, key: &'static str, d: &mut Diagnostics) -> Vec<Selector> {
@@ -457,50 +273,6 @@ fn selectors(r: &mut TableReader<'_>, key: &'static str, d: &mut Diagnostics) ->
         }
     }
     out
-}
-
-fn quantize_params(r: &mut TableReader<'_>, d: &mut Diagnostics) -> QuantizeParams {
-    let method = r.named::<QuantMethod>("method", d).map_or(QuantMethod::Gptq, |v| v.0);
-    let bits = r.uint_where("bits", 4, "2, 3, 4 or 8", |b| matches!(b, 2 | 3 | 4 | 8), d) as u8;
-    let group_size = match r.node("group-size") {
-        None => Some(128),
-        Some(n) => match n.value {
-            Value::Int(-1) => None,
-            Value::Int(g) if [32, 64, 128].contains(&g) => Some(g as usize),
-            _ => {
-                d.push(Diagnostic::new(
-                    format!("`group-size` in {} must be -1 (per channel), 32, 64 or 128", r.what()),
-                    n.origin.clone(),
-                ));
-                Some(128)
-            }
-        },
-    };
-    let sym = r.boolean("sym", d).is_none_or(|b| b.0);
-    let act_order = r.boolean("act-order", d).is_some_and(|b| b.0);
-    let damp = r.float_where("damp", 0.01, "in (0, 1)", |v| v > 0.0 && v < 1.0, d);
-    let block_size = r.uint_where(
-        "block-size",
-        128,
-        "a positive multiple of `group-size`",
-        |b| b > 0 && group_size.is_none_or(|g| b % g == 0),
-        d,
-    );
-    let true_sequential = r.boolean("true-sequential", d).is_none_or(|b| b.0);
-    let calibration = calibration(r, d);
-    let select = selection(r, d);
-    QuantizeParams {
-        method,
-        bits,
-        group_size,
-        sym,
-        act_order,
-        damp,
-        block_size,
-        true_sequential,
-        calibration,
-        select,
-    }
 }
 
 /// `calibration-samples`, `calibration-len` and `batch-size` of a stage that calibrates.
