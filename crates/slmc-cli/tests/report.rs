@@ -275,6 +275,9 @@ fn report_of_a_real_run_shows_its_curves_modules_evaluations_artifacts_and_manif
 
     // Training: train loss per logged step and validation loss per evaluation, against tokens.
     let lines = metrics(&run);
+    // Every line the stages wrote is one of the typed metric lines the report reads.
+    let typed = slmc_pipeline::metrics::MetricsLog::new(&run.join("metrics.jsonl")).lines();
+    assert_eq!(typed.len(), lines.len(), "{lines:?}");
     let steps = events(&lines, "step");
     assert_eq!(steps.len(), 8);
     let figs = figures(&html);

@@ -110,11 +110,13 @@ pub(crate) fn prepare_rows(
     let stats = build_row_file(&files, &out, template.as_ref(), &options, &mut encode, &mut |rows| {
         observer.event(&Event::Tokenizing { split, docs: rows, tokens: 0 })
     })?;
-    let mut line = stats.to_json();
-    line["event"] = "data".into();
-    line["split"] = split.into();
-    line["format"] = format.name().into();
-    inputs.metrics.write(&line)?;
+    let details = match stats.to_json() {
+        serde_json::Value::Object(m) => m,
+        _ => Default::default(),
+    };
+    let line =
+        crate::metrics::MetricLine::Data { split: split.into(), format: format.name().into(), details };
+    inputs.metrics.log(&line)?;
     observer.event(&Event::Info(summary(split, &stats)));
     Ok(out)
 }

@@ -10,11 +10,126 @@
 //! eval stage between its line and its `done.json`.
 
 use crate::PipelineError;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// One line of `metrics.jsonl`, by its `event`: what every stage writes and the report and tests
+/// read. Fields a kind adds beside its fixed ones (a solver's per-module details, row statistics)
+/// are kept in `details`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MetricLine {
+    /// A logged training step.
+    Step {
+        /// Stage position.
+        stage: usize,
+        /// Steps done (1-based).
+        step: u64,
+        /// The step's loss.
+        loss: f64,
+        /// Learning rate used.
+        lr: f64,
+        /// Gradient norm before clipping.
+        grad_norm: f64,
+        /// Training tokens consumed so far.
+        tokens_seen: u64,
+        /// Throughput since the previous logged step.
+        tokens_per_s: f64,
+    },
+    /// A held-out evaluation: periodic during training (with `step`) or an eval stage's (with
+    /// `tokens`).
+    Eval {
+        /// Stage position.
+        stage: usize,
+        /// The training step it followed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u64>,
+        /// Mean NLL per token.
+        loss: f64,
+        /// Perplexity.
+        ppl: f64,
+        /// Tokens scored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens: Option<usize>,
+    },
+    /// A module a quantize stage solved.
+    Quantize(ModuleLine),
+    /// A module a prune stage solved.
+    Prune(ModuleLine),
+    /// A decoder block a quantize stage finished.
+    QuantizeBlock(BlockLine),
+    /// A decoder block a prune stage finished.
+    PruneBlock(BlockLine),
+    /// What a structured prune removed.
+    PruneStructured {
+        /// Stage position.
+        stage: usize,
+        /// Shapes before and after, parameter counts, dropped layers, importance method.
+        #[serde(flatten)]
+        details: serde_json::Map<String, Value>,
+    },
+    /// The instruction rows a split became (no stage: data are prepared before the stages).
+    Data {
+        /// `train` or `eval`.
+        split: String,
+        /// The rows' format.
+        format: String,
+        /// Row statistics.
+        #[serde(flatten)]
+        details: serde_json::Map<String, Value>,
+    },
+}
+
+/// A module's line of a calibration walk (quantize or prune).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModuleLine {
+    /// Stage position.
+    pub stage: usize,
+    /// Decoder block.
+    pub block: usize,
+    /// Hugging Face module name.
+    pub module: String,
+    /// `[out, in]`.
+    pub shape: [usize; 2],
+    /// Wall time of its solve.
+    pub seconds: f64,
+    /// Output error on the calibration inputs, relative.
+    pub rel_error: Option<f64>,
+    /// The solver's own fields (sparsity, damping, …).
+    #[serde(flatten)]
+    pub details: serde_json::Map<String, Value>,
+}
+
+/// A finished block's line of a calibration walk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockLine {
+    /// Stage position.
+    pub stage: usize,
+    /// Decoder block (0-based).
+    pub block: usize,
+    /// Blocks in the model.
+    pub blocks: usize,
+    /// Wall time of the block.
+    pub seconds: f64,
+}
+
+impl MetricLine {
+    /// The stage the line belongs to (`None`: data preparation).
+    pub fn stage(&self) -> Option<usize> {
+        match self {
+            Self::Step { stage, .. } | Self::Eval { stage, .. } | Self::PruneStructured { stage, .. } => {
+                Some(*stage)
+            }
+            Self::Quantize(m) | Self::Prune(m) => Some(m.stage),
+            Self::QuantizeBlock(b) | Self::PruneBlock(b) => Some(b.stage),
+            Self::Data { .. } => None,
+        }
+    }
+}
 
 /// Appends metric lines.
 pub struct MetricsLog {
@@ -37,6 +152,11 @@ impl MetricsLog {
     /// The log at `path` (created on first write).
     pub fn new(path: &Path) -> Self {
         Self { path: path.into(), started: Mutex::new(BTreeSet::new()) }
+    }
+
+    /// Appends one line (see [`MetricsLog::write`]).
+    pub fn log(&self, line: &MetricLine) -> Result<(), PipelineError> {
+        self.write(&serde_json::to_value(line).expect("metric lines are plain data"))
     }
 
     /// Appends one line. The first line written for a stage first drops the lines it supersedes
@@ -76,6 +196,12 @@ impl MetricsLog {
             slmc_formats::fsutil::atomic_write(&self.path, kept.as_bytes())?;
         }
         Ok(())
+    }
+
+    /// Every line that is a [`MetricLine`] (a partial line left by a killed process, or a line
+    /// of a newer slmc, is skipped).
+    pub fn lines(&self) -> Vec<MetricLine> {
+        self.read_all().into_iter().filter_map(|v| serde_json::from_value(v).ok()).collect()
     }
 
     /// Every line, parsed (a partial line left by a killed process is skipped).

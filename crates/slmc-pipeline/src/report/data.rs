@@ -5,7 +5,7 @@
 use super::artifacts::{self, Artifact};
 use crate::PipelineError;
 pub(crate) use crate::evaluation::EvalResult;
-use crate::metrics::MetricsLog;
+use crate::metrics::{MetricLine, MetricsLog};
 use crate::run_dir::Manifest;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -84,7 +84,7 @@ pub(crate) struct RunData {
     /// Every stage the run selects, in order.
     pub stages: Vec<StageInfo>,
     /// `metrics.jsonl`, parsed.
-    pub metrics: Vec<Value>,
+    pub metrics: Vec<MetricLine>,
     /// `baseline.json`: the input model's perplexity, when a gate needed it.
     pub baseline: Option<EvalResult>,
     /// `outcome.json`, once the run reached its end.
@@ -134,7 +134,7 @@ impl RunData {
             root: root.to_path_buf(),
             name,
             stages: stages.into_values().collect(),
-            metrics: MetricsLog::new(&root.join("metrics.jsonl")).read_all(),
+            metrics: MetricsLog::new(&root.join("metrics.jsonl")).lines(),
             baseline: read_json(&root.join("baseline.json"))?.as_ref().and_then(EvalResult::from_json),
             outcome,
             artifacts: artifacts::describe_dir(&root.join("artifacts"))?,
@@ -154,8 +154,8 @@ impl RunData {
     }
 
     /// The metric lines of stage `index`.
-    pub fn stage_metrics(&self, index: usize) -> impl Iterator<Item = &Value> {
-        self.metrics.iter().filter(move |v| v.get("stage").and_then(Value::as_u64) == Some(index as u64))
+    pub fn stage_metrics(&self, index: usize) -> impl Iterator<Item = &MetricLine> {
+        self.metrics.iter().filter(move |l| l.stage() == Some(index))
     }
 }
 
@@ -198,7 +198,7 @@ pub(crate) fn test_run(stages: Vec<(usize, &str, Option<Value>, bool)>, metrics:
                 changed_model,
             })
             .collect(),
-        metrics,
+        metrics: metrics.into_iter().map(|v| serde_json::from_value(v).expect("a metric line")).collect(),
         baseline: None,
         outcome: None,
         artifacts: Vec::new(),

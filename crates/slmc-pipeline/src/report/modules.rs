@@ -8,6 +8,7 @@ use super::html::{Cell, esc, figure, table};
 use super::plots::{Chart, Series, YScale};
 use super::stats::median;
 use crate::PipelineError;
+use crate::metrics::MetricLine;
 use serde_json::Value;
 
 /// How many of the worst modules a stage lists.
@@ -33,34 +34,26 @@ pub(crate) struct ModuleRow {
 }
 
 impl ModuleRow {
-    fn from_line(v: &Value) -> Option<Self> {
-        let name = v.get("module")?.as_str()?.to_string();
-        let (layer, kind) = split_layer(&name);
-        let shape = v
-            .get("shape")
-            .and_then(Value::as_array)
-            .and_then(|a| Some([a.first()?.as_u64()?, a.get(1)?.as_u64()?]));
-        let num = |k: &str| v.get(k).and_then(Value::as_f64);
+    fn from_line(line: &MetricLine) -> Option<Self> {
+        let (MetricLine::Quantize(m) | MetricLine::Prune(m)) = line else { return None };
+        let (layer, kind) = split_layer(&m.module);
         Some(Self {
             layer,
             kind,
-            shape,
-            rel_error: num("rel_error"),
-            sparsity: num("sparsity"),
-            seconds: num("seconds"),
-            name,
+            shape: Some([m.shape[0] as u64, m.shape[1] as u64]),
+            rel_error: m.rel_error,
+            sparsity: m.details.get("sparsity").and_then(Value::as_f64),
+            seconds: Some(m.seconds),
+            name: m.module.clone(),
         })
     }
 }
 
 /// `model.layers.3.mlp.down_proj` → `(Some(3), "mlp.down_proj")`.
 fn split_layer(name: &str) -> (Option<usize>, String) {
-    let Some((_, rest)) = name.split_once("layers.") else {
-        return (None, name.to_string());
-    };
-    match rest.split_once('.') {
-        Some((l, kind)) if l.parse::<usize>().is_ok() => (l.parse().ok(), kind.to_string()),
-        _ => (None, name.to_string()),
+    match slmc_config::hf_config::split_layer_name(name) {
+        Some((layer, kind)) => (Some(layer), kind.to_string()),
+        None => (None, name.to_string()),
     }
 }
 

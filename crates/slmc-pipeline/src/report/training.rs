@@ -8,7 +8,7 @@ use super::html::{Cell, figure, table};
 use super::plots::{Chart, Marker, Series, YScale};
 use super::stats::median;
 use crate::PipelineError;
-use serde_json::Value;
+use crate::metrics::MetricLine;
 use slmc_recipe::Kind;
 
 /// One logged optimizer step.
@@ -58,38 +58,34 @@ impl TrainingStage<'_> {
     }
 }
 
-fn f(v: &Value, key: &str) -> Option<f64> {
-    v.get(key)?.as_f64()
-}
-
 /// The run's training stages (those that logged steps), in order.
 pub(crate) fn training_stages(run: &RunData) -> Vec<TrainingStage<'_>> {
     let mut out = Vec::new();
     let mut offset = 0.0;
     for stage in &run.stages {
-        let lines: Vec<&Value> = run.stage_metrics(stage.index).collect();
-        let event = |v: &Value, e: &str| v.get("event").and_then(Value::as_str) == Some(e);
+        let lines: Vec<&MetricLine> = run.stage_metrics(stage.index).collect();
         let steps: Vec<StepPoint> = lines
             .iter()
-            .filter(|v| event(v, "step"))
-            .filter_map(|v| {
-                Some(StepPoint {
-                    step: v.get("step")?.as_u64()?,
-                    tokens: f(v, "tokens_seen")?,
-                    loss: f(v, "loss")?,
-                    lr: f(v, "lr")?,
-                    tokens_per_s: f(v, "tokens_per_s")?,
-                })
+            .filter_map(|l| match l {
+                MetricLine::Step { step, loss, lr, tokens_seen, tokens_per_s, .. } => Some(StepPoint {
+                    step: *step,
+                    tokens: *tokens_seen as f64,
+                    loss: *loss,
+                    lr: *lr,
+                    tokens_per_s: *tokens_per_s,
+                }),
+                _ => None,
             })
             .collect();
         let Some(last) = steps.last().copied() else { continue };
         let tokens_per_step = last.tokens / last.step.max(1) as f64;
         let evals = lines
             .iter()
-            .filter(|v| event(v, "eval"))
-            .filter_map(|v| {
-                let step = v.get("step")?.as_u64()?;
-                Some(ValPoint { step, tokens: step as f64 * tokens_per_step, loss: f(v, "loss")? })
+            .filter_map(|l| match l {
+                MetricLine::Eval { step: Some(step), loss, .. } => {
+                    Some(ValPoint { step: *step, tokens: *step as f64 * tokens_per_step, loss: *loss })
+                }
+                _ => None,
             })
             .collect();
         out.push(TrainingStage { stage, offset, steps, evals });
@@ -258,7 +254,7 @@ pub(crate) fn section(run: &RunData) -> Result<String, PipelineError> {
 mod tests {
     use super::*;
     use crate::report::data::test_run;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn step(stage: usize, step: u64, tokens: u64, loss: f64) -> Value {
         json!({"event": "step", "stage": stage, "step": step, "loss": loss, "lr": 1e-3, "grad_norm": 1.0,

@@ -5,7 +5,8 @@
 use crate::PipelineError;
 use crate::context::StageContext;
 use crate::events::Event;
-use serde_json::{Value, json};
+use crate::metrics::{BlockLine, MetricLine, ModuleLine};
+use serde_json::Value;
 use slmc_calib::{CalibEvent, ModuleReport};
 use slmc_formats::record_file::{RecordTensor, write_records};
 use slmc_recipe::{CalibrationParams, Kind};
@@ -93,21 +94,35 @@ impl WalkLog {
                     rel_error: m.rel_error,
                     sparsity,
                 });
-                let mut line = json!({
-                    "event": kind.name(), "stage": ctx.index, "block": m.block, "module": m.name, "shape": m.shape,
-                    "seconds": m.seconds, "rel_error": m.rel_error,
-                });
-                if let (Value::Object(l), Value::Object(x)) = (&mut line, extra) {
-                    l.extend(x);
-                }
-                Some(line)
+                let line = ModuleLine {
+                    stage: ctx.index,
+                    block: m.block,
+                    module: m.name.clone(),
+                    shape: m.shape,
+                    seconds: m.seconds,
+                    rel_error: m.rel_error,
+                    details: match extra {
+                        Value::Object(x) => x,
+                        _ => Default::default(),
+                    },
+                };
+                Some(if kind == Kind::Quantize {
+                    MetricLine::Quantize(line)
+                } else {
+                    MetricLine::Prune(line)
+                })
             }
-            CalibEvent::BlockDone { index, total, seconds } => Some(
-                json!({"event": format!("{kind}_block"), "stage": ctx.index, "block": index, "blocks": total, "seconds": seconds}),
-            ),
+            CalibEvent::BlockDone { index, total, seconds } => {
+                let line = BlockLine { stage: ctx.index, block: index, blocks: total, seconds };
+                Some(if kind == Kind::Quantize {
+                    MetricLine::QuantizeBlock(line)
+                } else {
+                    MetricLine::PruneBlock(line)
+                })
+            }
         };
         if let Some(l) = line
-            && let Err(err) = ctx.metrics.write(&l)
+            && let Err(err) = ctx.metrics.log(&l)
         {
             self.write_err.get_or_insert(err);
         }

@@ -19,9 +19,13 @@ pub(crate) fn run(
     crate::memory::reset_peak_rss();
     let r = eval_model(&state.model, data, e, ctx.observer)?;
     let peak_rss = crate::memory::peak_rss_bytes();
-    ctx.metrics.write(
-        &json!({"event": "eval", "stage": ctx.index, "loss": r.mean_nll, "ppl": r.ppl, "tokens": r.tokens}),
-    )?;
+    ctx.metrics.log(&crate::metrics::MetricLine::Eval {
+        stage: ctx.index,
+        step: None,
+        loss: r.mean_nll,
+        ppl: r.ppl,
+        tokens: Some(r.tokens),
+    })?;
     let summary = format!("stage {}: eval, perplexity {:.3} over {} tokens", ctx.index, r.ppl, r.tokens);
     let mut record = r.to_json();
     if let Some(m) = record.as_object_mut() {

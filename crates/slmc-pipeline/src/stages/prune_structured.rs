@@ -71,11 +71,15 @@ pub(crate) fn run(
         report.params_before as f64 / 1e6,
         report.params_after as f64 / 1e6,
     );
-    ctx.metrics.write(&json!({
-        "event": "prune_structured", "stage": ctx.index, "before": b, "after": a,
-        "params_before": report.params_before, "params_after": report.params_after,
+    let details = json!({
+        "before": b, "after": a, "params_before": report.params_before, "params_after": report.params_after,
         "dropped_layers": report.dropped_layers, "importance": importance.method,
-    }))?;
+    });
+    let details = match details {
+        serde_json::Value::Object(m) => m,
+        _ => Default::default(),
+    };
+    ctx.metrics.log(&crate::metrics::MetricLine::PruneStructured { stage: ctx.index, details })?;
     let record = json!({
         "seconds": seconds, "before": b, "after": a, "params_before": report.params_before,
         "params_after": report.params_after, "dropped_layers": report.dropped_layers,

@@ -4,6 +4,7 @@
 use crate::PipelineError;
 use crate::context::StageContext;
 use crate::events::Event;
+use crate::metrics::MetricLine;
 use burn::tensor::DType;
 use serde_json::json;
 use slmc_model::CausalLm;
@@ -72,17 +73,27 @@ pub(crate) fn train_logged<M: slmc_train::TrainModel>(
     let model = train(model, data, opts, objective, &mut |e| {
         let line = match e {
             slmc_train::Event::Step { step, loss, lr, grad_norm, tokens_seen, tokens_per_s, .. } => {
-                Some(json!({
-                "event": "step", "stage": index, "step": step, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                "tokens_seen": tokens_seen, "tokens_per_s": tokens_per_s}))
+                Some(MetricLine::Step {
+                    stage: index,
+                    step: *step as u64,
+                    loss: f64::from(*loss),
+                    lr: *lr,
+                    grad_norm: *grad_norm,
+                    tokens_seen: *tokens_seen,
+                    tokens_per_s: *tokens_per_s,
+                })
             }
-            slmc_train::Event::Eval { step, loss } => {
-                Some(json!({"event": "eval", "stage": index, "step": step, "loss": loss, "ppl": loss.exp()}))
-            }
+            slmc_train::Event::Eval { step, loss } => Some(MetricLine::Eval {
+                stage: index,
+                step: Some(*step as u64),
+                loss: *loss,
+                ppl: loss.exp(),
+                tokens: None,
+            }),
             _ => None,
         };
         if let Some(l) = line
-            && let Err(err) = metrics.write(&l)
+            && let Err(err) = metrics.log(&l)
         {
             write_err = Some(err);
         }
