@@ -13,7 +13,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use slmc_config::hf_config::ModelConfig;
-use slmc_gguf::export::{ExportRequest, ExportTensor, TensorData, export_gguf};
+use slmc_gguf::export::{ExportTensor, GgufContents, TensorData, export_gguf};
 use slmc_gguf::ggml::{self, GgmlType};
 use slmc_gguf::{FileType, GgufVocab, PreSource};
 use std::collections::BTreeMap;
@@ -125,7 +125,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let vocab = vocab(config.vocab_size);
     for ft in types {
         let path = out_dir.join(format!("bench.{ft}.gguf"));
-        let req = ExportRequest {
+        let req = GgufContents {
             config: &config,
             tensors: tensors.clone(),
             vocab: &vocab,

@@ -33,7 +33,7 @@ mod vocab_spm_json;
 pub mod writer;
 
 pub use error::GgufError;
-pub use export::{ExportReport, ExportRequest, ExportTensor, TensorData, export_gguf};
+pub use export::{ExportReport, ExportTensor, GgufContents, TensorData, export_gguf};
 pub use file_type::{FileType, TensorRole};
 pub use lora_adapter::{GgufLoraReport, GgufLoraTarget, write_gguf_lora};
 pub use reader::{GgufFile, GgufReader, ParseError, TensorEntry};

@@ -11,7 +11,7 @@ use crate::config::ModelConfig;
 use crate::model::CausalLm;
 use crate::weights;
 use serde_json::Value;
-use slmc_gguf::export::{ExportReport, ExportRequest, ExportTensor, TensorData};
+use slmc_gguf::export::{ExportReport, ExportTensor, GgufContents, TensorData};
 use slmc_gguf::ggml::GgmlType;
 use slmc_gguf::pre_table::CHKTXT;
 use slmc_gguf::vocab::{GgufVocab, VocabSources, chktxt_hash};
@@ -115,7 +115,7 @@ pub fn export_model_gguf(
     if let Some(name) = encoded.keys().next() {
         return Err(ModelError::Input(format!("encoded tensor `{name}` is not a parameter of the model")));
     }
-    let req = ExportRequest {
+    let req = GgufContents {
         config: &model.config,
         tensors,
         vocab: &vocab,

@@ -13,15 +13,21 @@ pub enum AdapterKind {
     Qlora,
 }
 
+impl crate::reader::Named for AdapterKind {
+    const NAMES: &'static [(Self, &'static str)] =
+        &[(Self::Lora, "lora"), (Self::Dora, "dora"), (Self::Qlora, "qlora")];
+}
+
 impl AdapterKind {
-    /// The recipe name.
+    /// The recipe name (`method = "lora"`).
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Lora => "lora",
-            Self::Dora => "dora",
-            Self::Qlora => "qlora",
-        }
+        crate::reader::Named::spelling(self)
     }
+}
+
+impl crate::reader::Named for AdapterInit {
+    const NAMES: &'static [(Self, &'static str)] =
+        &[(Self::Default, "default"), (Self::Gaussian, "gaussian")];
 }
 
 /// Which linear modules carry adapters (`targets` / `ignore`).

@@ -1,13 +1,14 @@
 //! `method` of a training stage and, for `lora` / `dora` / `qlora`, the adapter keys.
 
 use crate::diag::{Diagnostic, Diagnostics};
-use crate::reader::TableReader;
+use crate::reader::{Named, TableReader};
 use crate::schema_lora::*;
 use crate::tree::Value;
 use crate::validate::selection;
 
 /// The training methods a finetune or distill stage can name.
-pub const TRAIN_METHODS: &[&str] = &["full", "lora", "dora", "qlora"];
+/// `method = "full"`: every parameter trains (the adapters' names are [`AdapterKind`]'s).
+pub const FULL_METHOD: &str = "full";
 
 /// Modules `modules-to-save` may name: trained in full, saved with the adapter.
 const SAVABLE: &[&str] = &["lm_head", "embed_tokens"];
@@ -20,11 +21,12 @@ pub(crate) fn adapter_params(
     d: &mut Diagnostics,
 ) -> Option<AdapterParams> {
     let (alpha_key, init_key) = if distill { ("lora-alpha", "lora-init") } else { ("alpha", "init") };
-    let kind = match r.choice("method", TRAIN_METHODS, d) {
-        Some(("lora", _)) => AdapterKind::Lora,
-        Some(("dora", _)) => AdapterKind::Dora,
-        Some(("qlora", _)) => AdapterKind::Qlora,
-        _ => {
+    let methods: Vec<&'static str> =
+        std::iter::once(FULL_METHOD).chain(AdapterKind::NAMES.iter().map(|(_, n)| *n)).collect();
+    let chosen = r.choice("method", &methods, d).map(|c| c.0);
+    let kind = match AdapterKind::NAMES.iter().find(|(_, n)| Some(*n) == chosen) {
+        Some((k, _)) => *k,
+        None => {
             for key in ["r", alpha_key, "dropout", "rslora", init_key, "targets", "ignore", "modules-to-save"]
             {
                 if let Some(n) = r.node(key) {
@@ -44,10 +46,7 @@ pub(crate) fn adapter_params(
     let alpha = r.float_where(alpha_key, r_rank as f64, "> 0", |v| v > 0.0, d);
     let dropout = r.float_where("dropout", 0.0, "in [0, 1)", |v| (0.0..1.0).contains(&v), d);
     let rslora = r.boolean("rslora", d).is_some_and(|b| b.0);
-    let init = match r.choice(init_key, &["default", "gaussian"], d) {
-        Some(("gaussian", _)) => AdapterInit::Gaussian,
-        _ => AdapterInit::Default,
-    };
+    let init = r.named::<AdapterInit>(init_key, d).map_or(AdapterInit::Default, |v| v.0);
     let select = selection(r, d);
     let targets = match select.targets.as_slice() {
         [one] if one.text == "all-linear" => {

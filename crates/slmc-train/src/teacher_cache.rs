@@ -4,12 +4,12 @@
 
 use crate::TrainError;
 use burn::prelude::*;
+use safetensors::Dtype;
 use slmc_data::{Order, Sequences};
-use slmc_formats::fsutil::atomic_write_with;
+use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
 use slmc_model::CausalLm;
 use slmc_model::kernels::log_softmax;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::Path;
 
 /// Positions whose logits are made at once while building a cache.
@@ -129,46 +129,48 @@ impl TopKCache {
         )
     }
 
-    /// Writes the cache with `fingerprint` (what it was computed from), atomically.
+    /// Writes the cache with `fingerprint` (what it was computed from) as a record file, atomically:
+    /// `ids` (u32) and `logp` (f16) tensors of `[sequences, seq_len, k]`, and the fingerprint, `k`,
+    /// `seq_len` and the cached sequences in order under the metadata key `slmc.teacher_cache`.
     pub fn save(&self, path: &Path, fingerprint: &str) -> Result<(), TrainError> {
         let mut order: Vec<(usize, usize)> = self.slots.iter().map(|(s, i)| (*i, *s)).collect();
         order.sort();
-        let header = serde_json::json!({
+        let meta = serde_json::json!({
             "fingerprint": fingerprint, "k": self.k, "seq_len": self.seq_len,
             "sequences": order.iter().map(|p| p.1).collect::<Vec<_>>(),
-        })
-        .to_string();
-        atomic_write_with(path, |w| {
-            w.write_all(&(header.len() as u64).to_le_bytes())?;
-            w.write_all(header.as_bytes())?;
-            for x in &self.ids {
-                w.write_all(&x.to_le_bytes())?;
-            }
-            for x in &self.logp {
-                w.write_all(&x.to_le_bytes())?;
-            }
-            Ok(())
-        })?;
-        Ok(())
+        });
+        let shape = vec![order.len(), self.seq_len, self.k];
+        let tensors = [
+            RecordTensor {
+                name: "ids".into(),
+                dtype: Dtype::U32,
+                shape: shape.clone(),
+                data: self.ids.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            },
+            RecordTensor {
+                name: "logp".into(),
+                dtype: Dtype::F16,
+                shape,
+                data: self.logp.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            },
+        ];
+        Ok(write_records(path, &tensors, Some((META_KEY, &meta)))?)
     }
 
-    /// Reads a cache written by [`save`](Self::save); `None` when it is missing or was computed
-    /// from something else than `fingerprint`. A cache that does not hold every sequence of
-    /// `needed` (the ones the run will draw), or whose sizes disagree with its header, is an error.
+    /// Reads a cache written by [`save`](Self::save); `None` when it is missing, was computed from
+    /// something else than `fingerprint`, or is not a cache record file (one of an older slmc:
+    /// it is rebuilt). A cache that does not hold every sequence of `needed` (the ones the run will
+    /// draw), or whose tensors disagree with its header, is an error.
     pub fn load(path: &Path, fingerprint: &str, needed: &[usize]) -> Result<Option<Self>, TrainError> {
         let bad =
             |r: &str| TrainError::Checkpoint { path: path.display().to_string(), reason: r.to_string() };
-        let Ok(mut f) = std::fs::File::open(path) else {
+        let Ok(bytes) = read_bytes(path) else {
             return Ok(None);
         };
-        let mut bytes = Vec::new();
-        f.read_to_end(&mut bytes).map_err(|e| bad(&e.to_string()))?;
-        let n =
-            u64::from_le_bytes(bytes.get(..8).ok_or_else(|| bad("truncated"))?.try_into().expect("8 bytes"))
-                as usize;
-        let header: serde_json::Value =
-            serde_json::from_slice(bytes.get(8..8 + n).ok_or_else(|| bad("truncated header"))?)
-                .map_err(|e| bad(&e.to_string()))?;
+        let Ok(file) = RecordFile::parse(path, &bytes, Some(META_KEY)) else {
+            return Ok(None);
+        };
+        let header = &file.meta;
         if header["fingerprint"].as_str() != Some(fingerprint) {
             return Ok(None);
         }
@@ -187,21 +189,21 @@ impl TopKCache {
                 seqs.len()
             )));
         }
-        let entries = seqs.len().checked_mul(seq_len).and_then(|e| e.checked_mul(k));
-        let body = &bytes[8 + n..];
-        if entries.and_then(|e| e.checked_mul(6)) != Some(body.len()) {
-            return Err(bad("size does not match the header"));
+        let want = vec![seqs.len(), seq_len, k];
+        let (ids_shape, ids) = file.tensor("ids", Dtype::U32, 3)?;
+        let (logp_shape, logp) = file.tensor("logp", Dtype::F16, 3)?;
+        if ids_shape != want || logp_shape != want {
+            return Err(bad("tensor shapes do not match the header"));
         }
-        let entries = body.len() / 6;
-        let ids = body[..entries * 4]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        let logp = body[entries * 4..].chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
+        let ids = ids.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let logp = logp.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect();
         let slots = seqs.into_iter().enumerate().map(|(slot, s)| (s, slot)).collect();
         Ok(Some(Self { k, seq_len, slots, ids, logp }))
     }
 }
+
+/// The metadata key of a teacher-cache record file.
+const META_KEY: &str = "slmc.teacher_cache";
 
 #[cfg(test)]
 mod tests {

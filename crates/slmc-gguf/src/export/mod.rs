@@ -1,6 +1,6 @@
 //! Model → GGUF: the replacement for `convert_hf_to_gguf.py` + `llama-quantize`.
 //!
-//! [`export_gguf`] takes an [`ExportRequest`]: the model configuration, every tensor under its
+//! [`export_gguf`] takes a [`GgufContents`]: the model configuration, every tensor under its
 //! Hugging Face name and layout, the tokenizer metadata, and the export [`FileType`]. Each tensor
 //! is either dense f32 (quantized here to the type the file type's rules pick) or already encoded
 //! ggml data (a quantization record from an earlier stage, e.g. GPTQ codes packed as Q4_0
@@ -54,7 +54,7 @@ pub struct ExportTensor {
 
 /// Everything [`export_gguf`] needs.
 #[derive(Debug, Clone)]
-pub struct ExportRequest<'a> {
+pub struct GgufContents<'a> {
     /// The model configuration.
     pub config: &'a ModelConfig,
     /// Every parameter of the model (tied models may include or omit `lm_head.weight`).
@@ -121,7 +121,7 @@ enum Source {
 }
 
 /// Writes a GGUF file llama.cpp loads. See the module docs.
-pub fn export_gguf(req: ExportRequest<'_>, out: &Path) -> Result<ExportReport, GgufError> {
+pub fn export_gguf(req: GgufContents<'_>, out: &Path) -> Result<ExportReport, GgufError> {
     let c = req.config;
     let n_vocab = req.vocab.tokens.len();
     if n_vocab != c.vocab_size {
@@ -233,7 +233,7 @@ fn safe_general_name<'a>(name: &'a str, tokens: &[String]) -> Option<&'a str> {
 }
 
 /// Renames, filters, checks and permutes the request's tensors.
-fn plan_tensors(req: &ExportRequest<'_>) -> Result<Vec<Planned>, GgufError> {
+fn plan_tensors(req: &GgufContents<'_>) -> Result<Vec<Planned>, GgufError> {
     let c = req.config;
     let mut out: Vec<Planned> = Vec::with_capacity(req.tensors.len());
     for t in &req.tensors {
