@@ -15,6 +15,16 @@ pub trait Named: Copy + PartialEq + 'static {
     fn spelling(self) -> &'static str {
         Self::NAMES.iter().find(|(v, _)| *v == self).map(|(_, n)| *n).expect("every value is named")
     }
+
+    /// The value spelled `name`, if there is one.
+    fn from_spelling(name: &str) -> Option<Self> {
+        Self::NAMES.iter().find(|(_, n)| *n == name).map(|(v, _)| *v)
+    }
+
+    /// Every spelling, in order.
+    fn spellings() -> Vec<&'static str> {
+        Self::NAMES.iter().map(|(_, n)| *n).collect()
+    }
 }
 
 /// Reads one table; `finish` reports unknown keys.

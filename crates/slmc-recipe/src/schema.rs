@@ -347,29 +347,30 @@ pub enum Kind {
     Prune,
 }
 
-impl Kind {
-    /// Every kind with its recipe name (the one table names are parsed from and printed with).
-    pub const ALL: [(Kind, &'static str); 5] = [
+impl crate::reader::Named for Kind {
+    const NAMES: &'static [(Self, &'static str)] = &[
         (Self::Finetune, "finetune"),
         (Self::Distill, "distill"),
         (Self::Eval, "eval"),
         (Self::Quantize, "quantize"),
         (Self::Prune, "prune"),
     ];
+}
 
+impl Kind {
     /// The recipe name (`distill`).
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(k, _)| *k == self).map(|(_, n)| *n).expect("every kind is in ALL")
+        crate::reader::Named::spelling(self)
     }
 
     /// The kind called `name`.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(k, _)| *k)
+        crate::reader::Named::from_spelling(name)
     }
 
     /// Every recipe name, in order.
     pub fn names() -> Vec<&'static str> {
-        Self::ALL.iter().map(|(_, n)| *n).collect()
+        <Self as crate::reader::Named>::spellings()
     }
 }
 
@@ -501,24 +502,25 @@ pub enum ExportFormat {
     GgufLora,
 }
 
-impl ExportFormat {
-    /// Every format, with its recipe / CLI name (the one table both are parsed from).
-    pub const ALL: [(ExportFormat, &'static str); 5] = [
+impl crate::reader::Named for ExportFormat {
+    const NAMES: &'static [(Self, &'static str)] = &[
         (Self::Safetensors, "safetensors"),
         (Self::Gguf, "gguf"),
         (Self::Gptq, "gptq"),
         (Self::Peft, "peft"),
         (Self::GgufLora, "gguf-lora"),
     ];
+}
 
+impl ExportFormat {
     /// The format's name (`gguf-lora`).
     pub fn name(self) -> &'static str {
-        Self::ALL.iter().find(|(f, _)| *f == self).map(|(_, n)| *n).expect("every format is in ALL")
+        crate::reader::Named::spelling(self)
     }
 
     /// The format called `name`, if there is one.
     pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+        crate::reader::Named::from_spelling(name)
     }
 
     /// Whether the format writes the model's adapters rather than the model.

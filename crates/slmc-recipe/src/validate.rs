@@ -310,7 +310,7 @@ fn export_spec(n: &Node, d: &mut Diagnostics) -> Option<ExportSpec> {
                 Value::Str(s) => match ExportFormat::from_name(s) {
                     Some(f) => formats.push(f),
                     None => {
-                        let names: Vec<&str> = ExportFormat::ALL.iter().map(|(_, n)| *n).collect();
+                        let names: Vec<&str> = <ExportFormat as crate::reader::Named>::spellings();
                         let mut diag = Diagnostic::new(
                             format!(
                                 "unknown export format `{s}`; slmc writes `{}` and `{}`",
