@@ -156,7 +156,7 @@ fn install_dir(staging: &Path, out: &Path, parent: &Path, name: &str) -> Result<
 }
 
 /// Removes a file, a symlink or a directory tree.
-fn remove_any(path: &Path) -> std::io::Result<()> {
+pub fn remove_any(path: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
@@ -218,6 +218,28 @@ pub fn sweep_stale_temporaries(dir: &Path) -> Result<usize, FormatError> {
         removed += 1;
     }
     Ok(removed)
+}
+
+/// sha256 of every file under the entries `entries` of `root` (files or directory trees; absent
+/// ones are skipped), keyed by path relative to `root` with `/` separators.
+pub fn hash_tree(
+    root: &Path,
+    entries: &[&str],
+) -> Result<std::collections::BTreeMap<String, String>, FormatError> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo: Vec<PathBuf> = entries.iter().map(|e| root.join(e)).filter(|p| p.exists()).collect();
+    while let Some(path) = todo.pop() {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(&path).map_err(|e| FormatError::io(&path, e))?;
+            todo.extend(entries.filter_map(Result::ok).map(|e| e.path()));
+            continue;
+        }
+        let rel = path.strip_prefix(root).unwrap_or(&path);
+        let key: Vec<String> =
+            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        out.insert(key.join("/"), file_sha256(&path)?);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

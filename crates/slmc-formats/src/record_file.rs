@@ -61,14 +61,14 @@ pub fn write_records(
 }
 
 /// A record file read back: its tensors and, when asked for, its metadata document.
-pub struct Records<'a> {
+pub struct RecordFile<'a> {
     path: &'a Path,
     tensors: SafeTensors<'a>,
     /// The JSON document under the metadata key (`Null` when none was asked for).
     pub meta: serde_json::Value,
 }
 
-impl<'a> Records<'a> {
+impl<'a> RecordFile<'a> {
     /// Parses `bytes` (the content of `path`); with `key`, the metadata document under it must
     /// be there (else the file is not a record file of that kind).
     pub fn parse(path: &'a Path, bytes: &'a [u8], key: Option<&str>) -> Result<Self, FormatError> {
@@ -125,7 +125,7 @@ impl<'a> Records<'a> {
     }
 }
 
-/// Reads the file at `path` for [`Records::parse`] (its bytes outlive the parse).
+/// Reads the file at `path` for [`RecordFile::parse`] (its bytes outlive the parse).
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>, FormatError> {
     std::fs::read(path).map_err(|e| FormatError::io(path, e))
 }
@@ -145,14 +145,14 @@ mod tests {
         ];
         write_records(&path, &tensors, Some(("slmc.test", &meta))).unwrap();
         let bytes = read_bytes(&path).unwrap();
-        let r = Records::parse(&path, &bytes, Some("slmc.test")).unwrap();
+        let r = RecordFile::parse(&path, &bytes, Some("slmc.test")).unwrap();
         assert_eq!(r.meta, meta);
         assert_eq!(r.f32s("w", 2).unwrap(), (vec![2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
         assert_eq!(r.tensor("m", Dtype::U8, 1).unwrap().1, &[7, 8]);
         assert!(r.tensor("m", Dtype::F32, 1).unwrap_err().to_string().contains("expected a 1-d F32"));
-        let err = Records::parse(&path, &bytes, Some("slmc.other")).err().unwrap().to_string();
+        let err = RecordFile::parse(&path, &bytes, Some("slmc.other")).err().unwrap().to_string();
         assert!(err.contains("no `slmc.other` metadata") && err.contains("r.safetensors"), "{err}");
-        let err = Records::parse(&path, b"not at all", None).err().unwrap().to_string();
+        let err = RecordFile::parse(&path, b"not at all", None).err().unwrap().to_string();
         assert!(err.contains("not a safetensors file"), "{err}");
     }
 }

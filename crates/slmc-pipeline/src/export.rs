@@ -87,8 +87,9 @@ pub enum ExportOutcome {
     GgufLora(GgufLoraReport),
 }
 
-/// The GGUF type `req` writes for `src`: the one asked for, else the type holding the records'
-/// codes as-is, else the default for the stored dtype.
+/// The GGUF type `req` writes for `src`: the one asked for (a recipe asks for the type holding
+/// its quantize stage's codes as-is, [`slmc_recipe::Recipe::gguf_type`]), else the default for
+/// the stored dtype.
 pub fn gguf_type(req: &ExportRequest, src: &ExportSource<'_>) -> FileType {
     req.gguf_type.unwrap_or_else(|| FileType::default_for(src.stored_dtype))
 }

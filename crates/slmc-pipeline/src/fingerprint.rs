@@ -40,22 +40,3 @@ pub fn model_files(dir: &Path) -> Vec<PathBuf> {
 pub fn hash_files(files: &[PathBuf]) -> Result<BTreeMap<String, String>, PipelineError> {
     files.iter().map(|p| Ok((p.display().to_string(), file_sha256(p)?))).collect()
 }
-
-/// sha256 of every file under the entries `entries` of `root` (files or directory trees), keyed
-/// by path relative to `root` with `/` separators.
-pub fn hash_tree(root: &Path, entries: &[&str]) -> Result<BTreeMap<String, String>, PipelineError> {
-    let mut out = BTreeMap::new();
-    let mut todo: Vec<PathBuf> = entries.iter().map(|e| root.join(e)).filter(|p| p.exists()).collect();
-    while let Some(path) = todo.pop() {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(&path).map_err(|e| PipelineError::io(&path, e))?;
-            todo.extend(entries.filter_map(Result::ok).map(|e| e.path()));
-            continue;
-        }
-        let rel = path.strip_prefix(root).unwrap_or(&path);
-        let key: Vec<String> =
-            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-        out.insert(key.join("/"), file_sha256(&path)?);
-    }
-    Ok(out)
-}

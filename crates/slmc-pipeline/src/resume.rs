@@ -1,6 +1,7 @@
 //! Finished stages on resume: a stage whose `done.json` exists is skipped only when every file of
 //! the state it saved is there with the hash `done.json` lists; otherwise it runs again (and so
-//! do the stages after it, which were made from its output).
+//! do the stages after it, which were made from its output). Only the last skipped stage's state
+//! is loaded: the earlier ones are checked, not read into a model.
 
 use crate::PipelineError;
 use crate::evaluation::{EvalResult, read_json};
@@ -15,8 +16,9 @@ pub(crate) const OUTPUTS_KEY: &str = "outputs";
 
 /// A finished stage's results.
 pub(crate) struct Finished {
-    /// The state it saved (`None`: it left the state unchanged, e.g. an eval stage).
-    pub state: Option<State>,
+    /// Whether it saved a state (checked against its hashes); `false`: it left the state
+    /// unchanged, e.g. an eval stage.
+    pub saved: bool,
     /// The perplexity it measured, if any.
     pub eval: Option<EvalResult>,
 }
@@ -26,7 +28,6 @@ pub(crate) struct Finished {
 pub(crate) fn finished(
     sdir: &Path,
     index: usize,
-    device: &burn::prelude::Device,
     observer: &mut dyn Observer,
 ) -> Result<Option<Finished>, PipelineError> {
     let done = sdir.join("done.json");
@@ -39,10 +40,9 @@ pub(crate) fn finished(
         record.get(OUTPUTS_KEY).and_then(|v| serde_json::from_value(v.clone()).ok());
     let why = match outputs {
         None => "its done.json does not list the files it saved".to_string(),
-        Some(outputs) if outputs.is_empty() => return Ok(Some(Finished { state: None, eval })),
-        Some(outputs) => match State::load(sdir, &outputs, device)? {
-            Ok(state) => return Ok(Some(Finished { state: Some(state), eval })),
-            Err(stale) => stale.0,
+        Some(outputs) => match State::stale(sdir, &outputs)? {
+            None => return Ok(Some(Finished { saved: !outputs.is_empty(), eval })),
+            Some(why) => why,
         },
     };
     observer.event(&Event::Warning(format!("stage {index} runs again: {why}")));

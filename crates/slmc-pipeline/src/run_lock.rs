@@ -9,7 +9,7 @@
 use crate::PipelineError;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The lock file's name inside a run directory.
 pub const LOCK_FILE: &str = ".slmc-lock";
@@ -18,7 +18,6 @@ pub const LOCK_FILE: &str = ".slmc-lock";
 #[derive(Debug)]
 pub struct RunLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl RunLock {
@@ -49,12 +48,7 @@ impl RunLock {
             .and_then(|_| file.rewind())
             .and_then(|_| file.write_all(pid.as_bytes()))
             .map_err(|e| PipelineError::io(&path, e))?;
-        Ok(Self { _file: file, path })
-    }
-
-    /// The lock file.
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { _file: file })
     }
 }
 

@@ -120,21 +120,23 @@ pub fn run(
     // A stage is skipped only while every stage before it was: once one runs, the finished
     // results of later stages were made from an older input and are redone.
     let mut resuming = true;
+    // The last skipped stage that saved a state: loaded once, when a stage runs or the run ends.
+    let mut saved: Option<std::path::PathBuf> = None;
     for stage in &stages {
         let (index, kind) = (stage.index, stage.kind.kind());
         let sdir = dir.stage_dir(index, kind);
-        if resuming && let Some(f) = resume::finished(&sdir, index, device, observer)? {
+        if resuming && let Some(f) = resume::finished(&sdir, index, observer)? {
             observer.event(&Event::StageSkipped { index, kind });
-            match f.state {
-                Some(saved) => {
-                    state = saved;
-                    final_eval = f.eval;
-                }
-                None => final_eval = f.eval.or(final_eval),
+            final_eval = if f.saved { f.eval } else { f.eval.or(final_eval) };
+            if f.saved {
+                saved = Some(sdir);
             }
             continue;
         }
         resuming = false;
+        if let Some(s) = saved.take() {
+            state = State::load(&s, device)?;
+        }
         resume::invalidate(&sdir)?;
         let run = StageRun { recipe, plan: &plan, data: prepared.as_ref(), metrics: &metrics, options };
         let (next, eval) =
@@ -146,6 +148,9 @@ pub fn run(
         };
     }
 
+    if let Some(s) = saved.take() {
+        state = State::load(&s, device)?;
+    }
     let mut gate_lines = Vec::new();
     if gates::any(&recipe.gates) {
         let fe = match (final_eval, &prepared) {

@@ -2,7 +2,8 @@
 //! (quantization codes, sparsity masks, LoRA adapters), saved and loaded once per stage directory.
 
 use crate::PipelineError;
-use crate::fingerprint::{file_sha256, hash_tree};
+use crate::fingerprint::file_sha256;
+use slmc_formats::fsutil::{hash_tree, remove_any};
 use slmc_model::hf_dir::{SaveOptions, save};
 use slmc_model::{CausalLm, HfModel};
 use std::collections::BTreeMap;
@@ -73,14 +74,9 @@ impl State {
         // replaced atomically below).
         for entry in &STATE_ENTRIES[1..] {
             let stale = sdir.join(entry);
-            let removed = if stale.is_dir() {
-                std::fs::remove_dir_all(&stale)
-            } else if stale.is_file() {
-                std::fs::remove_file(&stale)
-            } else {
-                continue;
-            };
-            removed.map_err(|e| PipelineError::io(&stale, e))?;
+            if stale.exists() {
+                remove_any(&stale).map_err(|e| PipelineError::io(&stale, e))?;
+            }
         }
         save(&self.model, &sdir.join("model"), &opts)?;
         if let Some(q) = &self.records.quant {
@@ -92,25 +88,29 @@ impl State {
         if let Some(adapter) = slmc_model::lora::extract(&self.model)? {
             slmc_formats::adapter::write_peft(&adapter, &sdir.join(ADAPTER_RECORDS))?;
         }
-        hash_tree(sdir, &STATE_ENTRIES)
+        Ok(hash_tree(sdir, &STATE_ENTRIES)?)
     }
 
-    /// The state a finished stage saved, after checking every file against the hashes its
-    /// `done.json` lists (`Err(Stale)` names the first that is missing or changed).
-    pub(crate) fn load(
+    /// Why the files a finished stage saved in `sdir` no longer match the hashes its `done.json`
+    /// lists (`None`: they all do).
+    pub(crate) fn stale(
         sdir: &Path,
         outputs: &BTreeMap<String, String>,
-        device: &burn::prelude::Device,
-    ) -> Result<Result<Self, Stale>, PipelineError> {
+    ) -> Result<Option<String>, PipelineError> {
         for (rel, want) in outputs {
             let path = sdir.join(rel);
             if !path.is_file() {
-                return Ok(Err(Stale(format!("{} is missing", path.display()))));
+                return Ok(Some(format!("{} is missing", path.display())));
             }
             if &file_sha256(&path)? != want {
-                return Ok(Err(Stale(format!("{} changed since the stage finished", path.display()))));
+                return Ok(Some(format!("{} changed since the stage finished", path.display())));
             }
         }
+        Ok(None)
+    }
+
+    /// The state a finished stage saved in `sdir` (checked with [`State::stale`] first).
+    pub(crate) fn load(sdir: &Path, device: &burn::prelude::Device) -> Result<Self, PipelineError> {
         let mut model = HfModel::load(&sdir.join("model"), device)?.model;
         let adapter_dir = sdir.join(ADAPTER_RECORDS);
         if adapter_dir.is_dir() {
@@ -121,10 +121,6 @@ impl State {
         let quant = if quant_file.is_file() { Some(slmc_quant::load_records(&quant_file)?) } else { None };
         let mask_file = sdir.join(MASK_RECORDS);
         let masks = if mask_file.is_file() { Some(slmc_prune::load_masks(&mask_file)?) } else { None };
-        Ok(Ok(Self { model, records: Records { quant, masks } }))
+        Ok(Self { model, records: Records { quant, masks } })
     }
 }
-
-/// Why a finished stage's saved state cannot be used (the stage runs again).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Stale(pub String);

@@ -7,7 +7,7 @@
 use crate::PruneError;
 use crate::mask::{Mask, bytes_per_row};
 use safetensors::Dtype;
-use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
+use slmc_formats::record_file::{RecordFile, RecordTensor, read_bytes, write_records};
 use std::collections::BTreeMap;
 use std::path::Path;
 

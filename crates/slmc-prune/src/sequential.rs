@@ -14,7 +14,7 @@ use crate::target::Sparsity;
 use crate::wanda::wanda;
 use slmc_calib::{Block, CalibEvent, Control, ModuleInput, Solved, Solver, walk};
 use slmc_formats::FormatError;
-use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
+use slmc_formats::record_file::{RecordFile, RecordTensor, read_bytes, write_records};
 use slmc_model::CausalLm;
 use slmc_model::weights::transpose;
 use std::collections::{BTreeMap, BTreeSet};

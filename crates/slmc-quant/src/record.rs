@@ -5,7 +5,7 @@
 use crate::QuantError;
 use crate::grid::{Grid, Params};
 use safetensors::Dtype;
-use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
+use slmc_formats::record_file::{RecordFile, RecordTensor, read_bytes, write_records};
 use std::collections::BTreeMap;
 use std::path::Path;
 

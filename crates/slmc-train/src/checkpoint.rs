@@ -105,20 +105,14 @@ const CHECKSUMS: &str = "checksums.json";
 
 /// sha256 of every file under `dir` but the checksum file, by relative path.
 fn checksums(dir: &Path) -> Result<BTreeMap<String, String>, TrainError> {
-    let mut out = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).map_err(|e| err(&d, e))?.filter_map(Result::ok) {
-            let path = entry.path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if entry.file_name() != CHECKSUMS {
-                let rel = path.strip_prefix(dir).unwrap_or(&path).to_string_lossy().replace('\\', "/");
-                out.insert(rel, slmc_formats::fsutil::file_sha256(&path)?);
-            }
-        }
-    }
-    Ok(out)
+    let entries: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != CHECKSUMS)
+        .collect();
+    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+    Ok(slmc_formats::fsutil::hash_tree(dir, &entries)?)
 }
 
 /// Why the checkpoint `dir` cannot be trusted, if it cannot: a file missing, changed or added

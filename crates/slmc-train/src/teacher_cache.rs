@@ -6,7 +6,7 @@ use crate::TrainError;
 use burn::prelude::*;
 use safetensors::Dtype;
 use slmc_data::{Order, Sequences};
-use slmc_formats::record_file::{RecordTensor, Records as RecordFile, read_bytes, write_records};
+use slmc_formats::record_file::{RecordFile, RecordTensor, read_bytes, write_records};
 use slmc_model::CausalLm;
 use slmc_model::kernels::log_softmax;
 use std::collections::HashMap;

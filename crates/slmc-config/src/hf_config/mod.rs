@@ -543,26 +543,6 @@ impl Parser<'_> {
         Ok(value)
     }
 
-    /// Refuses shapes whose parameter count (roughly: embeddings, attention and MLP of every
-    /// layer) exceeds [`MAX_PARAMS`].
-    fn within_params(
-        &self,
-        vocab: usize,
-        hidden: usize,
-        intermediate: usize,
-        layers: usize,
-        q_dim: usize,
-    ) -> Result<(), ConfigError> {
-        let per_layer = (4 * hidden as u128 * q_dim as u128) + (3 * hidden as u128 * intermediate as u128);
-        let total = 2 * vocab as u128 * hidden as u128 + layers as u128 * per_layer;
-        if total > MAX_PARAMS as u128 {
-            return Err(self.err(format!(
-                "these shapes imply about {total} parameters, more than slmc supports ({MAX_PARAMS})"
-            )));
-        }
-        Ok(())
-    }
-
     fn f64_opt(&self, key: &str) -> Result<Option<f64>, ConfigError> {
         match self.get(key) {
             None => Ok(None),
@@ -629,7 +609,6 @@ impl Parser<'_> {
         let max_position_embeddings = self.bounded("max_position_embeddings", max_position_embeddings)?;
         let vocab_size = self.bounded("vocab_size", self.usize_req("vocab_size")?)?;
         let intermediate_size = self.bounded("intermediate_size", self.usize_req("intermediate_size")?)?;
-        self.within_params(vocab_size, hidden_size, intermediate_size, num_layers, num_heads * head_dim)?;
         let dtype_name = self
             .get("torch_dtype")
             .or_else(|| self.get("dtype"))
@@ -656,7 +635,7 @@ impl Parser<'_> {
         let norm_eps_key = if arch == Arch::Phi { "layer_norm_eps" } else { "rms_norm_eps" };
         let mut eos_token_ids = self.token_ids("eos_token_id")?;
         eos_token_ids.dedup();
-        Ok(ModelConfig {
+        let config = ModelConfig {
             arch,
             vocab_size,
             hidden_size,
@@ -681,7 +660,16 @@ impl Parser<'_> {
             dtype,
             features,
             raw: self.raw.clone(),
-        })
+        };
+        // Each size is bounded above, so the count cannot overflow; the bound on the total keeps
+        // a config from describing more than could ever be held.
+        let params = config.num_params() as u64;
+        if params > MAX_PARAMS {
+            return Err(self.err(format!(
+                "these shapes imply {params} parameters, more than slmc supports ({MAX_PARAMS})"
+            )));
+        }
+        Ok(config)
     }
 
     fn sliding_windows(&self, arch: Arch, num_layers: usize) -> Result<Vec<Option<usize>>, ConfigError> {
